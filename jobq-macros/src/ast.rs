@@ -1,0 +1,107 @@
+//! Stage 1b: the annotated `async fn`, read into injected parameters and
+//! argument parameters. Nothing here judges the function; `valid.rs` does.
+
+use syn::{Attribute, FnArg, Ident, ItemFn, Pat, Type};
+
+/// How a parameter gets its value when the job runs.
+pub enum ParamKind {
+    /// Provided by the worker: `jobq::State<T>` or `jobq::JobContext`.
+    Injected,
+    /// Deserialized from the stored args; becomes a field of `Args`.
+    Arg {
+        /// The field name (the parameter's identifier), when the pattern is a
+        /// plain identifier. `None` is reported by validation.
+        ident: Option<Ident>,
+        /// `#[serde(...)]` attributes, carried over to the field.
+        serde_attrs: Vec<Attribute>,
+    },
+}
+
+/// One parameter of the job function.
+pub struct Param {
+    pub pat: Pat,
+    pub ty: Type,
+    pub kind: ParamKind,
+}
+
+/// A receiver (`self`) found among the parameters.
+pub struct Receiver {
+    pub span: proc_macro2::Span,
+}
+
+/// The job function as the macro sees it.
+pub struct JobFn {
+    /// The function as it will be emitted: unchanged but for `#[serde]`
+    /// attributes removed from its parameters (they belong to `Args`).
+    pub item: ItemFn,
+    pub params: Vec<Param>,
+    pub receiver: Option<Receiver>,
+}
+
+/// Whether a type names one of the values the worker injects. The macro cannot
+/// resolve paths, so it goes by the last segment: `State<..>` or `JobContext`.
+pub fn is_injected(ty: &Type) -> bool {
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    if path.qself.is_some() {
+        return false;
+    }
+    match path.path.segments.last() {
+        Some(seg) if seg.ident == "JobContext" => seg.arguments.is_none(),
+        Some(seg) if seg.ident == "State" => {
+            matches!(seg.arguments, syn::PathArguments::AngleBracketed(_))
+        }
+        _ => false,
+    }
+}
+
+impl JobFn {
+    /// Splits the function's parameters and strips `#[serde]` from them.
+    pub fn from_item(mut item: ItemFn) -> Self {
+        let mut params = Vec::new();
+        let mut receiver = None;
+        for input in item.sig.inputs.iter_mut() {
+            match input {
+                FnArg::Receiver(r) => {
+                    receiver = Some(Receiver {
+                        span: r.self_token.span,
+                    });
+                }
+                FnArg::Typed(pt) => {
+                    let (serde_attrs, other): (Vec<_>, Vec<_>) =
+                        pt.attrs.drain(..).partition(|a| a.path().is_ident("serde"));
+                    pt.attrs = other;
+                    let kind = if is_injected(&pt.ty) {
+                        ParamKind::Injected
+                    } else {
+                        let ident = match &*pt.pat {
+                            Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {
+                                Some(pi.ident.clone())
+                            }
+                            _ => None,
+                        };
+                        ParamKind::Arg { ident, serde_attrs }
+                    };
+                    params.push(Param {
+                        pat: (*pt.pat).clone(),
+                        ty: (*pt.ty).clone(),
+                        kind,
+                    });
+                }
+            }
+        }
+        JobFn {
+            item,
+            params,
+            receiver,
+        }
+    }
+
+    /// The parameters that become fields of `Args`.
+    pub fn args(&self) -> impl Iterator<Item = &Param> {
+        self.params
+            .iter()
+            .filter(|p| matches!(p.kind, ParamKind::Arg { .. }))
+    }
+}

@@ -1,0 +1,181 @@
+//! Stage 1a: the keys inside `#[job(...)]`, read into a checked view.
+//!
+//! Every key goes through [`set_once`], so a key given twice is reported on its
+//! second occurrence. Unknown keys fail in `lookahead1`, which lists every key
+//! that would have been accepted.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::{LitInt, LitStr, Token, bracketed};
+
+mod kw {
+    syn::custom_keyword!(queue);
+    syn::custom_keyword!(retries);
+    syn::custom_keyword!(timeout);
+    syn::custom_keyword!(priority);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(aliases);
+    syn::custom_keyword!(cron);
+}
+
+/// A signed integer literal as written. Errors about it go through
+/// `syn::Error::new_spanned`, which covers the `-` too (`Span::join` does not
+/// work on a stable compiler).
+pub struct SignedInt {
+    pub minus: Option<Token![-]>,
+    pub lit: LitInt,
+    pub negative: bool,
+}
+
+impl Parse for SignedInt {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let minus: Option<Token![-]> = input.parse()?;
+        let lit: LitInt = input.parse()?;
+        Ok(SignedInt {
+            negative: minus.is_some(),
+            minus,
+            lit,
+        })
+    }
+}
+
+impl quote::ToTokens for SignedInt {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
+        self.minus.to_tokens(tokens);
+        self.lit.to_tokens(tokens);
+    }
+}
+
+/// The list of `aliases = ["a", "b"]`, with the span of the brackets.
+pub struct Aliases {
+    pub names: Vec<LitStr>,
+}
+
+/// Everything `#[job(...)]` may say. `None` means "not given".
+#[derive(Default)]
+pub struct JobAttr {
+    pub queue: Option<LitStr>,
+    pub retries: Option<LitInt>,
+    pub timeout: Option<LitStr>,
+    pub priority: Option<SignedInt>,
+    pub name: Option<LitStr>,
+    pub aliases: Option<Aliases>,
+    pub cron: Option<LitStr>,
+}
+
+/// Stores `value` in `slot`, or reports the key as given twice on `key_span`.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    key: &str,
+    key_span: Span,
+    errors: &mut Vec<syn::Error>,
+) {
+    if slot.is_some() {
+        errors.push(syn::Error::new(
+            key_span,
+            format!("`{key}` given twice; keep one of them"),
+        ));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+/// Parses the `=` after a key; without one, the error names the key and sits on it
+/// (a missing `=` at the very end would otherwise be spanned on the whole attribute).
+fn expect_eq(input: ParseStream, key: &str, key_span: Span) -> syn::Result<()> {
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        Ok(())
+    } else {
+        Err(syn::Error::new(
+            key_span,
+            format!("expected `=` and a value after `{key}`"),
+        ))
+    }
+}
+
+impl JobAttr {
+    /// Parses the attribute's arguments. Syntax errors stop the parse (there is
+    /// nothing sensible to read after them); duplicated keys are collected.
+    pub fn parse(input: ParseStream, errors: &mut Vec<syn::Error>) -> syn::Result<Self> {
+        let mut attr = JobAttr::default();
+        while !input.is_empty() {
+            let look = input.lookahead1();
+            if look.peek(kw::queue) {
+                let key: kw::queue = input.parse()?;
+                expect_eq(input, "queue", key.span)?;
+                set_once(&mut attr.queue, input.parse()?, "queue", key.span, errors);
+            } else if look.peek(kw::retries) {
+                let key: kw::retries = input.parse()?;
+                expect_eq(input, "retries", key.span)?;
+                set_once(
+                    &mut attr.retries,
+                    input.parse()?,
+                    "retries",
+                    key.span,
+                    errors,
+                );
+            } else if look.peek(kw::timeout) {
+                let key: kw::timeout = input.parse()?;
+                expect_eq(input, "timeout", key.span)?;
+                set_once(
+                    &mut attr.timeout,
+                    input.parse()?,
+                    "timeout",
+                    key.span,
+                    errors,
+                );
+            } else if look.peek(kw::priority) {
+                let key: kw::priority = input.parse()?;
+                expect_eq(input, "priority", key.span)?;
+                set_once(
+                    &mut attr.priority,
+                    input.parse()?,
+                    "priority",
+                    key.span,
+                    errors,
+                );
+            } else if look.peek(kw::name) {
+                let key: kw::name = input.parse()?;
+                expect_eq(input, "name", key.span)?;
+                set_once(&mut attr.name, input.parse()?, "name", key.span, errors);
+            } else if look.peek(kw::aliases) {
+                let key: kw::aliases = input.parse()?;
+                expect_eq(input, "aliases", key.span)?;
+                let content;
+                bracketed!(content in input);
+                let names = content
+                    .parse_terminated(<LitStr as Parse>::parse, Token![,])?
+                    .into_iter()
+                    .collect();
+                set_once(
+                    &mut attr.aliases,
+                    Aliases { names },
+                    "aliases",
+                    key.span,
+                    errors,
+                );
+            } else if look.peek(kw::cron) {
+                let key: kw::cron = input.parse()?;
+                expect_eq(input, "cron", key.span)?;
+                set_once(&mut attr.cron, input.parse()?, "cron", key.span, errors);
+            } else if input.peek(syn::Ident::peek_any) {
+                // Name the unknown key, then list the known ones.
+                let key = input.call(syn::Ident::parse_any)?;
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown key `{key}`; {}", look.error()),
+                ));
+            } else {
+                return Err(look.error());
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(attr)
+    }
+}
