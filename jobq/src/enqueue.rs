@@ -1,0 +1,177 @@
+//! Inserting jobs, inside the caller's transaction when given one.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Acquire, Postgres};
+
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId};
+use crate::store::{self, NewJob};
+
+/// Inserts one job of type `J` through `db`: a `&PgPool`, a `&mut PgConnection`
+/// or a `&mut Transaction<Postgres>`. In a transaction the job exists, and
+/// workers hear of it, only once the transaction commits.
+///
+/// `#[job]` generates `my_job::enqueue(db, args)`, which calls this.
+///
+/// The returned future is `Send`, so it can be awaited in a spawned task or a
+/// web handler. (A plain `async fn` generic over `Acquire` would not be.)
+pub fn enqueue<'c, J: Job, A>(
+    db: A,
+    args: J::Args,
+) -> impl Future<Output = Result<JobId>> + Send + 'c
+where
+    A: Acquire<'c, Database = Postgres> + Send + 'c,
+{
+    Enqueue::<J>::new(args).enqueue(db)
+}
+
+/// Inserts many jobs of type `J` with one statement, whatever their number.
+/// Returns their ids in input order.
+/// The arguments are serialized before the future is returned, so the
+/// iterator need not be `Send`.
+pub fn enqueue_many<'c, J: Job, A, I>(
+    db: A,
+    args: I,
+) -> impl Future<Output = Result<Vec<JobId>>> + Send + 'c
+where
+    A: Acquire<'c, Database = Postgres> + Send + 'c,
+    I: IntoIterator<Item = J::Args>,
+{
+    let jobs = args
+        .into_iter()
+        .map(|a| Enqueue::<J>::new(a).into_new_job())
+        .collect::<Result<Vec<_>>>();
+    async move {
+        let jobs = jobs?;
+        let mut conn = db.acquire().await?;
+        let ids = store::insert_many(&mut conn, &jobs).await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+}
+
+/// One job about to be enqueued, with options that override the job's
+/// defaults. Start it with `my_job::builder(args)`:
+///
+/// ```no_run
+/// # #[jobq::job(queue = "email")]
+/// # async fn send_email(to: String) -> Result<(), std::io::Error> { Ok(()) }
+/// # fn main() {}
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), jobq::Error> {
+/// let mut tx = pool.begin().await?;
+/// send_email::builder(send_email::Args { to: "a@example.com".into() })
+///     .delay(std::time::Duration::from_secs(60))
+///     .priority(-1)
+///     .enqueue(&mut *tx)
+///     .await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "an Enqueue does nothing until `.enqueue(db)` is awaited"]
+pub struct Enqueue<J: Job> {
+    args: J::Args,
+    queue: Option<String>,
+    priority: Option<i16>,
+    max_attempts: Option<i32>,
+    run_at: Option<DateTime<Utc>>,
+    delay: Option<Duration>,
+    _job: PhantomData<fn() -> J>,
+}
+
+impl<J: Job> Enqueue<J> {
+    /// An enqueue of `args` with the job's defaults.
+    pub fn new(args: J::Args) -> Self {
+        Enqueue {
+            args,
+            queue: None,
+            priority: None,
+            max_attempts: None,
+            run_at: None,
+            delay: None,
+            _job: PhantomData,
+        }
+    }
+
+    /// Puts the job in `queue` instead of the job's default queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Sets the priority; lower runs first within a queue.
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Sets how many attempts the job gets in all (at least 1).
+    pub fn max_attempts(mut self, attempts: i32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Runs the job no earlier than `at`.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Runs the job no earlier than `delay` from now (measured on this
+    /// machine's clock).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    fn into_new_job(self) -> Result<NewJob> {
+        let def = &J::DEF;
+        let args = serde_json::to_string(&self.args).map_err(|source| Error::Serialize {
+            job: def.name,
+            source,
+        })?;
+        let queue = self.queue.unwrap_or_else(|| def.queue.to_owned());
+        crate::worker::check_queue_name(&queue)?;
+        let max_attempts = self.max_attempts.unwrap_or(def.max_attempts);
+        if max_attempts < 1 {
+            return Err(Error::Config(format!(
+                "max_attempts must be at least 1, got {max_attempts} for job `{}`",
+                def.name
+            )));
+        }
+        let run_at = match (self.run_at, self.delay) {
+            (Some(at), _) => Some(at),
+            (None, Some(d)) => Some(
+                Utc::now()
+                    + chrono::Duration::from_std(d)
+                        .map_err(|_| Error::Config(format!("delay {d:?} is too long")))?,
+            ),
+            (None, None) => None,
+        };
+        Ok(NewJob {
+            kind: def.name,
+            queue,
+            args,
+            priority: self.priority.unwrap_or(def.priority),
+            max_attempts,
+            run_at,
+        })
+    }
+
+    /// Inserts the job through `db` (pool, connection or transaction). The
+    /// arguments are serialized before the future is returned.
+    pub fn enqueue<'c, A>(self, db: A) -> impl Future<Output = Result<JobId>> + Send + 'c
+    where
+        A: Acquire<'c, Database = Postgres> + Send + 'c,
+    {
+        let job = self.into_new_job();
+        async move {
+            let job = job?;
+            let mut conn = db.acquire().await?;
+            let id = store::insert_one(&mut conn, &job).await?;
+            Ok(JobId(id))
+        }
+    }
+}

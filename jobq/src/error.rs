@@ -1,0 +1,87 @@
+//! The one error type of jobq's API.
+
+/// Everything that can go wrong when enqueueing, migrating or running a worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database said no, or could not be reached. When enqueueing inside a
+    /// transaction, the caller's transaction is aborted and should be rolled
+    /// back; nothing was written.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    /// A job's `Args` could not be serialized to JSON (a map with non-string
+    /// keys, a `Serialize` impl that fails). Nothing was written.
+    #[error("cannot serialize the arguments of job `{job}`: {source}")]
+    Serialize {
+        /// The job's name.
+        job: &'static str,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+
+    /// Two linked-in jobs share a stored name (or alias). Rename one with
+    /// `#[job(name = "...")]`.
+    #[error(
+        "two jobs are named `{name}`: {first} and {second}; give one of them `#[job(name = \"...\")]`"
+    )]
+    DuplicateJob {
+        /// The name both use.
+        name: String,
+        /// Where the first is defined (`module path (file:line)`).
+        first: String,
+        /// Where the second is defined.
+        second: String,
+    },
+
+    /// The worker has no job to run: none was registered or linked in.
+    #[error(
+        "no jobs are registered: the worker found no `#[job]` functions. If your jobs live in \
+         another crate that this binary never names, the linker dropped them; add \
+         `use my_jobs_crate as _;` to the worker's main.rs"
+    )]
+    NoJobs,
+
+    /// A job takes `jobq::State<T>` but the worker was not given a `T`.
+    #[error(
+        "job `{job}` needs state of type `{type_name}`, which the worker was not given; add \
+         `.state(value)` with a `{type_name}` to the Worker"
+    )]
+    MissingState {
+        /// The job's name.
+        job: &'static str,
+        /// The missing type, as `std::any::type_name` spells it.
+        type_name: &'static str,
+    },
+
+    /// The worker's configuration is not usable; the message says why.
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+
+    /// A migration failed to apply.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        /// The migration's version number.
+        version: i64,
+        /// The migration's file name.
+        name: &'static str,
+        /// What PostgreSQL said.
+        source: sqlx::Error,
+    },
+
+    /// The database holds jobq migrations newer than this build knows: a newer
+    /// jobq ran against it. Upgrade this binary.
+    #[error(
+        "the database has jobq schema version {found}, newer than the {known} this build knows; \
+         upgrade jobq"
+    )]
+    SchemaTooNew {
+        /// The newest version recorded in the database.
+        found: i64,
+        /// The newest version this build ships.
+        known: i64,
+    },
+}
+
+/// `Result` with jobq's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

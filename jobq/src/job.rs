@@ -1,0 +1,410 @@
+//! What a job is: the [`Job`] trait and its registration record [`JobDef`], the
+//! values a job can be handed ([`JobContext`], [`State`]), and how its result is
+//! read ([`Outcome`]).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// The id of a stored job (`jobq_jobs.id`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A job type. `#[job]` implements it for the marker `my_job::Job`; write it by
+/// hand only to name jobs in generic code.
+pub trait Job: Send + Sync + 'static {
+    /// The serialized arguments.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// Everything the worker needs to know to run the job.
+    const DEF: JobDef;
+}
+
+/// The registration record of one job type: its stored name, defaults, and a
+/// type-erased runner. `#[job]` builds it; the worker reads it.
+#[derive(Debug)]
+pub struct JobDef {
+    /// The stable stored name (`jobq_jobs.kind`).
+    pub name: &'static str,
+    /// Older names still run by this job, kept after a rename.
+    pub aliases: &'static [&'static str],
+    /// The default queue.
+    pub queue: &'static str,
+    /// Attempts in all (retries + 1).
+    pub max_attempts: i32,
+    /// The default priority; lower runs first.
+    pub priority: i16,
+    /// How long one attempt may run, if limited.
+    pub timeout: Option<Duration>,
+    /// The cron expression, for a cron job.
+    pub cron: Option<&'static str>,
+    /// Where the job is defined, for error messages.
+    #[doc(hidden)]
+    pub location: Location,
+    /// The state types the job takes.
+    #[doc(hidden)]
+    pub requires: &'static [fn() -> Option<StateRequirement>],
+    /// Decodes the arguments, injects the rest, and returns the handler's future.
+    #[doc(hidden)]
+    pub run: fn(RunCx) -> Result<JobFuture, RunError>,
+}
+
+impl JobDef {
+    /// Every name this job answers to: its name, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+
+    /// Where the job is defined: `module::path (file.rs:line)`.
+    pub fn defined_at(&self) -> String {
+        self.location.to_string()
+    }
+}
+
+/// Where a job is defined.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct Location {
+    /// `module_path!()` at the job.
+    pub module_path: &'static str,
+    /// `file!()` at the job.
+    pub file: &'static str,
+    /// `line!()` at the job.
+    pub line: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}:{})", self.module_path, self.file, self.line)
+    }
+}
+
+/// A state type a job needs from the worker.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct StateRequirement {
+    /// `TypeId::of::<T>()`.
+    pub type_id: TypeId,
+    /// `type_name::<T>()`.
+    pub type_name: &'static str,
+}
+
+/// The future of one attempt.
+#[doc(hidden)]
+pub type JobFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+
+/// A value the worker was given with [`Worker::state`](crate::Worker::state),
+/// handed to every job that takes a `State<T>` parameter. Derefs to `T`;
+/// cloning it is cheap (it is an `Arc`).
+pub struct State<T: ?Sized>(Arc<T>);
+
+impl<T: ?Sized> State<T> {
+    /// Wraps a shared value.
+    pub fn new(value: Arc<T>) -> Self {
+        State(value)
+    }
+
+    /// The shared value.
+    pub fn into_inner(self) -> Arc<T> {
+        self.0
+    }
+}
+
+impl<T: ?Sized> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for State<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("State").field(&&*self.0).finish()
+    }
+}
+
+/// The values a worker was given, by type.
+#[derive(Default, Clone)]
+pub(crate) struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl States {
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    pub(crate) fn contains(&self, id: TypeId) -> bool {
+        self.0.contains_key(&id)
+    }
+
+    fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.clone().downcast::<T>().ok())
+    }
+}
+
+/// What a running job knows about itself, and its cancellation signal. Take it
+/// as a parameter of type `jobq::JobContext`.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    id: JobId,
+    name: &'static str,
+    queue: String,
+    attempt: i32,
+    max_attempts: i32,
+    scheduled_at: DateTime<Utc>,
+    cancel: CancellationToken,
+    pool: PgPool,
+}
+
+impl JobContext {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: JobId,
+        name: &'static str,
+        queue: String,
+        attempt: i32,
+        max_attempts: i32,
+        scheduled_at: DateTime<Utc>,
+        cancel: CancellationToken,
+        pool: PgPool,
+    ) -> Self {
+        JobContext {
+            inner: Arc::new(ContextInner {
+                id,
+                name,
+                queue,
+                attempt,
+                max_attempts,
+                scheduled_at,
+                cancel,
+                pool,
+            }),
+        }
+    }
+
+    /// This job's id.
+    pub fn id(&self) -> JobId {
+        self.inner.id
+    }
+
+    /// The job's stored name.
+    pub fn name(&self) -> &'static str {
+        self.inner.name
+    }
+
+    /// The queue the job was claimed from.
+    pub fn queue(&self) -> &str {
+        &self.inner.queue
+    }
+
+    /// This attempt's number: 1 for the first run.
+    pub fn attempt(&self) -> i32 {
+        self.inner.attempt
+    }
+
+    /// Attempts the job gets in all.
+    pub fn max_attempts(&self) -> i32 {
+        self.inner.max_attempts
+    }
+
+    /// Whether a failure now discards the job instead of retrying it.
+    pub fn is_last_attempt(&self) -> bool {
+        self.inner.attempt >= self.inner.max_attempts
+    }
+
+    /// When this attempt was due to start.
+    pub fn scheduled_at(&self) -> DateTime<Utc> {
+        self.inner.scheduled_at
+    }
+
+    /// Fires when the worker wants this attempt to stop: the worker is
+    /// shutting down past its grace period, or the job timed out or was
+    /// cancelled. A handler that can stop early should watch it.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// Whether [`cancellation`](Self::cancellation) has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// The worker's pool, to enqueue follow-up jobs or read data.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .field("queue", &self.inner.queue)
+            .field("attempt", &self.inner.attempt)
+            .field("max_attempts", &self.inner.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything one attempt's runner needs.
+#[doc(hidden)]
+pub struct RunCx {
+    pub(crate) def: &'static JobDef,
+    pub(crate) args: String,
+    pub(crate) ctx: JobContext,
+    pub(crate) states: Arc<States>,
+}
+
+/// Why an attempt could not even start.
+#[derive(Debug)]
+#[doc(hidden)]
+pub enum RunError {
+    /// The stored arguments do not decode into `Args`: the job can never run.
+    Decode(String),
+    /// A `State<T>` the worker does not have (checked at start, so unexpected).
+    MissingState(&'static str),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Decode(m) => f.write_str(m),
+            RunError::MissingState(t) => write!(f, "the worker has no state of type `{t}`"),
+        }
+    }
+}
+
+/// Decodes the stored arguments, with an error that names the job.
+#[doc(hidden)]
+pub fn decode<A: DeserializeOwned>(cx: &RunCx) -> Result<A, RunError> {
+    serde_json::from_str(&cx.args).map_err(|e| {
+        RunError::Decode(format!(
+            "cannot decode the arguments of job `{}`: {e}",
+            cx.def.name
+        ))
+    })
+}
+
+/// A parameter type the worker provides instead of the stored arguments.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be injected into a job",
+    note = "a job parameter named `State<..>` or `JobContext` must be `jobq::State<T>` or `jobq::JobContext`"
+)]
+#[doc(hidden)]
+pub trait Inject: Sized {
+    /// Takes the value for one attempt.
+    fn inject(cx: &RunCx) -> Result<Self, RunError>;
+    /// The state type this needs from the worker, if any.
+    fn requirement() -> Option<StateRequirement>;
+}
+
+impl<T: Send + Sync + 'static> Inject for State<T> {
+    fn inject(cx: &RunCx) -> Result<Self, RunError> {
+        cx.states
+            .get::<T>()
+            .map(State)
+            .ok_or(RunError::MissingState(std::any::type_name::<T>()))
+    }
+
+    fn requirement() -> Option<StateRequirement> {
+        Some(StateRequirement {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+        })
+    }
+}
+
+impl Inject for JobContext {
+    fn inject(cx: &RunCx) -> Result<Self, RunError> {
+        Ok(cx.ctx.clone())
+    }
+
+    fn requirement() -> Option<StateRequirement> {
+        None
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler returned `Ok`.
+    Completed,
+    /// The handler returned `Err`, panicked or timed out: retry after backoff,
+    /// or discard when out of attempts.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// `"error"`, `"panic"` or `"timeout"`.
+        kind: &'static str,
+    },
+    /// The job can never succeed (its arguments do not decode): discard now.
+    Discard {
+        /// Why.
+        error: String,
+    },
+    /// The worker stopped the attempt while shutting down: the job goes back to
+    /// `available` and the attempt does not count.
+    Interrupted,
+}
+
+/// Turns a handler's return value into an [`Outcome`].
+#[diagnostic::on_unimplemented(
+    message = "a job must return `Result<T, E>` where `E` implements `Display`",
+    note = "for example `Result<(), MyError>` or `anyhow::Result<()>`"
+)]
+#[doc(hidden)]
+pub trait IntoOutcome {
+    /// Reads the handler's result.
+    fn into_outcome(self) -> Outcome;
+}
+
+impl<T, E: fmt::Display> IntoOutcome for Result<T, E> {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Ok(_) => Outcome::Completed,
+            // `{:#}` shows the whole chain of an `anyhow::Error`.
+            Err(e) => Outcome::Failed {
+                error: format!("{e:#}"),
+                kind: "error",
+            },
+        }
+    }
+}
+
+/// The registration record that `#[job]` submits to `inventory`.
+#[doc(hidden)]
+pub struct Registration(pub &'static JobDef);
+
+inventory::collect!(Registration);

@@ -1,0 +1,241 @@
+//! Typed background jobs for Rust on PostgreSQL.
+//!
+//! Put `#[job]` on an `async fn`, enqueue it inside your own sqlx transaction,
+//! and run one worker binary that finds every job linked into it. PostgreSQL
+//! is the only infrastructure: jobs are rows, workers claim them with
+//! `FOR UPDATE SKIP LOCKED`, and LISTEN/NOTIFY wakes them on commit.
+//!
+//! # A job
+//!
+//! ```
+//! use jobq::job;
+//!
+//! # #[derive(Debug)] pub struct MailError;
+//! # impl std::fmt::Display for MailError {
+//! #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("mail") }
+//! # }
+//! pub struct Mailer { /* an SMTP client, say */ }
+//!
+//! /// Sends one message.
+//! #[job(queue = "email", retries = 5, timeout = "30s")]
+//! pub async fn send_email(
+//!     mailer: jobq::State<Mailer>, // injected by the worker, not stored
+//!     to: String,                  // every other parameter is a field of `send_email::Args`
+//!     subject: String,
+//!     #[serde(default)] cc: Vec<String>,
+//! ) -> Result<(), MailError> {
+//!     let _ = (&*mailer, to, subject, cc);
+//!     Ok(())
+//! }
+//!
+//! # fn main() {
+//! // The function is unchanged; next to it `#[job]` generated a module:
+//! let args = send_email::Args { to: "ada@example.com".into(), subject: "hi".into(), cc: vec![] };
+//! assert_eq!(send_email::NAME, "send_email");
+//! assert_eq!(send_email::QUEUE, "email");
+//! assert_eq!(send_email::MAX_ATTEMPTS, 6);
+//! # let _ = args;
+//! # }
+//! ```
+//!
+//! [`job`] lists every key it takes and what it generates.
+//!
+//! # Enqueueing, in your transaction
+//!
+//! `enqueue` takes a `&PgPool`, a `&mut PgConnection` or a
+//! `&mut Transaction`. In a transaction, the job exists only if the transaction
+//! commits, and workers are notified only then: rolled back, it never existed.
+//!
+//! ```no_run
+//! # #[jobq::job(queue = "email")]
+//! # async fn send_email(to: String, subject: String) -> Result<(), std::io::Error> { Ok(()) }
+//! # fn main() {}
+//! # async fn signup(pool: sqlx::PgPool) -> Result<(), jobq::Error> {
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("INSERT INTO users (email) VALUES ($1)")
+//!     .bind("ada@example.com")
+//!     .execute(&mut *tx)
+//!     .await?;
+//! send_email::enqueue(&mut tx, send_email::Args {
+//!     to: "ada@example.com".into(),
+//!     subject: "Welcome".into(),
+//! })
+//! .await?;
+//! tx.commit().await?;
+//!
+//! // Many at once: one statement, whatever their number.
+//! let ids = send_email::enqueue_many(&pool, (0..1000).map(|i| send_email::Args {
+//!     to: format!("user{i}@example.com"),
+//!     subject: "News".into(),
+//! }))
+//! .await?;
+//! assert_eq!(ids.len(), 1000);
+//! # Ok(()) }
+//! ```
+//!
+//! Per-job options (delay, run time, priority, queue, attempts) go through
+//! `my_job::builder(args)`; see [`Enqueue`].
+//!
+//! # The worker
+//!
+//! One worker binary runs every job linked into it. Apply the schema once
+//! with [`migrate`] (it keeps its own history table, apart from sqlx's), give
+//! the worker the values jobs take as [`State`], and name the queues:
+//!
+//! ```no_run
+//! # struct Mailer;
+//! # impl Mailer { fn from_env() -> Self { Mailer } }
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let pool = sqlx::PgPool::connect(&std::env::var("DATABASE_URL")?).await?;
+//!     jobq::migrate(&pool).await?;
+//!     jobq::Worker::new(pool)
+//!         .state(Mailer::from_env())
+//!         .queue("email", 20)
+//!         .run() // Ok(()) after SIGTERM or ctrl-c, once running jobs are done
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The worker refuses to start, naming what is wrong, when no job is
+//! registered, two jobs share a name, or a job takes a `State<T>` the worker
+//! was not given.
+//!
+//! **The linker pitfall.** Jobs register themselves through `inventory`. A
+//! crate of jobs that the worker binary never names is not linked, so its jobs
+//! are missing. Name it once in the worker's `main.rs`:
+//!
+//! ```ignore
+//! use my_jobs as _;
+//! ```
+//!
+//! Where that cannot serve, give the worker an explicit [`Registry`].
+//!
+//! # Injected values
+//!
+//! A parameter of type [`State<T>`](State) receives the value given to
+//! [`Worker::state`]; it derefs to `T`. A parameter of type [`JobContext`]
+//! receives the job's id, attempt, queue, a cancellation token, and the pool.
+//! Every other parameter is an argument, stored as JSON.
+//!
+//! `#[job]` goes on a function at module level (not inside another function's
+//! body): the generated module refers to it through `super::`.
+//!
+//! # Failures
+//!
+//! An `Err`, a panic, or a timeout fails the attempt: the error is appended to
+//! the job's `errors` history and the job is retried after an exponential
+//! backoff with jitter ([`Backoff`]), until it has used `retries + 1`
+//! attempts; then it is `discarded`, every attempt's error kept. Arguments that
+//! no longer decode (a field was renamed without `#[serde(alias)]`) discard the
+//! job at once with serde's message. A job whose kind no running worker knows
+//! waits, untouched, for a worker that does.
+//!
+//! # Delivery guarantee: at least once
+//!
+//! A committed job runs until one attempt completes. It runs *more* than once
+//! only when its worker dies, or loses the database, after the handler
+//! finished and before the result was written; the job is then run again.
+//! Make handlers idempotent where a second run would hurt (check-then-act in
+//! the same transaction, or an idempotency key at the other end).
+//!
+//! # Shutdown
+//!
+//! On SIGTERM or ctrl-c the worker stops claiming, lets running jobs finish
+//! within a grace period ([`Worker::shutdown_grace`]), then cancels the rest
+//! and puts them back to `available` (their attempt does not count), writes
+//! every result, and `run()` returns `Ok(())`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod enqueue;
+mod error;
+mod job;
+mod registry;
+mod store;
+mod worker;
+
+pub use enqueue::{Enqueue, enqueue, enqueue_many};
+pub use error::{Error, Result};
+pub use job::{Job, JobContext, JobDef, JobId, Outcome, State};
+pub use registry::{Registry, registry};
+pub use store::migrate;
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
+
+/// Turns an `async fn` into a job.
+///
+/// ```
+/// #[jobq::job(queue = "reports", retries = 3, timeout = "5m", priority = 1)]
+/// async fn build_report(account_id: i64, month: String) -> anyhow::Result<()> {
+///     let _ = (account_id, month);
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # Keys
+///
+/// | key | value | default |
+/// |---|---|---|
+/// | `queue` | queue name: 1–63 of `a-z A-Z 0-9 _ - .` | `"default"` |
+/// | `retries` | retries after the first attempt | 20 |
+/// | `timeout` | one attempt's limit, `"30s"`, `"5m"`, `"1h 30m"` | none |
+/// | `priority` | `-32768..=32767`, lower runs first | 0 |
+/// | `name` | the stored name | the fn's name |
+/// | `aliases` | older stored names still run by this job: `["old_name"]` | none |
+/// | `cron` | a cron expression: 5 fields, 6 with seconds first, or `@hourly` etc. | none |
+///
+/// The stored name is what ties a row to its code: moving the function to
+/// another module changes nothing, renaming it changes the name unless
+/// `name = "..."` keeps it (or `aliases` lists the old one).
+///
+/// # What it generates
+///
+/// Next to the unchanged function, a module of the same name (and
+/// visibility) holding:
+/// - `Args`: one field per parameter that is not injected, with the
+///   parameter's `#[serde(...)]` attributes; `Serialize`, `Deserialize`,
+///   `Debug`, `Clone`;
+/// - `enqueue(db, args)`, `enqueue_many(db, iter)` and `builder(args)`;
+/// - `Job`, a marker type implementing [`Job`](trait@Job);
+/// - constants `NAME`, `QUEUE`, `RETRIES`, `MAX_ATTEMPTS`, `PRIORITY`, `CRON`,
+///   `TIMEOUT`;
+/// - and a registration, so every worker linked with it can run it.
+///
+/// # Compile errors
+///
+/// Spanned on the token to change, saying how: an unknown or repeated key, a
+/// function that is not `async`, generics or `impl Trait`, `self`, a return
+/// type that is not a `Result`, a borrowed parameter, a cron expression that
+/// does not parse, a cron job that takes arguments, a duration that does not
+/// parse, a bad queue name.
+///
+/// The return type's error must implement `Display`; `{:#}` is what gets
+/// stored, so an `anyhow::Error` keeps its whole chain.
+pub use jobq_macros::job;
+
+/// Not public API: what `#[job]`'s generated code names. May change in any
+/// release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::job::{
+        Inject, IntoOutcome, JobFuture, Location, Registration, RunCx, RunError, StateRequirement,
+        decode,
+    };
+    pub use inventory;
+    pub use serde;
+    pub use serde_json;
+    pub use sqlx;
+    pub use std::vec::Vec;
+
+    /// Boxes an attempt's future.
+    pub fn boxed<F>(fut: F) -> JobFuture
+    where
+        F: std::future::Future<Output = crate::Outcome> + Send + 'static,
+    {
+        Box::pin(fut)
+    }
+}

@@ -1,0 +1,66 @@
+//! jobq's own schema history, kept in `jobq_migrations` so it never mixes with
+//! the application's sqlx migrations (`_sqlx_migrations`).
+
+use sqlx::PgPool;
+
+use crate::error::{Error, Result};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_jobs.sql",
+    sql: include_str!("../../../migrations/0001_jobs.sql"),
+}];
+
+/// Key of the advisory lock that serializes migrations across processes.
+const MIGRATE_LOCK: i64 = 0x6a6f_6271_6d69_6772; // "jobqmigr"
+
+/// Applies every jobq migration the database lacks, in one transaction, under
+/// a transaction-level advisory lock so two processes migrating at once apply
+/// each migration once. Running it again is a no-op.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS jobq_migrations (
+            version    bigint PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM jobq_migrations")
+        .fetch_all(&mut *tx)
+        .await?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(&found) = applied.iter().max().filter(|v| **v > known) {
+        return Err(Error::SchemaTooNew { found, known });
+    }
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| Error::Migration {
+                version: m.version,
+                name: m.name,
+                source,
+            })?;
+        sqlx::query("INSERT INTO jobq_migrations (version, name) VALUES ($1, $2)")
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(version = m.version, name = m.name, "applied jobq migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}

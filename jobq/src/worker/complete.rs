@@ -1,0 +1,98 @@
+//! The completer: writes attempts' results in batches, one statement per
+//! flush, retrying through database outages until they are written.
+
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use super::Config;
+use super::outage::Outage;
+use crate::job::Outcome;
+use crate::store::{self, Finish};
+
+/// Results written by one statement, at most.
+const MAX_BATCH: usize = 1000;
+
+/// The result of one attempt, on its way to the database.
+pub(crate) struct Completion {
+    pub id: i64,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub outcome: Outcome,
+}
+
+impl Completion {
+    fn into_finish(self, config: &Config) -> Finish {
+        let mut finish = Finish {
+            id: self.id,
+            attempt: self.attempt,
+            state: "completed",
+            delay_ms: 0,
+            error: None,
+            error_kind: None,
+            requeue: false,
+        };
+        match self.outcome {
+            Outcome::Completed => {}
+            Outcome::Failed { error, kind } => {
+                finish.error = Some(error);
+                finish.error_kind = Some(kind);
+                if self.attempt >= self.max_attempts {
+                    finish.state = "discarded";
+                } else {
+                    finish.state = "retryable";
+                    let delay = config.backoff.delay(self.attempt);
+                    finish.delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                }
+            }
+            Outcome::Discard { error } => {
+                finish.state = "discarded";
+                finish.error = Some(error);
+                finish.error_kind = Some("decode");
+            }
+            Outcome::Interrupted => {
+                finish.state = "available";
+                finish.requeue = true;
+                finish.error = Some("interrupted: the worker shut down".to_owned());
+                finish.error_kind = Some("shutdown");
+            }
+        }
+        finish
+    }
+}
+
+/// Runs until every sender is gone and every result is written.
+pub(super) async fn run(
+    pool: PgPool,
+    worker_id: i64,
+    config: Config,
+    mut rx: mpsc::Receiver<Completion>,
+) {
+    let mut outage = Outage::new("record results");
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first.into_finish(&config));
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c.into_finish(&config)),
+                Err(_) => break,
+            }
+        }
+        loop {
+            match store::finish_many(&pool, worker_id, &batch).await {
+                Ok(written) => {
+                    outage.recovered();
+                    let refused = batch.len() as u64 - written;
+                    if refused > 0 {
+                        tracing::warn!(
+                            refused,
+                            "results refused: those jobs were rescued from this worker and belong to a newer attempt"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => tokio::time::sleep(outage.failed(&e)).await,
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,165 @@
+//! One attempt of one job: decode, inject, run under a span with its timeout
+//! and cancellation token, turn a panic into a failed attempt, hand the
+//! outcome to the completer.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Completion, Shared};
+use crate::job::{JobContext, JobDef, JobId, Outcome, RunCx, RunError};
+use crate::store::ClaimedJob;
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    queue: String,
+    job: ClaimedJob,
+    slot: OwnedSemaphorePermit,
+) {
+    let Some(def) = shared.registry.get(&job.kind) else {
+        // Unreachable: the claim names only registered kinds. Leave the job to
+        // be rescued rather than guess.
+        tracing::error!(job.id = job.id, job.kind = %job.kind, "claimed a job of an unknown kind");
+        return;
+    };
+    let span = tracing::info_span!(
+        "job",
+        job.id = job.id,
+        job.name = def.name,
+        job.queue = %queue,
+        job.attempt = job.attempt,
+    );
+    let (id, attempt, max_attempts) = (job.id, job.attempt, job.max_attempts);
+    let outcome = attempt_once(&shared, def, queue, job)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| match &outcome {
+        Outcome::Completed => tracing::debug!("job completed"),
+        Outcome::Failed { error, kind } => tracing::warn!(%error, kind, "job attempt failed"),
+        Outcome::Discard { error } => tracing::error!(%error, "job discarded"),
+        Outcome::Interrupted => tracing::info!("job interrupted by shutdown"),
+    });
+    let done = Completion {
+        id,
+        attempt,
+        max_attempts,
+        outcome,
+    };
+    if shared.completions.send(done).await.is_err() {
+        tracing::error!(
+            job.id = id,
+            "the completer stopped; this result is lost and the job will be rescued"
+        );
+    }
+    drop(slot);
+}
+
+async fn attempt_once(
+    shared: &Shared,
+    def: &'static JobDef,
+    queue: String,
+    job: ClaimedJob,
+) -> Outcome {
+    let cancel = shared.stop_jobs.child_token();
+    shared
+        .running
+        .lock()
+        .expect("running map")
+        .insert(job.id, cancel.clone());
+    let ctx = JobContext::new(
+        JobId(job.id),
+        def.name,
+        queue,
+        job.attempt,
+        job.max_attempts,
+        job.scheduled_at,
+        cancel.clone(),
+        shared.pool.clone(),
+    );
+    let cx = RunCx {
+        def,
+        args: job.args,
+        ctx,
+        states: shared.states.clone(),
+    };
+    let outcome = match (def.run)(cx) {
+        Err(RunError::Decode(error)) => Outcome::Discard { error },
+        Err(e @ RunError::MissingState(_)) => Outcome::Failed {
+            error: e.to_string(),
+            kind: "error",
+        },
+        Ok(fut) => {
+            let timeout = def.timeout.or(shared.config.default_timeout);
+            supervise(fut, timeout, &cancel, shared.config.timeout_grace).await
+        }
+    };
+    shared.running.lock().expect("running map").remove(&job.id);
+    outcome
+}
+
+/// Runs the handler to its end, its timeout, or its cancellation. A timed-out
+/// or cancelled handler sees its token fire and gets `grace` to return before
+/// its future is dropped.
+async fn supervise(
+    fut: impl Future<Output = Outcome> + Send,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> Outcome {
+    let mut fut = std::pin::pin!(AssertUnwindSafe(fut).catch_unwind());
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = &mut fut => from_result(result),
+        _ = deadline => {
+            cancel.cancel();
+            // The handler may watch its token; whatever it returns now, the
+            // attempt timed out.
+            let _ = tokio::time::timeout(grace, &mut fut).await;
+            Outcome::Failed {
+                error: format!("timed out after {:?}", timeout.unwrap_or_default()),
+                kind: "timeout",
+            }
+        }
+        _ = cancel.cancelled() => {
+            match tokio::time::timeout(grace, &mut fut).await {
+                Ok(result) => match from_result(result) {
+                    Outcome::Completed => Outcome::Completed,
+                    _ => Outcome::Interrupted,
+                },
+                Err(_) => Outcome::Interrupted,
+            }
+        }
+    }
+}
+
+fn from_result(result: Result<Outcome, Box<dyn Any + Send>>) -> Outcome {
+    match result {
+        Ok(outcome) => outcome,
+        Err(panic) => Outcome::Failed {
+            error: format!("panicked: {}", panic_message(&*panic)),
+            kind: "panic",
+        },
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

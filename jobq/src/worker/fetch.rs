@@ -1,0 +1,78 @@
+//! The producer of one queue: claims as many due jobs as it has free slots, in
+//! one statement, and spawns each; then waits for a notification, the poll
+//! interval, or a free slot.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::outage::Outage;
+use super::{Shared, execute};
+use crate::store;
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    queue: String,
+    concurrency: usize,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut outage = Outage::new("claim jobs");
+    loop {
+        let mut permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => p.expect("the slot semaphore is never closed"),
+        };
+        // Every free slot, so one claim fills them all.
+        let free = slots.available_permits();
+        if free > 0
+            && let Ok(more) = slots.clone().try_acquire_many_owned(free as u32)
+        {
+            permit.merge(more);
+        }
+        let want = permit.num_permits();
+        // Not raced against `stop`: jobs this claim takes must run.
+        let claimed = store::claim_batch(
+            &shared.pool,
+            &queue,
+            &shared.kinds,
+            want as i64,
+            shared.worker_id,
+        )
+        .await;
+        let got = match claimed {
+            Ok(jobs) => {
+                outage.recovered();
+                let got = jobs.len();
+                for job in jobs {
+                    let one = permit.split(1).expect("one slot per claimed job");
+                    shared
+                        .jobs
+                        .spawn(execute::run(shared.clone(), queue.clone(), job, one));
+                }
+                got
+            }
+            Err(e) => {
+                drop(permit);
+                let wait = outage.failed(&e);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        drop(permit);
+        if got == want {
+            // Full claim: more may be due; go again as soon as a slot frees.
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(shared.config.poll_interval) => {}
+        }
+    }
+}

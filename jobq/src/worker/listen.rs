@@ -1,0 +1,70 @@
+//! LISTEN/NOTIFY: wakes a queue's producer when a job is committed to it.
+//! After every (re)connection all producers are woken, so a notification lost
+//! while the connection was down delays nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::outage::Outage;
+use crate::store::INSERT_CHANNEL;
+
+pub(super) async fn run(
+    pool: PgPool,
+    wakers: HashMap<String, Arc<Notify>>,
+    stop: CancellationToken,
+) {
+    let wake_all = || wakers.values().for_each(|w| w.notify_one());
+    let mut outage = Outage::new("listen for new jobs");
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(INSERT_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = stop.cancelled() => return,
+            l = connected => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            },
+        };
+        outage.recovered();
+        wake_all();
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                n = listener.try_recv() => n,
+            };
+            match next {
+                Ok(Some(n)) => {
+                    if let Some(w) = wakers.get(n.payload()) {
+                        w.notify_one();
+                    }
+                }
+                // The connection dropped; the next call reconnects. Catch up.
+                Ok(None) => {
+                    tracing::warn!("jobq lost its LISTEN connection; reconnecting");
+                    wake_all();
+                }
+                Err(e) => {
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => break,
+                    }
+                }
+            }
+        }
+    }
+}

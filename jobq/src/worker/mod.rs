@@ -1,0 +1,449 @@
+//! The worker: one per process, running every queue it was given.
+//!
+//! Background services, each in its own file and each stopping on the shutdown
+//! token: `fetch` (one producer per queue: claim, spawn), `execute` (one
+//! attempt), `complete` (batched result writes), `listen` (LISTEN/NOTIFY
+//! wake-ups), `heartbeat` (the worker's lease).
+
+mod complete;
+mod execute;
+mod fetch;
+mod heartbeat;
+mod listen;
+mod outage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+use crate::job::States;
+use crate::registry::Registry;
+use crate::store;
+
+pub(crate) use complete::Completion;
+
+/// Concurrency of each queue the worker runs when none was named.
+pub const DEFAULT_CONCURRENCY: usize = 10;
+
+/// How long to wait before retrying a failed attempt: exponential in the
+/// attempt number, capped, with jitter so that jobs failing together do not
+/// retry together.
+///
+/// Attempt `n` (1 for the first) failing waits a random time between half and
+/// all of `min(base * 2^(n-1), max)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first failure (before jitter).
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 1 s after the first failure, doubling up to 1 hour.
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after attempt `attempt` (1-based) failed.
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let exp = attempt.saturating_sub(1).clamp(0, 30) as u32;
+        let full = self.base.saturating_mul(1u32 << exp).min(self.max);
+        // Jitter: uniformly in [full/2, full].
+        full.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// Checks a queue name: 1 to 63 characters from `a-z A-Z 0-9 _ - .`.
+pub(crate) fn check_queue_name(queue: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if queue.is_empty() || queue.len() > 63 || !queue.chars().all(ok_char) {
+        return Err(Error::Config(format!(
+            "invalid queue name `{queue}`: use 1 to 63 characters from a-z, A-Z, 0-9, `_`, `-` and `.`"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs jobs. One per process is enough: it runs every queue it is given,
+/// each with its own concurrency.
+///
+/// ```no_run
+/// # struct Mailer;
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), jobq::Error> {
+/// jobq::migrate(&pool).await?;
+/// jobq::Worker::new(pool)
+///     .state(Mailer)            // for jobs that take `jobq::State<Mailer>`
+///     .queue("email", 20)       // up to 20 email jobs at once
+///     .queue("default", 10)
+///     .run()                    // returns Ok(()) after SIGTERM or ctrl-c
+///     .await
+/// # }
+/// ```
+pub struct Worker {
+    pool: PgPool,
+    registry: Option<Registry>,
+    states: States,
+    queues: BTreeMap<String, usize>,
+    config: Config,
+}
+
+/// Tunables shared by the worker's services.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub backoff: Backoff,
+    pub default_timeout: Option<Duration>,
+    pub timeout_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            poll_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            default_timeout: None,
+            timeout_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Worker {
+    /// A worker on `pool`, running every linked-in job, with default settings.
+    /// The worker holds one of the pool's connections for LISTEN and borrows
+    /// others to claim and record jobs.
+    pub fn new(pool: PgPool) -> Self {
+        Worker {
+            pool,
+            registry: None,
+            states: States::default(),
+            queues: BTreeMap::new(),
+            config: Config::default(),
+        }
+    }
+
+    /// Gives jobs a value they take as `jobq::State<T>`. One value per type;
+    /// a second call with the same type replaces the first.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Runs `queue` with up to `concurrency` jobs at once. Without any call,
+    /// the worker runs the default queue of every registered job with
+    /// [`DEFAULT_CONCURRENCY`].
+    pub fn queue(mut self, queue: impl Into<String>, concurrency: usize) -> Self {
+        self.queues.insert(queue.into(), concurrency);
+        self
+    }
+
+    /// Runs the jobs of `registry` instead of every linked-in job.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// How often to look for jobs when no notification arrived (default 1 s).
+    /// Notifications make pick-up immediate; polling is the fallback.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.config.poll_interval = every;
+        self
+    }
+
+    /// How often the worker renews its lease (default 5 s).
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.config.heartbeat_interval = every;
+        self
+    }
+
+    /// How long running jobs may take to finish after shutdown begins
+    /// (default 30 s). Jobs still running then are cancelled and put back to
+    /// `available`, their attempt not counted.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// How long failed jobs wait before they run again.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// A timeout for jobs whose `#[job]` sets none (default: none).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.config.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs until SIGTERM or ctrl-c, then shuts down gracefully and returns
+    /// `Ok(())`. Fails before running anything when the set-up is wrong: no
+    /// jobs, duplicate names, a missing state, a bad queue name.
+    pub async fn run(self) -> Result<()> {
+        // Install the handlers before starting, so no signal slips through.
+        let signal = shutdown_signal()?;
+        self.run_until(signal).await
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully. For tests and
+    /// for programs with their own shutdown logic; OS signals are not watched.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<()> {
+        let started = self.start().await?;
+        signal.await;
+        started.shutdown().await
+    }
+
+    /// Checks the set-up, registers the worker, and starts every service.
+    async fn start(self) -> Result<Running> {
+        let Worker {
+            pool,
+            registry,
+            states,
+            mut queues,
+            config,
+        } = self;
+        let registry = match registry {
+            Some(r) => r,
+            None => crate::registry::registry()?,
+        };
+        if registry.is_empty() {
+            return Err(Error::NoJobs);
+        }
+        for def in registry.jobs() {
+            for req in def.requires.iter().filter_map(|r| r()) {
+                if !states.contains(req.type_id) {
+                    return Err(Error::MissingState {
+                        job: def.name,
+                        type_name: req.type_name,
+                    });
+                }
+            }
+        }
+        if queues.is_empty() {
+            for def in registry.jobs() {
+                queues.insert(def.queue.to_owned(), DEFAULT_CONCURRENCY);
+            }
+        }
+        for (queue, concurrency) in &queues {
+            check_queue_name(queue)?;
+            if *concurrency == 0 {
+                return Err(Error::Config(format!(
+                    "queue `{queue}` has concurrency 0; give it at least 1"
+                )));
+            }
+        }
+        if config.poll_interval.is_zero() || config.heartbeat_interval.is_zero() {
+            return Err(Error::Config(
+                "poll and heartbeat intervals must be longer than zero".into(),
+            ));
+        }
+
+        let queue_names: Vec<String> = queues.keys().cloned().collect();
+        let worker_id =
+            store::register_worker(&pool, &hostname(), std::process::id() as i32, &queue_names)
+                .await?;
+        tracing::info!(
+            worker_id,
+            queues = ?queues,
+            jobs = ?registry.jobs().map(|d| d.name).collect::<Vec<_>>(),
+            "jobq worker started"
+        );
+
+        let stop_fetching = CancellationToken::new();
+        let stop_jobs = CancellationToken::new();
+        let stop_services = CancellationToken::new();
+        let (completions, completions_rx) = mpsc::channel(4096);
+        let shared = Arc::new(Shared {
+            pool: pool.clone(),
+            worker_id,
+            kinds: registry.kinds(),
+            registry,
+            states: Arc::new(states),
+            config: config.clone(),
+            completions,
+            stop_jobs: stop_jobs.clone(),
+            running: Mutex::new(HashMap::new()),
+            jobs: TaskTracker::new(),
+        });
+
+        let wakers: HashMap<String, Arc<Notify>> = queues
+            .keys()
+            .map(|q| (q.clone(), Arc::new(Notify::new())))
+            .collect();
+        let services = TaskTracker::new();
+        let completer = tokio::spawn(complete::run(
+            pool.clone(),
+            worker_id,
+            config.clone(),
+            completions_rx,
+        ));
+        services.spawn(listen::run(
+            pool.clone(),
+            wakers.clone(),
+            stop_services.clone(),
+        ));
+        services.spawn(heartbeat::run(
+            pool.clone(),
+            worker_id,
+            config.heartbeat_interval,
+            stop_services.clone(),
+        ));
+        let producers = TaskTracker::new();
+        for (queue, concurrency) in queues {
+            let wake = wakers[&queue].clone();
+            producers.spawn(fetch::run(
+                shared.clone(),
+                queue,
+                concurrency,
+                wake,
+                stop_fetching.clone(),
+            ));
+        }
+        producers.close();
+        services.close();
+        Ok(Running {
+            shared,
+            stop_fetching,
+            stop_jobs,
+            stop_services,
+            producers,
+            services,
+            completer,
+        })
+    }
+}
+
+/// What the worker's services share.
+pub(crate) struct Shared {
+    pub pool: PgPool,
+    pub worker_id: i64,
+    pub registry: Registry,
+    pub kinds: Vec<String>,
+    pub states: Arc<States>,
+    pub config: Config,
+    pub completions: mpsc::Sender<Completion>,
+    /// Fires when running jobs must stop (shutdown past its grace).
+    pub stop_jobs: CancellationToken,
+    /// Cancellation tokens of the running attempts, by job id.
+    pub running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Every running attempt's task.
+    pub jobs: TaskTracker,
+}
+
+/// A started worker, waiting to be shut down.
+struct Running {
+    shared: Arc<Shared>,
+    stop_fetching: CancellationToken,
+    stop_jobs: CancellationToken,
+    stop_services: CancellationToken,
+    producers: TaskTracker,
+    services: TaskTracker,
+    completer: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops claiming, lets running jobs finish within the grace period,
+    /// interrupts the rest (they go back to `available`), writes every result,
+    /// and removes the worker's row.
+    async fn shutdown(self) -> Result<()> {
+        let Running {
+            shared,
+            stop_fetching,
+            stop_jobs,
+            stop_services,
+            producers,
+            services,
+            completer,
+        } = self;
+        let grace = shared.config.shutdown_grace;
+        let running = shared.running.lock().expect("running map").len();
+        tracing::info!(running, ?grace, "jobq worker shutting down");
+        stop_fetching.cancel();
+        producers.wait().await;
+        shared.jobs.close();
+        if tokio::time::timeout(grace, shared.jobs.wait())
+            .await
+            .is_err()
+        {
+            let left = shared.running.lock().expect("running map").len();
+            tracing::warn!(
+                left,
+                "jobs still running after the shutdown grace period; interrupting them"
+            );
+            stop_jobs.cancel();
+            shared.jobs.wait().await;
+        }
+        let worker_id = shared.worker_id;
+        let pool = shared.pool.clone();
+        // Dropping the last sender lets the completer drain and stop.
+        drop(shared);
+        // Results are retried through an outage, but not forever: past the
+        // grace period the jobs stay `running` and are rescued after the lease.
+        match tokio::time::timeout(grace.max(Duration::from_secs(5)), completer).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "jobq completer failed"),
+            Err(_) => tracing::error!(
+                "could not record every result before exiting; those jobs will run again after \
+                 their lease expires"
+            ),
+        }
+        stop_services.cancel();
+        services.wait().await;
+        if let Err(e) = store::deregister_worker(&pool, worker_id).await {
+            tracing::warn!(error = %e, "could not remove the worker's row; its lease will expire");
+        }
+        tracing::info!("jobq worker stopped");
+        Ok(())
+    }
+}
+
+/// Installs SIGTERM and ctrl-c handlers; the future completes on either.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind| {
+            signal(kind).map_err(|e| Error::Config(format!("cannot listen for signals: {e}")))
+        };
+        let mut term = listen(SignalKind::terminate())?;
+        let mut int = listen(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("ctrl-c received"),
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("ctrl-c received");
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
