@@ -1,0 +1,34 @@
+//! The worker process the integration tests start, stop and kill: every job
+//! of `jobq_tests` on `DATABASE_URL`, until SIGTERM.
+
+// The jobs live in the library crate; naming it keeps the linker from
+// dropping their registrations.
+use jobq_tests as _;
+
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let url = std::env::var("DATABASE_URL")?;
+    let concurrency: usize = std::env::var("JOBQ_TEST_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(8);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&url)
+        .await?;
+    jobq::Worker::new(pool.clone())
+        .state(pool)
+        .queue("default", concurrency)
+        .backoff(jobq_tests::FAST_BACKOFF)
+        .poll_interval(Duration::from_millis(200))
+        .shutdown_grace(Duration::from_secs(10))
+        .run()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Integration-test support for jobq: a fresh database per test, the jobs the
+//! tests enqueue, a worker started in-process or as a separate process, and
+//! waiting for a condition with a deadline (never sleeping "long enough").
+
+use std::future::Future;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jobq::{Backoff, JobContext, State, Worker, job};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The server the tests run against: `DATABASE_URL`, set by `scripts/test`.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests with scripts/test, which starts a server")
+}
+
+/// A database of its own for one test, with jobq's schema and the tests'
+/// `test_runs` table. Dropped by [`TestDb::cleanup`] when the test passes; a
+/// failing test leaves it behind for a look.
+pub struct TestDb {
+    /// A pool on the test's database.
+    pub pool: PgPool,
+    /// The test database's URL, for worker processes.
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates the database `jobq_<test>_<random>` and migrates it.
+    pub async fn new(test: &str) -> TestDb {
+        let db = Self::empty(test).await;
+        jobq::migrate(&db.pool).await.expect("migrate");
+        sqlx::raw_sql(
+            "CREATE TABLE test_runs (
+                seq     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                job_id  bigint NOT NULL,
+                kind    text   NOT NULL,
+                attempt int    NOT NULL,
+                event   text   NOT NULL,
+                payload jsonb,
+                at      timestamptz NOT NULL DEFAULT clock_timestamp()
+            )",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("create test_runs");
+        db
+    }
+
+    /// Creates the database without migrating it.
+    pub async fn empty(test: &str) -> TestDb {
+        let name = format!("jobq_{}_{}", test, fastrand::u32(..));
+        let server: PgConnectOptions = server_url().parse().expect("DATABASE_URL parses");
+        let mut admin = server.connect().await.expect("connect to DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let options = server.database(&name);
+        let url = options.to_url_lossy().to_string();
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .connect_with(options)
+            .await
+            .expect("connect to the test database");
+        TestDb { pool, url, name }
+    }
+
+    /// A single connection to the test database.
+    pub async fn connection(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect")
+    }
+
+    /// Drops the database.
+    pub async fn cleanup(self) {
+        self.pool.close().await;
+        let server: PgConnectOptions = server_url().parse().expect("DATABASE_URL parses");
+        if let Ok(mut admin) = server.connect().await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+
+    /// How many rows `sql` (a `SELECT count(*) ...`) counts.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; panics naming `what` after
+/// `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Quick retries, so failure tests finish fast.
+pub const FAST_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(10),
+    max: Duration::from_millis(50),
+};
+
+/// A worker as the tests run it: the pool as state, quick retries, the
+/// `default` queue at concurrency 8.
+pub fn test_worker(pool: &PgPool) -> Worker {
+    Worker::new(pool.clone())
+        .state(pool.clone())
+        .queue("default", 8)
+        .backoff(FAST_BACKOFF)
+        .poll_interval(Duration::from_millis(200))
+        .shutdown_grace(Duration::from_secs(10))
+}
+
+/// A worker running in this process until [`InProcess::stop`].
+pub struct InProcess {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<jobq::Result<()>>,
+}
+
+impl InProcess {
+    /// Starts `worker` on the current runtime.
+    pub fn start(worker: Worker) -> InProcess {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run_until(async move {
+            let _ = stopped.await;
+        }));
+        InProcess { stop, task }
+    }
+
+    /// Shuts the worker down gracefully and returns what `run_until` returned.
+    pub async fn stop(self) -> jobq::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.expect("worker task panicked")
+    }
+}
+
+/// A worker process (the `test-worker` binary) on `url`.
+pub fn spawn_worker_process(bin: &str, url: &str, concurrency: usize) -> Child {
+    Command::new(bin)
+        .env("DATABASE_URL", url)
+        .env("JOBQ_TEST_CONCURRENCY", concurrency.to_string())
+        .env("RUST_LOG", "jobq=info")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn test-worker")
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+/// Waits for a child to exit, with a deadline; kills it and panics past it.
+pub async fn wait_exit(child: &mut Child, deadline: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("worker process did not exit within {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn record_run(
+    db: &PgPool,
+    ctx: &JobContext,
+    event: &str,
+    payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO test_runs (job_id, kind, attempt, event, payload) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(ctx.id().0)
+    .bind(ctx.name())
+    .bind(ctx.attempt())
+    .bind(event)
+    .bind(payload)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records that it ran, with its argument.
+#[job(retries = 3)]
+pub async fn record(db: State<PgPool>, ctx: JobContext, n: i64) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::json!({ "n": n })).await
+}
+
+/// Records its typed arguments as JSON, under a stored name of its own.
+#[job(name = "typed", aliases = ["typed_v0"], retries = 0)]
+pub async fn typed_args(
+    db: State<PgPool>,
+    ctx: JobContext,
+    user_id: i64,
+    email: String,
+    tags: Vec<String>,
+    #[serde(default)] note: Option<String>,
+) -> anyhow::Result<()> {
+    let payload =
+        serde_json::json!({ "user_id": user_id, "email": email, "tags": tags, "note": note });
+    record_run(&db, &ctx, "ran", payload).await?;
+    Ok(())
+}
+
+/// Fails every attempt, after recording it.
+#[job(retries = 2)]
+pub async fn always_fails(db: State<PgPool>, ctx: JobContext) -> anyhow::Result<()> {
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await?;
+    anyhow::bail!("boom on attempt {}", ctx.attempt())
+}
+
+/// Panics, after recording that it started.
+#[job(retries = 0)]
+pub async fn panics(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await?;
+    panic!("the handler panicked on purpose")
+}
+
+/// Records its start, sleeps `millis`, records its end.
+#[job(retries = 0)]
+pub async fn slow(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    record_run(&db, &ctx, "finished", serde_json::Value::Null).await
+}
