@@ -1,0 +1,1 @@
+//! Hosts only the trybuild tests of `#[jobq::job]` (see `tests/ui.rs`); it exports nothing.

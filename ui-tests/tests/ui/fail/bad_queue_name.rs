@@ -1,0 +1,7 @@
+#[jobq::job(queue = "my queue")]
+async fn export(report_id: i64) -> Result<(), std::io::Error> {
+    let _ = report_id;
+    Ok(())
+}
+
+fn main() {}

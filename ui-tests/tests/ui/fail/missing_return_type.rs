@@ -1,0 +1,6 @@
+#[jobq::job]
+async fn send_email(to: String) {
+    let _ = to;
+}
+
+fn main() {}

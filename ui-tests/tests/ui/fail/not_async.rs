@@ -1,0 +1,7 @@
+#[jobq::job]
+fn send_email(to: String) -> Result<(), std::io::Error> {
+    let _ = to;
+    Ok(())
+}
+
+fn main() {}

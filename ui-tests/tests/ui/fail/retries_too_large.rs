@@ -1,0 +1,7 @@
+#[jobq::job(retries = 5000)]
+async fn export(report_id: i64) -> Result<(), std::io::Error> {
+    let _ = report_id;
+    Ok(())
+}
+
+fn main() {}

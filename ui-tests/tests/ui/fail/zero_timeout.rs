@@ -1,0 +1,7 @@
+#[jobq::job(timeout = "0s")]
+async fn export(report_id: i64) -> Result<(), std::io::Error> {
+    let _ = report_id;
+    Ok(())
+}
+
+fn main() {}
