@@ -26,6 +26,7 @@ CREATE TABLE jobq_jobs (
     attempted_at  timestamptz,
     finalized_at  timestamptz,
     attempted_by  bigint,
+    cancel_requested_at timestamptz,
     errors        jsonb       NOT NULL DEFAULT '[]',
     unique_key    text,
     tags          text[]      NOT NULL DEFAULT '{}',

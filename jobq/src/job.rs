@@ -355,28 +355,124 @@ impl Inject for JobContext {
     }
 }
 
+/// What a job asks of the worker instead of plain failure: return it as the
+/// error of the job's `Result`.
+///
+/// It is recognized when the job's error type is `jobq::Control` itself,
+/// `anyhow::Error` (with the default `anyhow` feature) or
+/// `Box<dyn Error + Send + Sync>` holding it:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[jobq::job]
+/// async fn sync_account(account_id: i64) -> anyhow::Result<()> {
+///     let rate_limited = account_id < 0;
+///     if rate_limited {
+///         // Not a failure: try again in a minute, without using an attempt.
+///         return Err(jobq::Control::snooze(Duration::from_secs(60)).into());
+///     }
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Control {
+    /// Run again after this long; the attempt does not count.
+    #[error("snoozed for {0:?}")]
+    Snooze(Duration),
+    /// A failed attempt, retried at this time instead of after the backoff
+    /// (discarded instead when it was the last attempt).
+    #[error("retry requested at {at}: {reason}")]
+    RetryAt {
+        /// When to run again.
+        at: DateTime<Utc>,
+        /// Why, kept in the job's error history.
+        reason: String,
+    },
+    /// Fail for good: no more attempts.
+    #[error("discarded: {0}")]
+    Discard(String),
+}
+
+impl Control {
+    /// Run again after `delay`, without using an attempt.
+    pub fn snooze(delay: Duration) -> Self {
+        Control::Snooze(delay)
+    }
+
+    /// Fail this attempt and run the next one at `at`.
+    pub fn retry_at(at: DateTime<Utc>, reason: impl Into<String>) -> Self {
+        Control::RetryAt {
+            at,
+            reason: reason.into(),
+        }
+    }
+
+    /// Fail for good, with `reason` kept in the job's error history.
+    pub fn discard(reason: impl Into<String>) -> Self {
+        Control::Discard(reason.into())
+    }
+
+    /// Finds a `Control` in a job's error value, wherever it can be.
+    fn find<E: 'static>(error: &E) -> Option<&Control> {
+        let any = error as &dyn Any;
+        if let Some(c) = any.downcast_ref::<Control>() {
+            return Some(c);
+        }
+        #[cfg(feature = "anyhow")]
+        if let Some(e) = any.downcast_ref::<anyhow::Error>() {
+            return e.downcast_ref::<Control>();
+        }
+        if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
+            return e.downcast_ref::<Control>();
+        }
+        None
+    }
+}
+
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Outcome {
     /// The handler returned `Ok`.
     Completed,
-    /// The handler returned `Err`, panicked or timed out: retry after backoff,
-    /// or discard when out of attempts.
+    /// The handler returned `Err`, panicked or timed out: retry after backoff
+    /// (or at `retry_at`), or discard when out of attempts.
     Failed {
         /// What went wrong.
         error: String,
         /// `"error"`, `"panic"` or `"timeout"`.
         kind: &'static str,
+        /// When to retry, instead of the backoff.
+        retry_at: Option<DateTime<Utc>>,
     },
-    /// The job can never succeed (its arguments do not decode): discard now.
+    /// The job can never succeed: discard now.
     Discard {
         /// Why.
         error: String,
+        /// `"decode"` (arguments do not decode) or `"discard"` (asked by the job).
+        kind: &'static str,
     },
+    /// Run again after this long; the attempt does not count.
+    Snooze(Duration),
+    /// The job's cancellation was requested and it stopped.
+    Cancelled,
     /// The worker stopped the attempt while shutting down: the job goes back to
     /// `available` and the attempt does not count.
     Interrupted,
+}
+
+impl Outcome {
+    /// A plain failure of `kind`.
+    pub(crate) fn failed(error: impl Into<String>, kind: &'static str) -> Self {
+        Outcome::Failed {
+            error: error.into(),
+            kind,
+            retry_at: None,
+        }
+    }
 }
 
 /// Turns a handler's return value into an [`Outcome`].
@@ -390,15 +486,25 @@ pub trait IntoOutcome {
     fn into_outcome(self) -> Outcome;
 }
 
-impl<T, E: fmt::Display> IntoOutcome for Result<T, E> {
+impl<T, E: fmt::Display + 'static> IntoOutcome for Result<T, E> {
     fn into_outcome(self) -> Outcome {
-        match self {
-            Ok(_) => Outcome::Completed,
-            // `{:#}` shows the whole chain of an `anyhow::Error`.
-            Err(e) => Outcome::Failed {
-                error: format!("{e:#}"),
+        let e = match self {
+            Ok(_) => return Outcome::Completed,
+            Err(e) => e,
+        };
+        match Control::find(&e) {
+            Some(Control::Snooze(d)) => Outcome::Snooze(*d),
+            Some(Control::RetryAt { at, reason }) => Outcome::Failed {
+                error: reason.clone(),
                 kind: "error",
+                retry_at: Some(*at),
             },
+            Some(Control::Discard(reason)) => Outcome::Discard {
+                error: reason.clone(),
+                kind: "discard",
+            },
+            // `{:#}` shows the whole chain of an `anyhow::Error`.
+            None => Outcome::failed(format!("{e:#}"), "error"),
         }
     }
 }

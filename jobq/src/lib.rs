@@ -150,16 +150,19 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cancel;
 mod enqueue;
 mod error;
 mod job;
+mod maintenance;
 mod registry;
 mod store;
 mod worker;
 
+pub use cancel::{Cancellation, cancel};
 pub use enqueue::{Enqueue, enqueue, enqueue_many};
 pub use error::{Error, Result};
-pub use job::{Job, JobContext, JobDef, JobId, Outcome, State};
+pub use job::{Control, Job, JobContext, JobDef, JobId, Outcome, State};
 pub use registry::{Registry, registry};
 pub use store::migrate;
 pub use tokio_util::sync::CancellationToken;

@@ -160,7 +160,18 @@ impl InProcess {
 
 /// A worker process (the `test-worker` binary) on `url`.
 pub fn spawn_worker_process(bin: &str, url: &str, concurrency: usize) -> Child {
+    spawn_worker_process_with_lease(bin, url, concurrency, Duration::from_secs(30))
+}
+
+/// A worker process with a lease of `lease` (heartbeat every quarter of it).
+pub fn spawn_worker_process_with_lease(
+    bin: &str,
+    url: &str,
+    concurrency: usize,
+    lease: Duration,
+) -> Child {
     Command::new(bin)
+        .env("JOBQ_TEST_LEASE_MS", lease.as_millis().to_string())
         .env("DATABASE_URL", url)
         .env("JOBQ_TEST_CONCURRENCY", concurrency.to_string())
         .env("RUST_LOG", "jobq=info")
@@ -249,9 +260,56 @@ pub async fn panics(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Erro
 }
 
 /// Records its start, sleeps `millis`, records its end.
-#[job(retries = 0)]
+#[job(retries = 2)]
 pub async fn slow(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
     record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
     tokio::time::sleep(Duration::from_millis(millis)).await;
     record_run(&db, &ctx, "finished", serde_json::Value::Null).await
+}
+
+/// Sleeps `millis`, then records that it ran: the fault suite's job.
+#[job(retries = 10)]
+pub async fn work(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}
+
+/// Overruns its 300 ms timeout, ignoring its token.
+#[job(timeout = "300ms", retries = 0)]
+pub async fn overruns(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+/// Runs until its cancellation token fires, then stops early with an error.
+#[job(retries = 5)]
+pub async fn until_cancelled(db: State<PgPool>, ctx: JobContext) -> anyhow::Result<()> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    ctx.cancellation().cancelled().await;
+    record_run(&db, &ctx, "saw cancellation", serde_json::Value::Null).await?;
+    anyhow::bail!("stopped early")
+}
+
+/// Asks the worker for `action` ("snooze", "retry_at", "discard") on its
+/// first run, then completes.
+#[job(retries = 3)]
+pub async fn controlled(db: State<PgPool>, ctx: JobContext, action: String) -> anyhow::Result<()> {
+    let earlier: i64 = sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE job_id = $1")
+        .bind(ctx.id().0)
+        .fetch_one(&*db)
+        .await?;
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await?;
+    if earlier > 0 {
+        return Ok(());
+    }
+    let control = match action.as_str() {
+        "snooze" => jobq::Control::snooze(Duration::from_millis(300)),
+        "retry_at" => jobq::Control::retry_at(
+            chrono::Utc::now() + chrono::Duration::milliseconds(300),
+            "the remote asked us to come back later",
+        ),
+        _ => jobq::Control::discard("this can never work"),
+    };
+    Err(control.into())
 }

@@ -13,6 +13,9 @@ use sqlx::{PgConnection, PgPool, Row};
 /// transaction into one.
 pub(crate) const INSERT_CHANNEL: &str = "jobq_insert";
 
+/// The channel for requests to running workers, as JSON: `{"cancel": id}`.
+pub(crate) const CONTROL_CHANNEL: &str = "jobq_control";
+
 /// A job about to be inserted.
 pub(crate) struct NewJob {
     pub kind: &'static str,
@@ -157,22 +160,25 @@ pub(crate) async fn claim_batch(
 pub(crate) struct Finish {
     pub id: i64,
     pub attempt: i32,
-    /// `completed`, `retryable`, `discarded` or `available` (interrupted).
+    /// `completed`, `retryable`, `discarded`, `cancelled`, `scheduled`
+    /// (snoozed) or `available` (interrupted).
     pub state: &'static str,
-    /// For `retryable`: how long until the next attempt.
+    /// For `retryable` and `scheduled`: how long until the next attempt.
     pub delay_ms: i64,
     /// For a failure: its message, appended to the job's `errors`.
     pub error: Option<String>,
-    /// For a failure: `error`, `panic`, `timeout`, `decode`, `shutdown`.
+    /// For a failure: `error`, `panic`, `timeout`, `decode`, `discard`,
+    /// `cancelled`, `shutdown`.
     pub error_kind: Option<&'static str>,
-    /// The attempt does not count (the worker interrupted it).
+    /// The attempt does not count (interrupted or snoozed).
     pub requeue: bool,
 }
 
 /// Records many attempts' results in one statement. A result is written only
 /// while its job is still `running` the same attempt for this worker, so a
-/// worker whose job was rescued cannot overwrite the newer attempt. Returns
-/// how many were written.
+/// worker whose job was rescued cannot overwrite the newer attempt. A job
+/// whose cancellation was requested while it ran ends `cancelled` unless it
+/// completed. Returns how many were written.
 pub(crate) async fn finish_many(
     pool: &PgPool,
     worker_id: i64,
@@ -186,14 +192,18 @@ pub(crate) async fn finish_many(
     let kinds: Vec<Option<&str>> = batch.iter().map(|f| f.error_kind).collect();
     let requeue: Vec<bool> = batch.iter().map(|f| f.requeue).collect();
     let done = sqlx::query(
+        // The CASE repeated below: a job whose cancellation was requested while it ran
+        // ends `cancelled` unless it completed.
         "UPDATE jobq_jobs AS j SET
-            state = c.state::jobq_state,
-            attempt = CASE WHEN c.requeue THEN j.attempt - 1 ELSE j.attempt END,
+            state = CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END::jobq_state,
+            attempt = CASE WHEN c.requeue AND CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END <> 'cancelled' THEN j.attempt - 1
+                ELSE j.attempt END,
             scheduled_at = CASE
-                WHEN c.state = 'retryable' THEN now() + c.delay_ms * interval '1 millisecond'
-                WHEN c.requeue THEN now()
+                WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END IN ('retryable', 'scheduled')
+                    THEN now() + c.delay_ms * interval '1 millisecond'
+                WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END = 'available' THEN now()
                 ELSE j.scheduled_at END,
-            finalized_at = CASE WHEN c.state IN ('completed', 'discarded', 'cancelled')
+            finalized_at = CASE WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END IN ('completed', 'discarded', 'cancelled')
                 THEN now() END,
             errors = CASE WHEN c.error IS NULL THEN j.errors
                 ELSE j.errors || jsonb_build_array(jsonb_build_object(
@@ -217,6 +227,97 @@ pub(crate) async fn finish_many(
     Ok(done.rows_affected())
 }
 
+/// Cancels a job: one that waits ends `cancelled` at once; one that runs is
+/// marked, and its worker is told through NOTIFY to fire its token. Returns
+/// the job's state before the call, or `None` when there is no such job.
+pub(crate) async fn cancel(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "WITH target AS (
+            SELECT id, state FROM jobq_jobs WHERE id = $1 FOR UPDATE
+        ),
+        changed AS (
+            UPDATE jobq_jobs AS j SET
+                state = CASE WHEN t.state = 'running' THEN j.state ELSE 'cancelled' END,
+                finalized_at = CASE WHEN t.state = 'running' THEN j.finalized_at ELSE now() END,
+                cancel_requested_at = now()
+            FROM target t
+            WHERE j.id = t.id AND t.state IN ('available', 'scheduled', 'retryable', 'running')
+            RETURNING j.id, t.state
+        ),
+        told AS (
+            SELECT pg_notify('jobq_control', json_build_object('cancel', id)::text)
+            FROM changed WHERE state = 'running'
+        )
+        SELECT t.state::text FROM target t WHERE (SELECT count(*) FROM told) >= 0",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What one rescue pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rescued {
+    /// Worker rows removed for missing their heartbeat.
+    pub workers: i64,
+    /// Running jobs taken back from dead workers.
+    pub jobs: i64,
+}
+
+/// Key of the advisory lock that makes one process at a time rescue.
+const RESCUE_LOCK: i64 = 0x6a6f_6271_7265_7363; // "jobqresc"
+
+/// When no other process is rescuing: removes workers whose heartbeat is
+/// older than `lease`, and puts the `running` jobs of workers that are gone
+/// back to `retryable` (or `discarded` when out of attempts, `cancelled` when
+/// a cancel was asked), with an error entry; their queues are notified.
+/// Returns `None` when another process holds the rescue lock.
+pub(crate) async fn rescue_expired(pool: &PgPool, lease_ms: i64) -> sqlx::Result<Option<Rescued>> {
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RESCUE_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    let (workers, jobs): (i64, i64) = sqlx::query_as(
+        "WITH dead AS (
+            DELETE FROM jobq_workers
+            WHERE heartbeat_at < now() - $1 * interval '1 millisecond'
+            RETURNING id
+        ),
+        lost AS (
+            UPDATE jobq_jobs AS j SET
+                state = CASE
+                    WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                    WHEN j.attempt >= j.max_attempts THEN 'discarded'
+                    ELSE 'retryable' END::jobq_state,
+                scheduled_at = now(),
+                finalized_at = CASE
+                    WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts
+                    THEN now() END,
+                errors = j.errors || jsonb_build_array(jsonb_build_object(
+                    'attempt', j.attempt, 'at', now(), 'kind', 'lost',
+                    'error', 'worker ' || j.attempted_by
+                        || ' stopped heartbeating while running this attempt'))
+            WHERE j.state = 'running'
+              AND (j.attempted_by IN (SELECT id FROM dead)
+                   OR NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = j.attempted_by))
+            RETURNING j.queue
+        ),
+        told AS (
+            SELECT pg_notify('jobq_insert', q.queue) FROM (SELECT DISTINCT queue FROM lost) AS q
+        )
+        SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told)",
+    )
+    .bind(lease_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Rescued { workers, jobs }))
+}
+
 /// Records a live worker process; its id fences the jobs it claims.
 pub(crate) async fn register_worker(
     pool: &PgPool,
@@ -234,13 +335,28 @@ pub(crate) async fn register_worker(
     .await
 }
 
-/// Marks the worker alive. Returns false when its row is gone.
-pub(crate) async fn heartbeat(pool: &PgPool, worker_id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE jobq_workers SET heartbeat_at = now() WHERE id = $1")
-        .bind(worker_id)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// Marks the worker alive. A worker whose row was removed (presumed dead by
+/// a rescuer) is registered again under the same id; returns false then.
+pub(crate) async fn heartbeat(
+    pool: &PgPool,
+    worker_id: i64,
+    host: &str,
+    pid: i32,
+    queues: &[String],
+) -> sqlx::Result<bool> {
+    let existed: bool = sqlx::query_scalar(
+        "INSERT INTO jobq_workers AS w (id, host, pid, queues)
+         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+         RETURNING (xmax::text <> '0')",
+    )
+    .bind(worker_id)
+    .bind(host)
+    .bind(pid)
+    .bind(queues)
+    .fetch_one(pool)
+    .await?;
+    Ok(existed)
 }
 
 /// Removes a worker that stopped cleanly.

@@ -33,21 +33,37 @@ impl Completion {
         };
         match self.outcome {
             Outcome::Completed => {}
-            Outcome::Failed { error, kind } => {
+            Outcome::Failed {
+                error,
+                kind,
+                retry_at,
+            } => {
                 finish.error = Some(error);
                 finish.error_kind = Some(kind);
                 if self.attempt >= self.max_attempts {
                     finish.state = "discarded";
                 } else {
                     finish.state = "retryable";
-                    let delay = config.backoff.delay(self.attempt);
-                    finish.delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                    finish.delay_ms = match retry_at {
+                        Some(at) => (at - chrono::Utc::now()).num_milliseconds().max(0),
+                        None => millis(config.backoff.delay(self.attempt)),
+                    };
                 }
             }
-            Outcome::Discard { error } => {
+            Outcome::Discard { error, kind } => {
                 finish.state = "discarded";
                 finish.error = Some(error);
-                finish.error_kind = Some("decode");
+                finish.error_kind = Some(kind);
+            }
+            Outcome::Snooze(delay) => {
+                finish.state = "scheduled";
+                finish.requeue = true;
+                finish.delay_ms = millis(delay);
+            }
+            Outcome::Cancelled => {
+                finish.state = "cancelled";
+                finish.error = Some("cancelled on request".to_owned());
+                finish.error_kind = Some("cancelled");
             }
             Outcome::Interrupted => {
                 finish.state = "available";
@@ -58,6 +74,10 @@ impl Completion {
         }
         finish
     }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Runs until every sender is gone and every result is written.

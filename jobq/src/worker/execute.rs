@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::running::Handle;
 use super::{Completion, Shared};
 use crate::job::{JobContext, JobDef, JobId, Outcome, RunCx, RunError};
 use crate::store::ClaimedJob;
@@ -42,8 +42,10 @@ pub(super) async fn run(
         .await;
     span.in_scope(|| match &outcome {
         Outcome::Completed => tracing::debug!("job completed"),
-        Outcome::Failed { error, kind } => tracing::warn!(%error, kind, "job attempt failed"),
-        Outcome::Discard { error } => tracing::error!(%error, "job discarded"),
+        Outcome::Failed { error, kind, .. } => tracing::warn!(%error, kind, "job attempt failed"),
+        Outcome::Discard { error, .. } => tracing::error!(%error, "job discarded"),
+        Outcome::Snooze(delay) => tracing::debug!(?delay, "job snoozed"),
+        Outcome::Cancelled => tracing::info!("job cancelled"),
         Outcome::Interrupted => tracing::info!("job interrupted by shutdown"),
     });
     let done = Completion {
@@ -67,12 +69,9 @@ async fn attempt_once(
     queue: String,
     job: ClaimedJob,
 ) -> Outcome {
-    let cancel = shared.stop_jobs.child_token();
-    shared
+    let handle = shared
         .running
-        .lock()
-        .expect("running map")
-        .insert(job.id, cancel.clone());
+        .insert(job.id, shared.stop_jobs.child_token());
     let ctx = JobContext::new(
         JobId(job.id),
         def.name,
@@ -80,7 +79,7 @@ async fn attempt_once(
         job.attempt,
         job.max_attempts,
         job.scheduled_at,
-        cancel.clone(),
+        handle.token.clone(),
         shared.pool.clone(),
     );
     let cx = RunCx {
@@ -90,29 +89,32 @@ async fn attempt_once(
         states: shared.states.clone(),
     };
     let outcome = match (def.run)(cx) {
-        Err(RunError::Decode(error)) => Outcome::Discard { error },
-        Err(e @ RunError::MissingState(_)) => Outcome::Failed {
-            error: e.to_string(),
-            kind: "error",
+        Err(RunError::Decode(error)) => Outcome::Discard {
+            error,
+            kind: "decode",
         },
+        Err(e @ RunError::MissingState(_)) => Outcome::failed(e.to_string(), "error"),
         Ok(fut) => {
             let timeout = def.timeout.or(shared.config.default_timeout);
-            supervise(fut, timeout, &cancel, shared.config.timeout_grace).await
+            supervise(fut, timeout, &handle, shared.config.timeout_grace).await
         }
     };
-    shared.running.lock().expect("running map").remove(&job.id);
+    shared.running.remove(job.id);
     outcome
 }
 
 /// Runs the handler to its end, its timeout, or its cancellation. A timed-out
 /// or cancelled handler sees its token fire and gets `grace` to return before
-/// its future is dropped.
+/// its future is dropped. A handler that completes within that grace after a
+/// cancellation or shutdown has completed; otherwise a cancelled job ends
+/// `cancelled` and an interrupted one goes back to `available`.
 async fn supervise(
     fut: impl Future<Output = Outcome> + Send,
     timeout: Option<Duration>,
-    cancel: &CancellationToken,
+    handle: &Handle,
     grace: Duration,
 ) -> Outcome {
+    let cancel = &handle.token;
     let mut fut = std::pin::pin!(AssertUnwindSafe(fut).catch_unwind());
     let deadline = async {
         match timeout {
@@ -127,18 +129,17 @@ async fn supervise(
             // The handler may watch its token; whatever it returns now, the
             // attempt timed out.
             let _ = tokio::time::timeout(grace, &mut fut).await;
-            Outcome::Failed {
-                error: format!("timed out after {:?}", timeout.unwrap_or_default()),
-                kind: "timeout",
-            }
+            Outcome::failed(
+                format!("timed out after {:?}", timeout.unwrap_or_default()),
+                "timeout",
+            )
         }
         _ = cancel.cancelled() => {
-            match tokio::time::timeout(grace, &mut fut).await {
-                Ok(result) => match from_result(result) {
-                    Outcome::Completed => Outcome::Completed,
-                    _ => Outcome::Interrupted,
-                },
-                Err(_) => Outcome::Interrupted,
+            let finished = tokio::time::timeout(grace, &mut fut).await;
+            match finished.map(from_result) {
+                Ok(Outcome::Completed) => Outcome::Completed,
+                _ if handle.was_cancel_requested() => Outcome::Cancelled,
+                _ => Outcome::Interrupted,
             }
         }
     }
@@ -147,10 +148,7 @@ async fn supervise(
 fn from_result(result: Result<Outcome, Box<dyn Any + Send>>) -> Outcome {
     match result {
         Ok(outcome) => outcome,
-        Err(panic) => Outcome::Failed {
-            error: format!("panicked: {}", panic_message(&*panic)),
-            kind: "panic",
-        },
+        Err(panic) => Outcome::failed(format!("panicked: {}", panic_message(&*panic)), "panic"),
     }
 }
 

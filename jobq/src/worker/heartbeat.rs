@@ -1,4 +1,6 @@
-//! The worker's lease: its `jobq_workers` row, renewed on an interval.
+//! The worker's lease: its `jobq_workers` row, renewed on an interval. A
+//! worker that was taken for dead (its row removed by a rescuer) registers
+//! again under the same id; the results of the jobs it lost are refused.
 
 use std::time::Duration;
 
@@ -8,7 +10,15 @@ use tokio_util::sync::CancellationToken;
 use super::outage::Outage;
 use crate::store;
 
-pub(super) async fn run(pool: PgPool, worker_id: i64, every: Duration, stop: CancellationToken) {
+/// What the worker's row says about it.
+pub(super) struct Identity {
+    pub worker_id: i64,
+    pub host: String,
+    pub pid: i32,
+    pub queues: Vec<String>,
+}
+
+pub(super) async fn run(pool: PgPool, me: Identity, every: Duration, stop: CancellationToken) {
     let mut outage = Outage::new("heartbeat");
     let mut wait = every;
     loop {
@@ -16,13 +26,15 @@ pub(super) async fn run(pool: PgPool, worker_id: i64, every: Duration, stop: Can
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        wait = match store::heartbeat(&pool, worker_id).await {
-            Ok(alive) => {
+        let beat = store::heartbeat(&pool, me.worker_id, &me.host, me.pid, &me.queues).await;
+        wait = match beat {
+            Ok(existed) => {
                 outage.recovered();
-                if !alive {
+                if !existed {
                     tracing::warn!(
-                        worker_id,
-                        "this worker's row is gone; its jobs may be rescued by others"
+                        worker_id = me.worker_id,
+                        "this worker missed its lease and was taken for dead; its running jobs \
+                         were rescued and their results will be refused. Registered again."
                     );
                 }
                 every

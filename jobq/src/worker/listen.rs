@@ -1,4 +1,5 @@
-//! LISTEN/NOTIFY: wakes a queue's producer when a job is committed to it.
+//! LISTEN/NOTIFY: wakes a queue's producer when a job is committed to it, and
+//! passes cancellation requests to running jobs.
 //! After every (re)connection all producers are woken, so a notification lost
 //! while the connection was down delays nothing.
 
@@ -11,11 +12,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::outage::Outage;
-use crate::store::INSERT_CHANNEL;
+use super::running::RunningJobs;
+use crate::store::{CONTROL_CHANNEL, INSERT_CHANNEL};
 
 pub(super) async fn run(
     pool: PgPool,
     wakers: HashMap<String, Arc<Notify>>,
+    running: RunningJobs,
     stop: CancellationToken,
 ) {
     let wake_all = || wakers.values().for_each(|w| w.notify_one());
@@ -23,7 +26,9 @@ pub(super) async fn run(
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(INSERT_CHANNEL).await?;
+            listener
+                .listen_all([INSERT_CHANNEL, CONTROL_CHANNEL])
+                .await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = tokio::select! {
@@ -47,6 +52,7 @@ pub(super) async fn run(
                 n = listener.try_recv() => n,
             };
             match next {
+                Ok(Some(n)) if n.channel() == CONTROL_CHANNEL => control(&running, n.payload()),
                 Ok(Some(n)) => {
                     if let Some(w) = wakers.get(n.payload()) {
                         w.notify_one();
@@ -66,5 +72,24 @@ pub(super) async fn run(
                 }
             }
         }
+    }
+}
+
+/// Handles one request on the control channel.
+fn control(running: &RunningJobs, payload: &str) {
+    let request: serde_json::Value = match serde_json::from_str(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(payload, error = %e, "ignoring a malformed jobq control message");
+            return;
+        }
+    };
+    if let Some(id) = request.get("cancel").and_then(|v| v.as_i64())
+        && running.request_cancel(id)
+    {
+        tracing::info!(
+            job.id = id,
+            "cancellation requested; firing the job's token"
+        );
     }
 }

@@ -10,11 +10,12 @@ mod execute;
 mod fetch;
 mod heartbeat;
 mod listen;
-mod outage;
+pub(crate) mod outage;
+mod running;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -28,6 +29,7 @@ use crate::registry::Registry;
 use crate::store;
 
 pub(crate) use complete::Completion;
+use running::RunningJobs;
 
 /// Concurrency of each queue the worker runs when none was named.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -105,6 +107,7 @@ pub struct Worker {
 pub(crate) struct Config {
     pub poll_interval: Duration,
     pub heartbeat_interval: Duration,
+    pub lease_timeout: Duration,
     pub shutdown_grace: Duration,
     pub backoff: Backoff,
     pub default_timeout: Option<Duration>,
@@ -116,6 +119,7 @@ impl Default for Config {
         Config {
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
+            lease_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             backoff: Backoff::default(),
             default_timeout: None,
@@ -166,9 +170,18 @@ impl Worker {
         self
     }
 
-    /// How often the worker renews its lease (default 5 s).
+    /// How often the worker renews its lease (default 5 s). At most half the
+    /// lease timeout.
     pub fn heartbeat_interval(mut self, every: Duration) -> Self {
         self.config.heartbeat_interval = every;
+        self
+    }
+
+    /// How long a worker may miss its heartbeat before its running jobs are
+    /// rescued by another (default 30 s): the longest a crashed worker's jobs
+    /// wait, give or take a quarter of it. Give every worker the same value.
+    pub fn lease_timeout(mut self, lease: Duration) -> Self {
+        self.config.lease_timeout = lease;
         self
     }
 
@@ -253,11 +266,18 @@ impl Worker {
                 "poll and heartbeat intervals must be longer than zero".into(),
             ));
         }
+        if config.heartbeat_interval * 2 > config.lease_timeout {
+            return Err(Error::Config(format!(
+                "the heartbeat interval ({:?}) must be at most half the lease timeout ({:?}), \
+                 or live workers would be taken for dead",
+                config.heartbeat_interval, config.lease_timeout
+            )));
+        }
 
         let queue_names: Vec<String> = queues.keys().cloned().collect();
-        let worker_id =
-            store::register_worker(&pool, &hostname(), std::process::id() as i32, &queue_names)
-                .await?;
+        let host = hostname();
+        let pid = std::process::id() as i32;
+        let worker_id = store::register_worker(&pool, &host, pid, &queue_names).await?;
         tracing::info!(
             worker_id,
             queues = ?queues,
@@ -269,6 +289,7 @@ impl Worker {
         let stop_jobs = CancellationToken::new();
         let stop_services = CancellationToken::new();
         let (completions, completions_rx) = mpsc::channel(4096);
+        let running = RunningJobs::default();
         let shared = Arc::new(Shared {
             pool: pool.clone(),
             worker_id,
@@ -278,7 +299,7 @@ impl Worker {
             config: config.clone(),
             completions,
             stop_jobs: stop_jobs.clone(),
-            running: Mutex::new(HashMap::new()),
+            running: running.clone(),
             jobs: TaskTracker::new(),
         });
 
@@ -296,12 +317,25 @@ impl Worker {
         services.spawn(listen::run(
             pool.clone(),
             wakers.clone(),
+            running,
             stop_services.clone(),
         ));
         services.spawn(heartbeat::run(
             pool.clone(),
-            worker_id,
+            heartbeat::Identity {
+                worker_id,
+                host,
+                pid,
+                queues: queue_names,
+            },
             config.heartbeat_interval,
+            stop_services.clone(),
+        ));
+        let rescue_every = (config.lease_timeout / 4).max(Duration::from_millis(100));
+        services.spawn(crate::maintenance::rescuer::run(
+            pool.clone(),
+            config.lease_timeout,
+            rescue_every,
             stop_services.clone(),
         ));
         let producers = TaskTracker::new();
@@ -340,8 +374,8 @@ pub(crate) struct Shared {
     pub completions: mpsc::Sender<Completion>,
     /// Fires when running jobs must stop (shutdown past its grace).
     pub stop_jobs: CancellationToken,
-    /// Cancellation tokens of the running attempts, by job id.
-    pub running: Mutex<HashMap<i64, CancellationToken>>,
+    /// The running attempts, by job id.
+    pub running: RunningJobs,
     /// Every running attempt's task.
     pub jobs: TaskTracker,
 }
@@ -372,7 +406,7 @@ impl Running {
             completer,
         } = self;
         let grace = shared.config.shutdown_grace;
-        let running = shared.running.lock().expect("running map").len();
+        let running = shared.running.len();
         tracing::info!(running, ?grace, "jobq worker shutting down");
         stop_fetching.cancel();
         producers.wait().await;
@@ -381,7 +415,7 @@ impl Running {
             .await
             .is_err()
         {
-            let left = shared.running.lock().expect("running map").len();
+            let left = shared.running.len();
             tracing::warn!(
                 left,
                 "jobs still running after the shutdown grace period; interrupting them"

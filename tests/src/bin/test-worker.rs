@@ -18,6 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(8);
+    let lease_ms: u64 = std::env::var("JOBQ_TEST_LEASE_MS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(30_000);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
         .connect(&url)
@@ -28,6 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .backoff(jobq_tests::FAST_BACKOFF)
         .poll_interval(Duration::from_millis(200))
         .shutdown_grace(Duration::from_secs(10))
+        .lease_timeout(Duration::from_millis(lease_ms))
+        .heartbeat_interval(Duration::from_millis(lease_ms / 4))
         .run()
         .await?;
     Ok(())

@@ -1,0 +1,271 @@
+//! Crash safety, one behaviour at a time: timeouts, cancellation, controls
+//! from inside a job, lease rescue, and the fencing that refuses a rescued
+//! job's late result. (The multi-process fault suite is `faults.rs`.)
+
+use std::time::Duration;
+
+use jobq::{Cancellation, JobId};
+use jobq_tests::{
+    InProcess, TestDb, controlled, overruns, record, slow, test_worker, until_cancelled, wait_until,
+};
+use serde_json::json;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+async fn job_row(db: &TestDb, id: JobId) -> (String, i32, serde_json::Value) {
+    sqlx::query_as("SELECT state::text, attempt, errors FROM jobq_jobs WHERE id = $1")
+        .bind(id.0)
+        .fetch_one(&db.pool)
+        .await
+        .expect("job row")
+}
+
+async fn wait_for_state(db: &TestDb, id: JobId, state: &str) {
+    wait_until(&format!("job {id} to be {state}"), DEADLINE, || async {
+        job_row(db, id).await.0 == state
+    })
+    .await;
+}
+
+async fn wait_for_event(db: &TestDb, event: &'static str) {
+    wait_until(&format!("a run to record `{event}`"), DEADLINE, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE event = $1")
+            .bind(event)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        n > 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_timeout_fails_with_a_timeout_error() {
+    let db = TestDb::new("timeout").await;
+    let id = overruns::enqueue(&db.pool, overruns::Args {})
+        .await
+        .unwrap();
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_for_state(&db, id, "discarded").await;
+    worker.stop().await.unwrap();
+    let (_, attempt, errors) = job_row(&db, id).await;
+    assert_eq!(attempt, 1);
+    assert_eq!(errors[0]["kind"], json!("timeout"));
+    assert_eq!(errors[0]["error"], json!("timed out after 300ms"));
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_waiting_job_means_it_never_runs() {
+    let db = TestDb::new("cancel_waiting").await;
+    let id = record::builder(record::Args { n: 1 })
+        .delay(Duration::from_secs(3600))
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    assert_eq!(
+        jobq::cancel(&mut tx, id).await.unwrap(),
+        Cancellation::Cancelled
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(job_row(&db, id).await.0, "cancelled");
+    assert_eq!(
+        jobq::cancel(&db.pool, id).await.unwrap(),
+        Cancellation::AlreadyFinished("cancelled".into())
+    );
+    assert_eq!(
+        jobq::cancel(&db.pool, JobId(999_999)).await.unwrap(),
+        Cancellation::NotFound
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_fires_its_token_and_ends_it_cancelled() {
+    let db = TestDb::new("cancel_running").await;
+    let id = until_cancelled::enqueue(&db.pool, until_cancelled::Args {})
+        .await
+        .unwrap();
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_for_event(&db, "started").await;
+    assert_eq!(
+        jobq::cancel(&db.pool, id).await.unwrap(),
+        Cancellation::Requested
+    );
+    wait_for_state(&db, id, "cancelled").await;
+    worker.stop().await.unwrap();
+    let (_, attempt, errors) = job_row(&db, id).await;
+    assert_eq!(attempt, 1, "not retried");
+    assert_eq!(errors[0]["kind"], json!("cancelled"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM test_runs WHERE event = 'saw cancellation'")
+            .await,
+        1
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_can_snooze_retry_at_a_time_or_discard_itself() {
+    let db = TestDb::new("controls").await;
+    let enqueue = |action: &str| {
+        controlled::enqueue(
+            &db.pool,
+            controlled::Args {
+                action: action.into(),
+            },
+        )
+    };
+    let snooze = enqueue("snooze").await.unwrap();
+    let retry = enqueue("retry_at").await.unwrap();
+    let discard = enqueue("discard").await.unwrap();
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_for_state(&db, snooze, "completed").await;
+    wait_for_state(&db, retry, "completed").await;
+    wait_for_state(&db, discard, "discarded").await;
+    worker.stop().await.unwrap();
+
+    // Snoozed: ran twice, yet used one attempt and recorded no error.
+    let (_, attempt, errors) = job_row(&db, snooze).await;
+    assert_eq!((attempt, errors), (1, json!([])));
+    // Retried at a time: a failed attempt with the job's reason.
+    let (_, attempt, errors) = job_row(&db, retry).await;
+    assert_eq!(attempt, 2);
+    assert_eq!(
+        errors[0]["error"],
+        json!("the remote asked us to come back later")
+    );
+    // Discarded: at once, though it had retries left.
+    let (_, attempt, errors) = job_row(&db, discard).await;
+    assert_eq!(attempt, 1);
+    assert_eq!(errors[0]["kind"], json!("discard"));
+    assert_eq!(errors[0]["error"], json!("this can never work"));
+
+    let runs: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT job_id, count(*) FROM test_runs GROUP BY job_id ORDER BY job_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, vec![(snooze.0, 2), (retry.0, 2), (discard.0, 1)]);
+    // The retry waited for its time: at least 300 ms between the two runs.
+    let gap: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(at) - min(at))::float8 FROM test_runs WHERE job_id = $1",
+    )
+    .bind(retry.0)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(gap >= 0.29, "retried after {gap}s");
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_job_of_a_worker_gone_stale_is_rescued_and_run_again() {
+    let db = TestDb::new("rescue_stale").await;
+    // A worker that last beat an hour ago, holding a job mid-run.
+    let dead: i64 = sqlx::query_scalar(
+        "INSERT INTO jobq_workers (host, pid, queues, heartbeat_at)
+         VALUES ('gone', 1, '{default}', now() - interval '1 hour') RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, state, attempt, attempted_by,
+                               attempted_at)
+         VALUES ('record', 'default', '{\"n\": 1}', 3, 'running', 1, $1, now())
+         RETURNING id",
+    )
+    .bind(dead)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let worker = InProcess::start(
+        test_worker(&db.pool)
+            .lease_timeout(Duration::from_millis(800))
+            .heartbeat_interval(Duration::from_millis(200)),
+    );
+    wait_for_state(&db, JobId(id), "completed").await;
+    worker.stop().await.unwrap();
+    let (_, attempt, errors) = job_row(&db, JobId(id)).await;
+    assert_eq!(attempt, 2);
+    assert_eq!(errors.as_array().unwrap().len(), 1);
+    assert_eq!(errors[0]["kind"], json!("lost"));
+    assert_eq!(errors[0]["attempt"], json!(1));
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_workers").await,
+        0,
+        "the dead worker's row is gone, the live one deregistered"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescued_jobs_old_worker_cannot_overwrite_the_newer_attempt() {
+    let db = TestDb::new("fencing").await;
+    let id = slow::enqueue(&db.pool, slow::Args { millis: 1500 })
+        .await
+        .unwrap();
+    // The old worker: its heartbeat is so rare that it looks dead to a worker
+    // with a short lease.
+    let old = InProcess::start(
+        test_worker(&db.pool)
+            .queue("default", 1)
+            .heartbeat_interval(Duration::from_secs(1200))
+            .lease_timeout(Duration::from_secs(3600)),
+    );
+    wait_for_event(&db, "started").await;
+    let old_id: i64 = sqlx::query_scalar("SELECT attempted_by FROM jobq_jobs WHERE id = $1")
+        .bind(id.0)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let new = InProcess::start(
+        test_worker(&db.pool)
+            .lease_timeout(Duration::from_millis(600))
+            .heartbeat_interval(Duration::from_millis(100)),
+    );
+    // Both attempts run to their end: the old one finishes first.
+    wait_until("both attempts to finish", DEADLINE, || async {
+        db.count("SELECT count(*) FROM test_runs WHERE event = 'finished'")
+            .await
+            == 2
+    })
+    .await;
+    wait_for_state(&db, id, "completed").await;
+    new.stop().await.unwrap();
+    old.stop().await.unwrap();
+    let (state, attempt, errors) = job_row(&db, id).await;
+    assert_eq!((state.as_str(), attempt), ("completed", 2));
+    let by: i64 = sqlx::query_scalar("SELECT attempted_by FROM jobq_jobs WHERE id = $1")
+        .bind(id.0)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_ne!(by, old_id, "the newer attempt's worker recorded the result");
+    let errors = errors.as_array().unwrap();
+    assert_eq!(
+        errors.len(),
+        1,
+        "only the rescue is in the history: {errors:?}"
+    );
+    assert_eq!(errors[0]["kind"], json!("lost"));
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_shorter_than_two_heartbeats_is_refused() {
+    let db = TestDb::new("lease_config").await;
+    let err = test_worker(&db.pool)
+        .heartbeat_interval(Duration::from_secs(10))
+        .lease_timeout(Duration::from_secs(15))
+        .run_until(async {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("at most half the lease timeout"),
+        "{err}"
+    );
+    db.cleanup().await;
+}
