@@ -267,8 +267,8 @@ pub(crate) struct Rescued {
 /// Key of the advisory lock that makes one process at a time rescue.
 const RESCUE_LOCK: i64 = 0x6a6f_6271_7265_7363; // "jobqresc"
 
-/// When no other process is rescuing: removes workers whose heartbeat is
-/// older than `lease`, and puts the `running` jobs of workers that are gone
+/// When no other process is rescuing: removes workers whose heartbeat (or the
+/// server's start, after a restart) is older than `lease`, and puts the `running` jobs of workers that are gone
 /// back to `retryable` (or `discarded` when out of attempts, `cancelled` when
 /// a cancel was asked), with an error entry; their queues are notified.
 /// Returns `None` when another process holds the rescue lock.
@@ -283,8 +283,11 @@ pub(crate) async fn rescue_expired(pool: &PgPool, lease_ms: i64) -> sqlx::Result
     }
     let (workers, jobs): (i64, i64) = sqlx::query_as(
         "WITH dead AS (
+            -- After a server restart every worker gets a full lease to beat
+            -- again: the outage was not theirs.
             DELETE FROM jobq_workers
-            WHERE heartbeat_at < now() - $1 * interval '1 millisecond'
+            WHERE greatest(heartbeat_at, pg_postmaster_start_time())
+                  < now() - $1 * interval '1 millisecond'
             RETURNING id
         ),
         lost AS (

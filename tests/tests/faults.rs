@@ -1,0 +1,200 @@
+//! The fault suite: three worker processes, 5,000 jobs that each record their
+//! execution, one worker killed with SIGKILL mid-run and the PostgreSQL server
+//! restarted mid-run. Nothing committed may be lost, and a job may run twice
+//! only if it was running on the killed worker or during the outage.
+//!
+//! Alone in its test binary on purpose: the restart drops every connection to
+//! the server, which would break tests running beside it.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use jobq_tests::{TestDb, sigterm, spawn_worker_process_with_lease, wait_exit, work};
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
+const JOBS: i64 = 5_000;
+const LEASE: Duration = Duration::from_secs(2);
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// Counts with a query that may fail while the server restarts (then `None`).
+async fn try_count(db: &TestDb, sql: &'static str) -> Option<i64> {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.ok()
+}
+
+async fn wait_completed(db: &TestDb, at_least: i64) {
+    let start = Instant::now();
+    loop {
+        let done = try_count(
+            db,
+            "SELECT count(*) FROM jobq_jobs WHERE state = 'completed'",
+        )
+        .await;
+        if done.is_some_and(|n| n >= at_least) {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {at_least} completed jobs (last count {done:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_a_database_restart_lose_no_job() {
+    let db = TestDb::new("faults").await;
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| spawn_worker_process_with_lease(WORKER_BIN, &db.url, 8, LEASE))
+        .collect();
+    let start = Instant::now();
+    while try_count(
+        &db,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_insert%'",
+    )
+    .await
+        != Some(3)
+    {
+        assert!(start.elapsed() < DEADLINE, "workers did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    work::enqueue_many(&db.pool, (0..JOBS).map(|_| work::Args { millis: 5 }))
+        .await
+        .unwrap();
+
+    // Kill one worker mid-run.
+    wait_completed(&db, JOBS / 5).await;
+    let victim = workers.remove(0);
+    let victim_id: i64 = sqlx::query_scalar("SELECT id FROM jobq_workers WHERE pid = $1")
+        .bind(victim.id() as i32)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let running_on_victim: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobq_jobs WHERE state = 'running' AND attempted_by = $1",
+    )
+    .bind(victim_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let mut victim = victim;
+    victim.kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    victim.wait().unwrap();
+
+    // Measure how long the victim's jobs stay stuck.
+    let recovered_after = loop {
+        let stuck: Option<i64> = sqlx::query_scalar(
+            "SELECT count(*) FROM jobq_jobs WHERE state = 'running' AND attempted_by = $1",
+        )
+        .bind(victim_id)
+        .fetch_one(&db.pool)
+        .await
+        .ok();
+        if stuck == Some(0) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < DEADLINE,
+            "the victim's jobs were never rescued"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Restart the server mid-run, when the server is one this run started.
+    let restarted = match std::env::var("JOBQ_PG_RESTART") {
+        Ok(restart) => {
+            wait_completed(&db, JOBS / 2).await;
+            let status = Command::new(restart).status().expect("run pg-restart");
+            assert!(status.success(), "pg-restart failed: {status}");
+            true
+        }
+        Err(_) => {
+            eprintln!("JOBQ_PG_RESTART unset (DATABASE_URL given): not restarting the server");
+            false
+        }
+    };
+
+    wait_completed(&db, JOBS).await;
+    let elapsed = started.elapsed();
+    for w in &workers {
+        sigterm(w);
+    }
+    for w in &mut workers {
+        let status = wait_exit(w, Duration::from_secs(60)).await;
+        assert!(status.success(), "surviving worker exited with {status}");
+    }
+
+    let (jobs, completed, runs, distinct, rerun): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM jobq_jobs),
+                (SELECT count(*) FROM jobq_jobs WHERE state = 'completed'),
+                (SELECT count(*) FROM test_runs),
+                (SELECT count(DISTINCT job_id) FROM test_runs),
+                (SELECT count(*) FROM (SELECT job_id FROM test_runs GROUP BY job_id
+                                       HAVING count(*) > 1) AS r)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let (rescued, failed_in_outage): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE errors @> '[{\"kind\": \"lost\"}]'),
+                count(*) FILTER (WHERE errors @> '[{\"kind\": \"error\"}]')
+         FROM jobq_jobs",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // Every job that ran more than once has a reason in its history: it was
+    // rescued from the killed worker, or an attempt failed during the outage.
+    let unexplained: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobq_jobs j
+         WHERE (SELECT count(*) FROM test_runs r WHERE r.job_id = j.id) > 1
+           AND NOT (j.errors @> '[{\"kind\": \"lost\"}]' OR j.errors @> '[{\"kind\": \"error\"}]')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let rescued_not_from_victim: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobq_jobs
+         WHERE errors @> '[{\"kind\": \"lost\"}]'
+           AND NOT errors @> jsonb_build_array(jsonb_build_object(
+               'kind', 'lost',
+               'error', 'worker ' || $1 || ' stopped heartbeating while running this attempt'))",
+    )
+    .bind(victim_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+
+    println!(
+        "fault suite: {jobs} jobs, {completed} completed, {runs} executions ({} extra), \
+         {rerun} jobs re-executed; {running_on_victim} running on the killed worker, \
+         {rescued} rescued; {failed_in_outage} with a failed attempt; \
+         victim's jobs rescued {recovered_after:.2?} after the kill (lease {LEASE:?}); \
+         server restarted: {restarted}; all done in {elapsed:.2?}",
+        runs - distinct
+    );
+    assert_eq!(
+        (jobs, completed, distinct),
+        (JOBS, JOBS, JOBS),
+        "no job lost"
+    );
+    assert_eq!(
+        unexplained, 0,
+        "a job ran twice with no crash or outage to explain it"
+    );
+    assert_eq!(
+        rescued_not_from_victim, 0,
+        "only the killed worker's jobs were rescued"
+    );
+    assert!(
+        rerun <= rescued + failed_in_outage,
+        "{rerun} re-executions, more than the {rescued} rescued + {failed_in_outage} failed jobs"
+    );
+    assert!(
+        rescued <= running_on_victim + 64,
+        "rescued more than the victim could hold"
+    );
+    db.cleanup().await;
+}
