@@ -17,6 +17,10 @@ mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(aliases);
     syn::custom_keyword!(cron);
+    syn::custom_keyword!(tz);
+    syn::custom_keyword!(catch_up);
+    syn::custom_keyword!(unique);
+    syn::custom_keyword!(unique_for);
 }
 
 /// A signed integer literal as written. Errors about it go through
@@ -62,6 +66,10 @@ pub struct JobAttr {
     pub name: Option<LitStr>,
     pub aliases: Option<Aliases>,
     pub cron: Option<LitStr>,
+    pub tz: Option<LitStr>,
+    pub catch_up: Option<LitStr>,
+    pub unique: Option<LitStr>,
+    pub unique_for: Option<LitStr>,
 }
 
 /// Stores `value` in `slot`, or reports the key as given twice on `key_span`.
@@ -161,6 +169,34 @@ impl JobAttr {
                 let key: kw::cron = input.parse()?;
                 expect_eq(input, "cron", key.span)?;
                 set_once(&mut attr.cron, input.parse()?, "cron", key.span, errors);
+            } else if look.peek(kw::tz) {
+                let key: kw::tz = input.parse()?;
+                expect_eq(input, "tz", key.span)?;
+                set_once(&mut attr.tz, input.parse()?, "tz", key.span, errors);
+            } else if look.peek(kw::catch_up) {
+                let key: kw::catch_up = input.parse()?;
+                expect_eq(input, "catch_up", key.span)?;
+                set_once(
+                    &mut attr.catch_up,
+                    input.parse()?,
+                    "catch_up",
+                    key.span,
+                    errors,
+                );
+            } else if look.peek(kw::unique) {
+                let key: kw::unique = input.parse()?;
+                expect_eq(input, "unique", key.span)?;
+                set_once(&mut attr.unique, input.parse()?, "unique", key.span, errors);
+            } else if look.peek(kw::unique_for) {
+                let key: kw::unique_for = input.parse()?;
+                expect_eq(input, "unique_for", key.span)?;
+                set_once(
+                    &mut attr.unique_for,
+                    input.parse()?,
+                    "unique_for",
+                    key.span,
+                    errors,
+                );
             } else if input.peek(syn::Ident::peek_any) {
                 // Name the unknown key, then list the known ones.
                 let key = input.call(syn::Ident::parse_any)?;

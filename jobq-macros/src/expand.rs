@@ -31,6 +31,16 @@ fn inner_visibility(vis: &Visibility) -> TokenStream {
     }
 }
 
+fn opt_duration(d: Option<std::time::Duration>) -> TokenStream {
+    match d {
+        Some(d) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
 fn opt_str(v: &Option<String>) -> TokenStream {
     match v {
         Some(s) => quote!(::core::option::Option::Some(#s)),
@@ -53,12 +63,14 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let priority = c.priority;
     let aliases = &c.aliases;
     let cron = opt_str(&c.cron);
-    let timeout = match c.timeout {
-        Some(d) => {
-            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-            quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
-        }
-        None => quote!(::core::option::Option::None),
+    let timeout = opt_duration(c.timeout);
+    let unique_for = opt_duration(c.unique_for);
+    let unique_by_args = c.unique_by_args;
+    let tz = opt_str(&c.tz);
+    let catch_up = match c.catch_up.as_str() {
+        "none" => quote!(::jobq::CatchUp::None),
+        "all" => quote!(::jobq::CatchUp::All),
+        _ => quote!(::jobq::CatchUp::Latest),
     };
 
     // Args fields, in parameter order.
@@ -173,6 +185,10 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
                     priority: #priority,
                     timeout: #timeout,
                     cron: #cron,
+                    tz: #tz,
+                    catch_up: #catch_up,
+                    unique_by_args: #unique_by_args,
+                    unique_for: #unique_for,
                     location: ::jobq::__private::Location {
                         module_path: ::core::module_path!(),
                         file: ::core::file!(),

@@ -22,6 +22,10 @@ pub struct Checked {
     pub priority: i16,
     pub timeout: Option<Duration>,
     pub cron: Option<String>,
+    pub tz: Option<String>,
+    pub catch_up: String,
+    pub unique_by_args: bool,
+    pub unique_for: Option<Duration>,
 }
 
 /// Parses a cron expression the way the runtime does: 5 fields, or 6 with
@@ -215,28 +219,71 @@ pub fn check(attr: &JobAttr, f: &JobFn, errors: &mut Vec<syn::Error>) -> Option<
         None => 0,
     };
 
-    let timeout = match &attr.timeout {
-        Some(lit) => match humantime::parse_duration(&lit.value()) {
-            Ok(d) if d.is_zero() => {
+    let timeout = attr
+        .timeout
+        .as_ref()
+        .and_then(|lit| positive_duration(lit, "timeout", "leave it out for no timeout", errors));
+
+    let unique_by_args = match &attr.unique {
+        Some(lit) if lit.value() == "args" => true,
+        Some(lit) => {
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!(
+                    "unknown `unique` value `{}`: write `unique = \"args\"` (one unfinished job \
+                     per distinct arguments), or set a key per enqueue with \
+                     `builder(args).unique_key(..)`",
+                    lit.value()
+                ),
+            ));
+            false
+        }
+        None => false,
+    };
+    let unique_for = attr.unique_for.as_ref().and_then(|lit| {
+        if attr.unique.is_none() {
+            errors.push(syn::Error::new(
+                lit.span(),
+                "`unique_for` needs `unique = \"args\"` next to it",
+            ));
+        }
+        positive_duration(lit, "unique_for", "leave it out for no window", errors)
+    });
+
+    let tz = attr.tz.as_ref().map(|lit| {
+        let v = lit.value();
+        if attr.cron.is_none() {
+            errors.push(syn::Error::new(
+                lit.span(),
+                "`tz` applies to cron jobs: add `cron = \"...\"` or drop `tz`",
+            ));
+        } else if v.parse::<chrono_tz::Tz>().is_err() {
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!(
+                    "unknown time zone `{v}`: use an IANA name such as \"Europe/Paris\" or \"UTC\""
+                ),
+            ));
+        }
+        v
+    });
+    let catch_up = match &attr.catch_up {
+        Some(lit) => {
+            let v = lit.value();
+            if attr.cron.is_none() {
                 errors.push(syn::Error::new(
                     lit.span(),
-                    "`timeout` must be longer than zero; leave it out for no timeout",
+                    "`catch_up` applies to cron jobs: add `cron = \"...\"` or drop `catch_up`",
                 ));
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
+            } else if !matches!(v.as_str(), "none" | "latest" | "all") {
                 errors.push(syn::Error::new(
                     lit.span(),
-                    format!(
-                        "invalid duration `{}`: {e}; write it like \"30s\", \"5m\" or \"1h 30m\"",
-                        lit.value()
-                    ),
+                    format!("unknown `catch_up` policy `{v}`: use \"none\", \"latest\" or \"all\""),
                 ));
-                None
             }
-        },
-        None => None,
+            v
+        }
+        None => "latest".to_owned(),
     };
 
     let cron = match &attr.cron {
@@ -285,7 +332,40 @@ pub fn check(attr: &JobAttr, f: &JobFn, errors: &mut Vec<syn::Error>) -> Option<
         priority,
         timeout,
         cron,
+        tz,
+        catch_up,
+        unique_by_args,
+        unique_for,
     })
+}
+
+/// Parses a duration literal that must be longer than zero.
+fn positive_duration(
+    lit: &syn::LitStr,
+    key: &str,
+    if_zero: &str,
+    errors: &mut Vec<syn::Error>,
+) -> Option<Duration> {
+    match humantime::parse_duration(&lit.value()) {
+        Ok(d) if d.is_zero() => {
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!("`{key}` must be longer than zero; {if_zero}"),
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!(
+                    "invalid duration `{}`: {e}; write it like \"30s\", \"5m\" or \"1h 30m\"",
+                    lit.value()
+                ),
+            ));
+            None
+        }
+    }
 }
 
 /// `Result<..>`, `anyhow::Result<..>`, `io::Result<..>`, `MyResult<..>`: any path

@@ -29,8 +29,6 @@ pub enum Cancellation {
 /// Cancels job `id` through `db` (pool, connection or transaction). In a
 /// transaction, the cancellation takes effect, and a running job's worker
 /// hears of it, when the transaction commits.
-// Not an `async fn`: one generic over `Acquire` would not be `Send`.
-#[allow(clippy::manual_async_fn)]
 pub fn cancel<'c, A>(db: A, id: JobId) -> impl Future<Output = Result<Cancellation>> + Send + 'c
 where
     A: Acquire<'c, Database = Postgres> + Send + 'c,

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Acquire, Postgres};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId};
-use crate::store::{self, NewJob};
+use crate::job::{Job, JobId, JobState};
+use crate::store::{self, NewJob, Unique};
 
 /// Inserts one job of type `J` through `db`: a `&PgPool`, a `&mut PgConnection`
 /// or a `&mut Transaction<Postgres>`. In a transaction the job exists, and
@@ -43,13 +43,53 @@ where
 {
     let jobs = args
         .into_iter()
-        .map(|a| Enqueue::<J>::new(a).into_new_job())
+        .map(|a| Enqueue::<J>::new(a).prepare())
         .collect::<Result<Vec<_>>>();
     async move {
         let jobs = jobs?;
         let mut conn = db.acquire().await?;
+        if J::DEF.unique_by_args {
+            // Unique jobs go one by one: each needs its own duplicate check.
+            let mut ids = Vec::with_capacity(jobs.len());
+            for (job, unique) in &jobs {
+                ids.push(insert(&mut conn, job, unique.as_ref()).await?.id);
+            }
+            return Ok(ids);
+        }
+        let jobs: Vec<NewJob> = jobs.into_iter().map(|(job, _)| job).collect();
         let ids = store::insert_many(&mut conn, &jobs).await?;
         Ok(ids.into_iter().map(JobId).collect())
+    }
+}
+
+/// What an enqueue did: the job's id, and whether an unfinished job with the
+/// same unique key already existed (then `id` is that job's, and nothing was
+/// inserted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// The new job's id, or the existing duplicate's.
+    pub id: JobId,
+    /// Whether the job was a duplicate of an existing one.
+    pub duplicate: bool,
+}
+
+async fn insert(
+    conn: &mut sqlx::PgConnection,
+    job: &NewJob,
+    unique: Option<&Unique>,
+) -> Result<Inserted> {
+    match unique {
+        None => Ok(Inserted {
+            id: JobId(store::insert_one(conn, job).await?),
+            duplicate: false,
+        }),
+        Some(u) => {
+            let (id, duplicate) = store::insert_unique(conn, job, u).await?;
+            Ok(Inserted {
+                id: JobId(id),
+                duplicate,
+            })
+        }
     }
 }
 
@@ -78,6 +118,9 @@ pub struct Enqueue<J: Job> {
     max_attempts: Option<i32>,
     run_at: Option<DateTime<Utc>>,
     delay: Option<Duration>,
+    unique_key: Option<String>,
+    unique_for: Option<Duration>,
+    unique_states: Option<Vec<JobState>>,
     _job: PhantomData<fn() -> J>,
 }
 
@@ -91,6 +134,9 @@ impl<J: Job> Enqueue<J> {
             max_attempts: None,
             run_at: None,
             delay: None,
+            unique_key: None,
+            unique_for: None,
+            unique_states: None,
             _job: PhantomData,
         }
     }
@@ -126,7 +172,31 @@ impl<J: Job> Enqueue<J> {
         self
     }
 
-    fn into_new_job(self) -> Result<NewJob> {
+    /// Makes the job unique under `key`: while a job of this type with the
+    /// same key is in one of the unique states (by default, not yet
+    /// finished), enqueueing returns that job instead of inserting another.
+    /// `#[job(unique = "args")]` does the same with the arguments as key.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Keeps the unique key within windows of `window` (aligned to the Unix
+    /// epoch): a job with the same key in an earlier window is no duplicate.
+    pub fn unique_for(mut self, window: Duration) -> Self {
+        self.unique_for = Some(window);
+        self
+    }
+
+    /// The states in which the unique key holds (default
+    /// [`JobState::UNFINISHED`]); [`JobState::ALL`] for "at most once, ever".
+    pub fn unique_states(mut self, states: &[JobState]) -> Self {
+        self.unique_states = Some(states.to_vec());
+        self
+    }
+
+    /// The row to insert, and its unique key if it has one.
+    fn prepare(self) -> Result<(NewJob, Option<Unique>)> {
         let def = &J::DEF;
         let args = serde_json::to_string(&self.args).map_err(|source| Error::Serialize {
             job: def.name,
@@ -150,14 +220,45 @@ impl<J: Job> Enqueue<J> {
             ),
             (None, None) => None,
         };
-        Ok(NewJob {
+        let key = match (self.unique_key, def.unique_by_args) {
+            (Some(key), _) => Some(key),
+            (None, true) => Some(format!("args:{args}")),
+            (None, false) => None,
+        };
+        let unique = match key {
+            None => None,
+            Some(key) => {
+                let window = self.unique_for.or(def.unique_for);
+                let key = match window {
+                    Some(w) if !w.is_zero() => {
+                        let now = Utc::now().timestamp_millis().max(0) as u128;
+                        format!("{}:{key}@{}", def.name, now / w.as_millis().max(1))
+                    }
+                    _ => format!("{}:{key}", def.name),
+                };
+                let states = self
+                    .unique_states
+                    .as_deref()
+                    .unwrap_or(&JobState::UNFINISHED)
+                    .iter()
+                    .fold(0, |mask, s| mask | s.bit());
+                if states == 0 {
+                    return Err(Error::Config(
+                        "unique_states must name at least one state".into(),
+                    ));
+                }
+                Some(Unique { key, states })
+            }
+        };
+        let job = NewJob {
             kind: def.name,
             queue,
             args,
             priority: self.priority.unwrap_or(def.priority),
             max_attempts,
             run_at,
-        })
+        };
+        Ok((job, unique))
     }
 
     /// Inserts the job through `db` (pool, connection or transaction). The
@@ -166,12 +267,22 @@ impl<J: Job> Enqueue<J> {
     where
         A: Acquire<'c, Database = Postgres> + Send + 'c,
     {
-        let job = self.into_new_job();
+        let inserted = self.insert(db);
+        async move { Ok(inserted.await?.id) }
+    }
+
+    /// Like [`enqueue`](Self::enqueue), and says whether the job was a
+    /// duplicate of an unfinished job with the same unique key. A duplicate
+    /// never raises an error, so the caller's transaction stays usable.
+    pub fn insert<'c, A>(self, db: A) -> impl Future<Output = Result<Inserted>> + Send + 'c
+    where
+        A: Acquire<'c, Database = Postgres> + Send + 'c,
+    {
+        let prepared = self.prepare();
         async move {
-            let job = job?;
+            let (job, unique) = prepared?;
             let mut conn = db.acquire().await?;
-            let id = store::insert_one(&mut conn, &job).await?;
-            Ok(JobId(id))
+            insert(&mut conn, &job, unique.as_ref()).await
         }
     }
 }

@@ -30,6 +30,88 @@ impl fmt::Display for JobId {
     }
 }
 
+/// The states of a stored job (`jobq_jobs.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JobState {
+    /// May run now.
+    Available,
+    /// Waits for its `scheduled_at`.
+    Scheduled,
+    /// Claimed by a worker.
+    Running,
+    /// Failed; waits for its backoff to run again.
+    Retryable,
+    /// Finished successfully.
+    Completed,
+    /// Out of attempts, or can never run.
+    Discarded,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 7] = [
+        JobState::Available,
+        JobState::Scheduled,
+        JobState::Running,
+        JobState::Retryable,
+        JobState::Completed,
+        JobState::Discarded,
+        JobState::Cancelled,
+    ];
+
+    /// The states of a job that has not finished: the default scope of a
+    /// unique job's key.
+    pub const UNFINISHED: [JobState; 4] = [
+        JobState::Available,
+        JobState::Scheduled,
+        JobState::Running,
+        JobState::Retryable,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Available => "available",
+            JobState::Scheduled => "scheduled",
+            JobState::Running => "running",
+            JobState::Retryable => "retryable",
+            JobState::Completed => "completed",
+            JobState::Discarded => "discarded",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state stored as `name`.
+    pub fn from_name(name: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// This state's bit in a `unique_states` mask (`jobq_state_bit` in SQL).
+    pub(crate) fn bit(self) -> i32 {
+        1 << (self as i32)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a cron job does about the ticks it missed while no worker ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatchUp {
+    /// Skip them: run only ticks from now on.
+    None,
+    /// Run the most recent missed tick once, then go on.
+    #[default]
+    Latest,
+    /// Run every missed tick (at most 1,000, the most recent).
+    All,
+}
+
 /// A job type. `#[job]` implements it for the marker `my_job::Job`; write it by
 /// hand only to name jobs in generic code.
 pub trait Job: Send + Sync + 'static {
@@ -57,6 +139,14 @@ pub struct JobDef {
     pub timeout: Option<Duration>,
     /// The cron expression, for a cron job.
     pub cron: Option<&'static str>,
+    /// The time zone the cron expression is read in (UTC when `None`).
+    pub tz: Option<&'static str>,
+    /// What a cron job does about ticks missed while no worker ran.
+    pub catch_up: CatchUp,
+    /// At most one unfinished job per distinct arguments.
+    pub unique_by_args: bool,
+    /// With `unique_by_args`: the key holds within windows of this length.
+    pub unique_for: Option<Duration>,
     /// Where the job is defined, for error messages.
     #[doc(hidden)]
     pub location: Location,
@@ -182,6 +272,7 @@ struct ContextInner {
     attempt: i32,
     max_attempts: i32,
     scheduled_at: DateTime<Utc>,
+    cron: bool,
     cancel: CancellationToken,
     pool: PgPool,
 }
@@ -190,7 +281,7 @@ impl JobContext {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: JobId,
-        name: &'static str,
+        def: &'static JobDef,
         queue: String,
         attempt: i32,
         max_attempts: i32,
@@ -201,7 +292,8 @@ impl JobContext {
         JobContext {
             inner: Arc::new(ContextInner {
                 id,
-                name,
+                name: def.name,
+                cron: def.cron.is_some(),
                 queue,
                 attempt,
                 max_attempts,
@@ -245,6 +337,11 @@ impl JobContext {
     /// When this attempt was due to start.
     pub fn scheduled_at(&self) -> DateTime<Utc> {
         self.inner.scheduled_at
+    }
+
+    /// For a cron job, the tick this run is for (in UTC); `None` otherwise.
+    pub fn cron_tick(&self) -> Option<DateTime<Utc>> {
+        self.inner.cron.then_some(self.inner.scheduled_at)
     }
 
     /// Fires when the worker wants this attempt to stop: the worker is

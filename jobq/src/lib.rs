@@ -140,6 +140,33 @@
 //! Make handlers idempotent where a second run would hurt (check-then-act in
 //! the same transaction, or an idempotency key at the other end).
 //!
+//! # Scheduling
+//!
+//! - **Cron.** `#[job(cron = "0 * * * *")]` runs once per tick across *all*
+//!   workers together: every worker that runs the job's queue enqueues each
+//!   tick under a unique key (job name + tick time), so the second insert of
+//!   a tick is a no-op. `tz = "Europe/Paris"` reads the expression in that
+//!   zone (a daily job runs once on both DST days); `catch_up` decides about
+//!   ticks missed while no worker ran. A cron job takes no arguments;
+//!   [`JobContext::cron_tick`] tells which tick it runs for. Workers log each
+//!   cron job's next fire time at start.
+//! - **Delayed jobs.** `builder(args).delay(d)` or `.run_at(t)` stores the job
+//!   `scheduled`; it becomes claimable when due. An idle worker sleeps until
+//!   the next due time (or a notification), so it neither polls busily nor
+//!   starts a job late by more than a poll interval.
+//! - **Priorities.** Lower runs first within a queue, then by due time and id;
+//!   a job enqueued with a lower number overtakes a flood already waiting.
+//! - **Unique jobs.** `#[job(unique = "args")]` or
+//!   `builder(args).unique_key(k)`: while a job with the same key is
+//!   unfinished (or in the states given to `unique_states`), enqueueing
+//!   returns that job's id instead; `builder(..).insert(db)` also says it was a
+//!   duplicate. Done with `ON CONFLICT DO NOTHING`, so a duplicate never aborts
+//!   the caller's transaction.
+//! - **Queues.** [`pause_queue`] stops every worker claiming from a queue (each
+//!   claim checks), [`resume_queue`] restarts it; enqueues go on meanwhile.
+//!   [`stats`] counts jobs per queue and state, with the age of the oldest
+//!   waiting job.
+//!
 //! # Shutdown
 //!
 //! On SIGTERM or ctrl-c the worker stops claiming, lets running jobs finish
@@ -149,20 +176,26 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// Functions generic over `sqlx::Acquire` return `impl Future + Send` by hand:
+// written as `async fn` their futures would not be `Send`.
+#![allow(clippy::manual_async_fn)]
 
 mod cancel;
 mod enqueue;
 mod error;
 mod job;
 mod maintenance;
+mod queue;
 mod registry;
+mod schedule;
 mod store;
 mod worker;
 
 pub use cancel::{Cancellation, cancel};
-pub use enqueue::{Enqueue, enqueue, enqueue_many};
+pub use enqueue::{Enqueue, Inserted, enqueue, enqueue_many};
 pub use error::{Error, Result};
-pub use job::{Control, Job, JobContext, JobDef, JobId, Outcome, State};
+pub use job::{CatchUp, Control, Job, JobContext, JobDef, JobId, JobState, Outcome, State};
+pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};
 pub use store::migrate;
 pub use tokio_util::sync::CancellationToken;
@@ -190,6 +223,10 @@ pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
 /// | `name` | the stored name | the fn's name |
 /// | `aliases` | older stored names still run by this job: `["old_name"]` | none |
 /// | `cron` | a cron expression: 5 fields, 6 with seconds first, or `@hourly` etc. | none |
+/// | `tz` | for `cron`: the IANA time zone it is read in, DST handled | `"UTC"` |
+/// | `catch_up` | for `cron`: ticks missed while no worker ran, `"none"`, `"latest"` or `"all"` (at most 1,000) | `"latest"` |
+/// | `unique` | `"args"`: at most one unfinished job per distinct arguments | none |
+/// | `unique_for` | with `unique`: the key holds within windows of this length, `"1h"` | none |
 ///
 /// The stored name is what ties a row to its code: moving the function to
 /// another module changes nothing, renaming it changes the name unless

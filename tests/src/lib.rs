@@ -160,21 +160,24 @@ impl InProcess {
 
 /// A worker process (the `test-worker` binary) on `url`.
 pub fn spawn_worker_process(bin: &str, url: &str, concurrency: usize) -> Child {
-    spawn_worker_process_with_lease(bin, url, concurrency, Duration::from_secs(30))
+    spawn_worker_process_with_lease(bin, url, concurrency, Duration::from_secs(30), "default")
 }
 
-/// A worker process with a lease of `lease` (heartbeat every quarter of it).
+/// A worker process with a lease of `lease` (heartbeat every quarter of it),
+/// running `queues` (comma-separated) at `concurrency` each.
 pub fn spawn_worker_process_with_lease(
     bin: &str,
     url: &str,
     concurrency: usize,
     lease: Duration,
+    queues: &str,
 ) -> Child {
     Command::new(bin)
         .env("JOBQ_TEST_LEASE_MS", lease.as_millis().to_string())
         .env("DATABASE_URL", url)
         .env("JOBQ_TEST_CONCURRENCY", concurrency.to_string())
-        .env("RUST_LOG", "jobq=info")
+        .env("RUST_LOG", "jobq=warn")
+        .env("JOBQ_TEST_QUEUES", queues)
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn test-worker")
@@ -312,4 +315,35 @@ pub async fn controlled(db: State<PgPool>, ctx: JobContext, action: String) -> a
         _ => jobq::Control::discard("this can never work"),
     };
     Err(control.into())
+}
+
+/// Every second, in the `cron` queue (which only the cron tests run).
+#[job(cron = "* * * * * *", queue = "cron", retries = 0)]
+pub async fn tick(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    let tick = ctx.cron_tick().expect("a cron job knows its tick");
+    record_run(&db, &ctx, "ran", serde_json::json!({ "tick": tick })).await
+}
+
+/// Every minute; skips missed ticks.
+#[job(cron = "* * * * *", queue = "catchup", catch_up = "none")]
+pub async fn catch_none(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}
+
+/// Every minute; runs the latest missed tick.
+#[job(cron = "* * * * *", queue = "catchup", catch_up = "latest")]
+pub async fn catch_latest(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}
+
+/// Every minute; runs every missed tick.
+#[job(cron = "* * * * *", queue = "catchup", catch_up = "all")]
+pub async fn catch_all(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}
+
+/// At most one unfinished job per `key`.
+#[job(unique = "args", queue = "unique")]
+pub async fn dedup(db: State<PgPool>, ctx: JobContext, key: String) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::json!({ "key": key })).await
 }

@@ -44,7 +44,7 @@ async fn wait_completed(db: &TestDb, at_least: i64) {
 async fn kill_9_and_a_database_restart_lose_no_job() {
     let db = TestDb::new("faults").await;
     let mut workers: Vec<_> = (0..3)
-        .map(|_| spawn_worker_process_with_lease(WORKER_BIN, &db.url, 8, LEASE))
+        .map(|_| spawn_worker_process_with_lease(WORKER_BIN, &db.url, 8, LEASE, "default"))
         .collect();
     let start = Instant::now();
     while try_count(

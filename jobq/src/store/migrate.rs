@@ -11,11 +11,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_jobs.sql",
-    sql: include_str!("../../../migrations/0001_jobs.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_jobs.sql",
+        sql: include_str!("../../../migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_scheduling.sql",
+        sql: include_str!("../../../migrations/0002_scheduling.sql"),
+    },
+];
 
 /// Key of the advisory lock that serializes migrations across processes.
 const MIGRATE_LOCK: i64 = 0x6a6f_6271_6d69_6772; // "jobqmigr"

@@ -2,8 +2,10 @@
 //! this module speaks SQL, so a second backend would implement this seam.
 
 mod migrate;
+mod schedule;
 
 pub use migrate::migrate;
+pub(crate) use schedule::*;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
@@ -106,6 +108,7 @@ pub(crate) struct ClaimedJob {
 
 /// Claims up to `limit` due jobs of `queue` whose kind this worker knows, in
 /// (priority, scheduled_at, id) order, skipping rows other workers hold.
+/// Claims nothing while the queue is paused.
 pub(crate) async fn claim_batch(
     pool: &PgPool,
     queue: &str,
@@ -120,6 +123,8 @@ pub(crate) async fn claim_batch(
               AND queue = $1
               AND scheduled_at <= now()
               AND kind = ANY($2)
+              AND NOT EXISTS (
+                  SELECT 1 FROM jobq_queues q WHERE q.name = $1 AND q.paused_at IS NOT NULL)
             ORDER BY priority, scheduled_at, id
             LIMIT $3
             FOR UPDATE SKIP LOCKED

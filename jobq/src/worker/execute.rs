@@ -74,7 +74,7 @@ async fn attempt_once(
         .insert(job.id, shared.stop_jobs.child_token());
     let ctx = JobContext::new(
         JobId(job.id),
-        def.name,
+        def,
         queue,
         job.attempt,
         job.max_attempts,

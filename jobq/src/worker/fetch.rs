@@ -1,6 +1,6 @@
 //! The producer of one queue: claims as many due jobs as it has free slots, in
-//! one statement, and spawns each; then waits for a notification, the poll
-//! interval, or a free slot.
+//! one statement, and spawns each; then waits for a free slot, or when idle
+//! for a notification, the next future job's due time, or the poll interval.
 
 use std::sync::Arc;
 
@@ -69,10 +69,18 @@ pub(super) async fn run(
             // Full claim: more may be due; go again as soon as a slot frees.
             continue;
         }
+        // Idle: sleep until a notification, the next future job's due time,
+        // or the poll interval, whichever comes first.
+        let mut sleep = shared.config.poll_interval;
+        match store::next_due(&shared.pool, &queue).await {
+            Ok(Some(due)) => sleep = sleep.min(due),
+            Ok(None) => {}
+            Err(e) => sleep = sleep.min(outage.failed(&e)),
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(shared.config.poll_interval) => {}
+            _ = tokio::time::sleep(sleep) => {}
         }
     }
 }

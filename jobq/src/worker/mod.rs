@@ -274,6 +274,13 @@ impl Worker {
             )));
         }
 
+        // The cron jobs whose queue this worker runs: it enqueues their ticks.
+        let cron_jobs = registry
+            .jobs()
+            .filter(|d| d.cron.is_some() && queues.contains_key(d.queue))
+            .map(crate::schedule::cron::CronJob::new)
+            .collect::<Result<Vec<_>>>()?;
+
         let queue_names: Vec<String> = queues.keys().cloned().collect();
         let host = hostname();
         let pid = std::process::id() as i32;
@@ -329,6 +336,11 @@ impl Worker {
                 queues: queue_names,
             },
             config.heartbeat_interval,
+            stop_services.clone(),
+        ));
+        services.spawn(crate::schedule::cron::run(
+            pool.clone(),
+            cron_jobs,
             stop_services.clone(),
         ));
         let rescue_every = (config.lease_timeout / 4).max(Duration::from_millis(100));

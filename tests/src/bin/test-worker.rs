@@ -26,9 +26,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_connections(8)
         .connect(&url)
         .await?;
-    jobq::Worker::new(pool.clone())
-        .state(pool)
-        .queue("default", concurrency)
+    let queues = std::env::var("JOBQ_TEST_QUEUES").unwrap_or_else(|_| "default".into());
+    let mut worker = jobq::Worker::new(pool.clone()).state(pool);
+    for queue in queues.split(',') {
+        worker = worker.queue(queue, concurrency);
+    }
+    worker
         .backoff(jobq_tests::FAST_BACKOFF)
         .poll_interval(Duration::from_millis(200))
         .shutdown_grace(Duration::from_secs(10))

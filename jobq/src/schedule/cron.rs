@@ -1,0 +1,305 @@
+//! Cron: every worker that runs a cron job's queue enqueues its ticks; each
+//! tick's unique key (job name + tick time), under a unique index, makes a
+//! second insert of the same tick a no-op, so N workers produce one run.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::job::{CatchUp, JobDef};
+use crate::store::{self, NewJob};
+use crate::worker::outage::Outage;
+
+/// Ticks of one catch-up, at most.
+const MAX_CATCH_UP: usize = 1000;
+
+/// Parses a cron expression as `#[job]` checked it: 5 fields, 6 with seconds
+/// first, or a nickname.
+fn parse(expr: &str) -> std::result::Result<Cron, croner::errors::CronError> {
+    use croner::parser::{CronParser, Seconds, Year};
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+}
+
+/// A cron job's schedule.
+pub(crate) struct CronJob {
+    pub def: &'static JobDef,
+    cron: Cron,
+    tz: Tz,
+}
+
+impl CronJob {
+    /// The schedule of `def`, which must have `cron`.
+    pub(crate) fn new(def: &'static JobDef) -> Result<Self> {
+        let expr = def.cron.unwrap_or_default();
+        let cron = parse(expr).map_err(|e| {
+            Error::Config(format!(
+                "job `{}`: invalid cron expression `{expr}`: {e}",
+                def.name
+            ))
+        })?;
+        let tz = match def.tz {
+            None => Tz::UTC,
+            Some(name) => name.parse().map_err(|_| {
+                Error::Config(format!("job `{}`: unknown time zone `{name}`", def.name))
+            })?,
+        };
+        Ok(CronJob { def, cron, tz })
+    }
+
+    /// The first tick strictly after `t`.
+    pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The last tick at or before `t`.
+    fn latest_at(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&t.with_timezone(&self.tz), true)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The ticks in `(after, until]`, the most recent `limit` of them, in order.
+    pub(crate) fn ticks_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut ticks = Vec::new();
+        let mut cursor = self.latest_at(until);
+        while let Some(t) = cursor {
+            if t <= after || ticks.len() == limit {
+                break;
+            }
+            ticks.push(t);
+            cursor = self
+                .cron
+                .find_previous_occurrence(&t.with_timezone(&self.tz), false)
+                .ok()
+                .map(|d| d.with_timezone(&Utc));
+        }
+        ticks.reverse();
+        ticks
+    }
+
+    fn new_job(&self, tick: DateTime<Utc>) -> NewJob {
+        NewJob {
+            kind: self.def.name,
+            queue: self.def.queue.to_owned(),
+            args: "{}".to_owned(),
+            priority: self.def.priority,
+            max_attempts: self.def.max_attempts,
+            run_at: Some(tick),
+        }
+    }
+}
+
+/// Enqueues the ticks missed while no worker ran, as the job's policy says.
+async fn catch_up(pool: &PgPool, job: &CronJob, now: DateTime<Utc>) -> sqlx::Result<usize> {
+    let (last, first_start) = store::cron_last_tick(pool, job.def.name, now).await?;
+    if first_start {
+        return Ok(0);
+    }
+    let missed = match job.def.catch_up {
+        CatchUp::None => Vec::new(),
+        CatchUp::Latest => job.ticks_between(last, now, 1),
+        CatchUp::All => job.ticks_between(last, now, MAX_CATCH_UP),
+    };
+    let mut inserted = 0;
+    for tick in &missed {
+        if store::insert_cron_tick(pool, &job.new_job(*tick), *tick).await? {
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Enqueues every cron job's ticks as they come, until `stop`.
+pub(crate) async fn run(pool: PgPool, jobs: Vec<CronJob>, stop: CancellationToken) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut outage = Outage::new("schedule cron ticks");
+    let started = Utc::now();
+    let mut next = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        loop {
+            match catch_up(&pool, job, started).await {
+                Ok(n) => {
+                    outage.recovered();
+                    if n > 0 {
+                        tracing::info!(job = job.def.name, ticks = n, "enqueued missed cron ticks");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        let first = job.next_after(started);
+        tracing::info!(
+            job = job.def.name,
+            cron = job.def.cron.unwrap_or_default(),
+            tz = %job.tz,
+            next = ?first,
+            "cron job scheduled"
+        );
+        next.push(first);
+    }
+    loop {
+        let Some(earliest) = next.iter().flatten().min().copied() else {
+            stop.cancelled().await;
+            return;
+        };
+        let wait = (earliest - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = Utc::now();
+        for (job, next) in jobs.iter().zip(next.iter_mut()) {
+            let mut budget = MAX_CATCH_UP;
+            while let Some(tick) = *next {
+                if tick > now || budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                match store::insert_cron_tick(&pool, &job.new_job(tick), tick).await {
+                    Ok(_) => {
+                        outage.recovered();
+                        *next = job.next_after(tick);
+                    }
+                    Err(e) => {
+                        // Keep the tick; try again after a pause.
+                        let wait = outage.failed(&e);
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn job(def: &'static JobDef) -> CronJob {
+        CronJob::new(def).unwrap()
+    }
+
+    fn def(cron: &'static str, tz: Option<&'static str>) -> &'static JobDef {
+        fn run(
+            _: crate::job::RunCx,
+        ) -> std::result::Result<crate::job::JobFuture, crate::job::RunError> {
+            unreachable!()
+        }
+        Box::leak(Box::new(JobDef {
+            name: "t",
+            aliases: &[],
+            queue: "default",
+            max_attempts: 1,
+            priority: 0,
+            timeout: None,
+            cron: Some(cron),
+            tz,
+            catch_up: CatchUp::Latest,
+            unique_by_args: false,
+            unique_for: None,
+            location: crate::job::Location {
+                module_path: "t",
+                file: "t.rs",
+                line: 1,
+            },
+            requires: &[],
+            run,
+        }))
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn daily_job_in_paris_runs_once_a_day_across_both_dst_changes() {
+        // 02:30 local does not exist on 2026-03-29 and exists twice on
+        // 2026-10-25: still exactly one run each day.
+        let j = job(def("30 2 * * *", Some("Europe/Paris")));
+        let year = j.ticks_between(utc(2025, 12, 31, 23, 0), utc(2026, 12, 31, 23, 0), 1000);
+        assert_eq!(year.len(), 365);
+        let spring = j.ticks_between(utc(2026, 3, 28, 12, 0), utc(2026, 3, 29, 12, 0), 10);
+        assert_eq!(
+            spring,
+            vec![utc(2026, 3, 29, 1, 0)],
+            "runs right after the gap, 03:00 CEST"
+        );
+        let autumn = j.ticks_between(utc(2026, 10, 24, 12, 0), utc(2026, 10, 25, 12, 0), 10);
+        assert_eq!(
+            autumn,
+            vec![utc(2026, 10, 25, 0, 30)],
+            "once, at the first 02:30 (CEST)"
+        );
+    }
+
+    #[test]
+    fn hourly_job_in_paris_follows_real_hours_across_dst() {
+        let j = job(def("0 * * * *", Some("Europe/Paris")));
+        // Local days: 23 hours in spring, 25 in autumn; one run per real hour.
+        let spring = j.ticks_between(utc(2026, 3, 28, 22, 59), utc(2026, 3, 29, 21, 59), 100);
+        assert_eq!(spring.len(), 23);
+        let autumn = j.ticks_between(utc(2026, 10, 24, 21, 59), utc(2026, 10, 25, 22, 59), 100);
+        assert_eq!(autumn.len(), 25);
+        for pair in autumn.windows(2) {
+            assert_eq!(pair[1] - pair[0], chrono::Duration::hours(1));
+        }
+    }
+
+    #[test]
+    fn utc_is_the_default_and_seconds_are_optional() {
+        let j = job(def("*/15 * * * * *", None));
+        let t = j.ticks_between(utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 0, 1), 100);
+        assert_eq!(t.len(), 4);
+        let nick = job(def("@hourly", None));
+        assert_eq!(
+            nick.next_after(utc(2026, 1, 1, 0, 0)),
+            Some(utc(2026, 1, 1, 1, 0))
+        );
+    }
+
+    #[test]
+    fn ticks_between_keeps_the_most_recent() {
+        let j = job(def("* * * * *", None));
+        let t = j.ticks_between(utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 10, 0), 3);
+        assert_eq!(
+            t,
+            vec![
+                utc(2026, 1, 1, 9, 58),
+                utc(2026, 1, 1, 9, 59),
+                utc(2026, 1, 1, 10, 0)
+            ]
+        );
+    }
+}

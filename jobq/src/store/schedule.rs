@@ -1,0 +1,215 @@
+//! SQL for unique jobs, delayed jobs, cron ticks, queue control and stats.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::NewJob;
+
+/// A unique key and the states in which it holds, for one insert.
+pub(crate) struct Unique {
+    pub key: String,
+    pub states: i32,
+}
+
+/// Inserts one unique job, or finds the job that already holds its key.
+/// Never raises a unique violation, so the caller's transaction stays usable.
+/// Returns the id and whether it was a duplicate.
+pub(crate) async fn insert_unique(
+    conn: &mut PgConnection,
+    job: &NewJob,
+    unique: &Unique,
+) -> sqlx::Result<(i64, bool)> {
+    // The key's holder can leave its unique states between the two
+    // statements; then the insert is tried again.
+    for _ in 0..5 {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "WITH ins AS (
+                INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
+                                       state, unique_key, unique_states)
+                VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
+                        CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
+                        $7, $8)
+                ON CONFLICT (unique_key)
+                    WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
+                    DO NOTHING
+                RETURNING id, queue
+            )
+            SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('jobq_insert', ins.queue)) AS n",
+        )
+        .bind(job.kind)
+        .bind(&job.queue)
+        .bind(&job.args)
+        .bind(job.priority)
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(&unique.key)
+        .bind(unique.states)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok((id, false));
+        }
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobq_jobs
+             WHERE unique_key = $1 AND (unique_states & jobq_state_bit(state)) <> 0",
+        )
+        .bind(&unique.key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = existing {
+            return Ok((id, true));
+        }
+    }
+    Err(sqlx::Error::Protocol(format!(
+        "unique job key {:?} kept changing hands; gave up after 5 tries",
+        unique.key
+    )))
+}
+
+/// How long until the next future job of `queue` is due, if any (measured on
+/// the server's clock).
+pub(crate) async fn next_due(
+    pool: &PgPool,
+    queue: &str,
+) -> sqlx::Result<Option<std::time::Duration>> {
+    let ms: Option<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM min(scheduled_at) - now()) * 1000)::float8 FROM jobq_jobs
+         WHERE queue = $1 AND state IN ('scheduled', 'retryable') AND scheduled_at > now()",
+    )
+    .bind(queue)
+    .fetch_one(pool)
+    .await?;
+    Ok(ms.map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
+}
+
+/// The latest tick enqueued for cron job `name`; records `now` as its start
+/// when the job has never ticked.
+pub(crate) async fn cron_last_tick(
+    pool: &PgPool,
+    name: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<(DateTime<Utc>, bool)> {
+    let row = sqlx::query(
+        "WITH ins AS (
+            INSERT INTO jobq_cron (name, last_tick) VALUES ($1, $2)
+            ON CONFLICT (name) DO NOTHING
+            RETURNING last_tick
+        )
+        SELECT last_tick, true AS first FROM ins
+        UNION ALL
+        SELECT last_tick, false FROM jobq_cron WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("last_tick")?, row.try_get("first")?))
+}
+
+/// Enqueues one cron tick of `job` at `tick`, once across every process:
+/// its unique key holds in every state, so a second insert of the same tick
+/// is a no-op. Records the tick as the job's latest. Returns whether this
+/// call inserted it.
+pub(crate) async fn insert_cron_tick(
+    pool: &PgPool,
+    job: &NewJob,
+    tick: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let key = format!("{}:cron:{}", job.kind, tick.to_rfc3339());
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH ins AS (
+            INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
+                                   state, unique_key, unique_states)
+            VALUES ($1, $2, $3::jsonb, $4, $5, $6,
+                    CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
+                    $7, 127)
+            ON CONFLICT (unique_key)
+                WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
+                DO NOTHING
+            RETURNING id, queue
+        ),
+        mark AS (
+            INSERT INTO jobq_cron (name, last_tick) VALUES ($1, $6)
+            ON CONFLICT (name) DO UPDATE
+                SET last_tick = greatest(jobq_cron.last_tick, excluded.last_tick),
+                    updated_at = now()
+        ),
+        told AS (SELECT pg_notify('jobq_insert', queue) FROM ins)
+        SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM told)",
+    )
+    .bind(job.kind)
+    .bind(&job.queue)
+    .bind(&job.args)
+    .bind(job.priority)
+    .bind(job.max_attempts)
+    .bind(tick)
+    .bind(key)
+    .fetch_one(pool)
+    .await?;
+    Ok(inserted > 0)
+}
+
+/// Pauses (`paused = true`) or resumes a queue and tells every worker.
+pub(crate) async fn set_paused(
+    conn: &mut PgConnection,
+    queue: &str,
+    paused: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH q AS (
+            INSERT INTO jobq_queues (name, paused_at) VALUES ($1, CASE WHEN $2 THEN now() END)
+            ON CONFLICT (name) DO UPDATE
+                SET paused_at = CASE WHEN $2 THEN coalesce(jobq_queues.paused_at, now()) END,
+                    updated_at = now()
+            RETURNING name
+        )
+        SELECT pg_notify('jobq_insert', name) FROM q",
+    )
+    .bind(queue)
+    .bind(paused)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One row of [`stats`]: a queue, a state, how many jobs, and the oldest
+/// due time among the claimable ones.
+pub(crate) struct StatRow {
+    pub queue: String,
+    pub state: String,
+    pub count: i64,
+    pub oldest_due: Option<DateTime<Utc>>,
+    pub paused: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// Counts jobs per queue and state, with paused queues that hold no job.
+pub(crate) async fn stats(pool: &PgPool) -> sqlx::Result<Vec<StatRow>> {
+    let rows = sqlx::query(
+        "WITH counts AS (
+            SELECT queue, state::text AS state, count(*) AS n,
+                   min(scheduled_at) FILTER (
+                       WHERE state IN ('available', 'scheduled', 'retryable')
+                         AND scheduled_at <= now()) AS oldest_due
+            FROM jobq_jobs GROUP BY queue, state
+        )
+        SELECT coalesce(c.queue, q.name) AS queue, c.state, coalesce(c.n, 0) AS n,
+               c.oldest_due, (q.paused_at IS NOT NULL) AS paused, now() AS now
+        FROM counts c FULL JOIN jobq_queues q ON q.name = c.queue
+        ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(StatRow {
+                queue: r.try_get("queue")?,
+                state: r.try_get::<Option<String>, _>("state")?.unwrap_or_default(),
+                count: r.try_get("n")?,
+                oldest_due: r.try_get("oldest_due")?,
+                paused: r.try_get::<Option<bool>, _>("paused")?.unwrap_or(false),
+                now: r.try_get("now")?,
+            })
+        })
+        .collect()
+}
