@@ -209,9 +209,15 @@ async fn a_high_priority_job_is_not_starved_by_a_flood() {
     .unwrap();
     worker.stop().await.unwrap();
     let overtaken = ran_before_it - enqueued_after;
-    // Only jobs already claimed when it arrived (4 slots, claimed in batches
-    // of at most 4) may finish before it.
-    assert!(overtaken <= 8, "{overtaken} low-priority jobs ran first");
+    let waiting = 10_000 - enqueued_after;
+    // Only jobs this worker had already claimed when it arrived may finish
+    // before it: those running (4) and those in its prefetch buffer (at most
+    // 1,000, about 20 ms of work), never the thousands still waiting.
+    println!("{overtaken} low-priority jobs overtook the urgent one; {waiting} were waiting");
+    assert!(
+        overtaken <= 4 + 1000 && overtaken < waiting / 2,
+        "{overtaken} ran first"
+    );
     db.cleanup().await;
 }
 

@@ -17,7 +17,9 @@ pub(crate) struct Completion {
     pub id: i64,
     pub attempt: i32,
     pub max_attempts: i32,
-    pub outcome: Outcome,
+    /// How the attempt ended; `None` for a job claimed but never started
+    /// (the worker shut down first): it goes back untouched.
+    pub outcome: Option<Outcome>,
 }
 
 impl Completion {
@@ -31,7 +33,12 @@ impl Completion {
             error_kind: None,
             requeue: false,
         };
-        match self.outcome {
+        let Some(outcome) = self.outcome else {
+            finish.state = "available";
+            finish.requeue = true;
+            return finish;
+        };
+        match outcome {
             Outcome::Completed => {}
             Outcome::Failed {
                 error,

@@ -52,7 +52,7 @@ pub(super) async fn run(
         id,
         attempt,
         max_attempts,
-        outcome,
+        outcome: Some(outcome),
     };
     if shared.completions.send(done).await.is_err() {
         tracing::error!(

@@ -1,15 +1,56 @@
-//! The producer of one queue: claims as many due jobs as it has free slots, in
-//! one statement, and spawns each; then waits for a free slot, or when idle
-//! for a notification, the next future job's due time, or the poll interval.
+//! The producer of one queue: claims due jobs in batches with one statement,
+//! keeps them in a small local buffer, and starts them as slots free.
+//!
+//! The buffer (prefetch) is what lets short jobs run at the database's batch
+//! speed rather than one round trip per job; it is sized to about
+//! [`PREFETCH_HORIZON`] of work at the rate jobs are being started, so slow
+//! jobs are barely prefetched at all (they stay claimable by other workers)
+//! and fast jobs are claimed hundreds at a time. Claimed jobs are `running`
+//! for this worker while buffered; on shutdown the ones not started go back
+//! to `available` untouched.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::outage::Outage;
-use super::{Shared, execute};
-use crate::store;
+use super::{Completion, Shared, execute};
+use crate::store::{self, ClaimedJob};
+
+/// How much work, in time at the current start rate, the buffer holds.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
+/// The most jobs one claim takes (and the buffer holds beyond the slots).
+const MAX_PREFETCH: usize = 1000;
+/// How often the start rate is re-measured.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// Jobs started per second, measured over [`RATE_WINDOW`]s, smoothed.
+struct StartRate {
+    per_s: f64,
+    since: Instant,
+    started: usize,
+}
+
+impl StartRate {
+    fn record(&mut self, n: usize) {
+        self.started += n;
+        let elapsed = self.since.elapsed();
+        if elapsed >= RATE_WINDOW {
+            let now = self.started as f64 / elapsed.as_secs_f64();
+            self.per_s = (self.per_s + now) / 2.0;
+            self.started = 0;
+            self.since = Instant::now();
+        }
+    }
+
+    /// How many jobs beyond the free slots to hold.
+    fn prefetch(&self) -> usize {
+        ((self.per_s * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
+    }
+}
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -19,68 +60,98 @@ pub(super) async fn run(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
+    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut rate = StartRate {
+        per_s: 0.0,
+        since: Instant::now(),
+        started: 0,
+    };
     let mut outage = Outage::new("claim jobs");
-    loop {
-        let mut permit = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            p = slots.clone().acquire_owned() => p.expect("the slot semaphore is never closed"),
-        };
-        // Every free slot, so one claim fills them all.
-        let free = slots.available_permits();
-        if free > 0
-            && let Ok(more) = slots.clone().try_acquire_many_owned(free as u32)
-        {
-            permit.merge(more);
+    // Whether the last claim came back short: nothing more is due until a
+    // notification, the next due time or the poll interval says otherwise.
+    let mut exhausted = false;
+    while !stop.is_cancelled() {
+        // Start buffered jobs on the free slots.
+        let mut started = 0;
+        while !buffer.is_empty() {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let job = buffer.pop_front().expect("checked non-empty");
+            shared
+                .jobs
+                .spawn(execute::run(shared.clone(), queue.clone(), job, slot));
+            started += 1;
         }
-        let want = permit.num_permits();
-        // Not raced against `stop`: jobs this claim takes must run.
-        let claimed = store::claim_batch(
-            &shared.pool,
-            &queue,
-            &shared.kinds,
-            want as i64,
-            shared.worker_id,
-        )
-        .await;
-        let got = match claimed {
-            Ok(jobs) => {
-                outage.recovered();
-                let got = jobs.len();
-                for job in jobs {
-                    let one = permit.split(1).expect("one slot per claimed job");
-                    shared
-                        .jobs
-                        .spawn(execute::run(shared.clone(), queue.clone(), job, one));
+        rate.record(started);
+
+        let running = concurrency - slots.available_permits();
+        let capacity = concurrency + rate.prefetch();
+        let room = capacity.saturating_sub(running + buffer.len());
+        let idle_slot = running < concurrency && buffer.is_empty();
+        // Claim when a slot would otherwise sit idle, or when half the
+        // capacity is free, so claims come in batches.
+        if !exhausted && room > 0 && (idle_slot || room * 2 >= capacity) {
+            // Not raced against `stop`: jobs this claim takes are handled.
+            let claimed = store::claim_batch(
+                &shared.pool,
+                &queue,
+                &shared.kinds,
+                room as i64,
+                shared.worker_id,
+            )
+            .await;
+            match claimed {
+                Ok(jobs) => {
+                    outage.recovered();
+                    exhausted = jobs.len() < room;
+                    buffer.extend(jobs);
                 }
-                got
-            }
-            Err(e) => {
-                drop(permit);
-                let wait = outage.failed(&e);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => continue,
+                Err(e) => {
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
-        };
-        drop(permit);
-        if got == want {
-            // Full claim: more may be due; go again as soon as a slot frees.
             continue;
         }
-        // Idle: sleep until a notification, the next future job's due time,
-        // or the poll interval, whichever comes first.
-        let mut sleep = shared.config.poll_interval;
-        match store::next_due(&shared.pool, &queue).await {
-            Ok(Some(due)) => sleep = sleep.min(due),
-            Ok(None) => {}
-            Err(e) => sleep = sleep.min(outage.failed(&e)),
-        }
+
+        // Nothing to do now: wait for a slot to free (when there is work to
+        // give it), a notification, or the next due time / poll interval.
+        let idle_sleep = if exhausted {
+            let mut sleep = shared.config.poll_interval;
+            match store::next_due(&shared.pool, &queue).await {
+                Ok(Some(due)) => sleep = sleep.min(due),
+                Ok(None) => {}
+                Err(e) => sleep = sleep.min(outage.failed(&e)),
+            }
+            sleep
+        } else {
+            shared.config.poll_interval
+        };
+        let has_work = !buffer.is_empty() || !exhausted;
         tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
+            _ = stop.cancelled() => {}
+            _ = wake.notified() => exhausted = false,
+            slot = slots.clone().acquire_owned(), if has_work => drop(slot),
+            _ = tokio::time::sleep(idle_sleep), if exhausted => exhausted = false,
+        }
+    }
+    // Shutting down: jobs claimed but never started go back untouched.
+    for job in buffer {
+        let returned = Completion {
+            id: job.id,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            outcome: None,
+        };
+        if shared.completions.send(returned).await.is_err() {
+            tracing::error!(
+                job.id = job.id,
+                "the completer stopped; the job will be rescued"
+            );
         }
     }
 }
