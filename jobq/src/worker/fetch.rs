@@ -21,7 +21,7 @@ use super::{Completion, Shared, execute};
 use crate::store::{self, ClaimedJob};
 
 /// How much work, in time at the current start rate, the buffer holds.
-const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
+const PREFETCH_HORIZON: Duration = Duration::from_millis(50);
 /// The most jobs one claim takes (and the buffer holds beyond the slots).
 const MAX_PREFETCH: usize = 1000;
 /// How often the start rate is re-measured.
