@@ -1,0 +1,208 @@
+//! Enqueue figures: single `enqueue` calls (each its own transaction) from 1
+//! and 4 clients, `enqueue_many` in batches; and their raw-SQL baselines,
+//! one-row `INSERT` commits with and without `pg_notify`, and an `unnest`
+//! batch insert.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+
+use crate::db::{self, FigureDb};
+use crate::jobs::{noop, noop_args};
+use crate::{Ctx, progress, sql};
+
+/// Runs `total` calls of `call(pool, i)` from `clients` concurrent tasks
+/// (client `c` takes `i = c, c + clients, ...`); returns the wall time.
+pub async fn run_clients<F, Fut>(
+    pool: &PgPool,
+    clients: usize,
+    total: u64,
+    call: F,
+) -> anyhow::Result<Duration>
+where
+    F: Fn(PgPool, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for c in 0..clients {
+        let pool = pool.clone();
+        let call = call.clone();
+        set.spawn(async move {
+            for i in (c as u64..total).step_by(clients) {
+                call(pool.clone(), i).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done??;
+    }
+    Ok(start.elapsed())
+}
+
+/// The JSON arguments of the `n`th raw-SQL job (what jobq stores for noop).
+fn raw_args(n: u64) -> String {
+    format!("{{\"n\":{n}}}")
+}
+
+/// Which single-row insert a figure times.
+#[derive(Debug, Clone, Copy)]
+enum Single {
+    Jobq,
+    Raw,
+    RawNotify,
+}
+
+/// One run of a single-insert figure on a fresh database: `total` inserts
+/// from `clients` clients, each its own transaction. Returns the figure's
+/// name and its rate.
+async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Result<(String, f64)> {
+    let total = ctx.opts.single;
+    let (figure, db_name) = match (what, clients) {
+        (Single::Jobq, 1) => ("enqueue_single_per_s".to_owned(), "enqueue_1c".to_owned()),
+        (Single::Jobq, c) => (
+            format!("enqueue_single_{c}c_per_s"),
+            format!("enqueue_{c}c"),
+        ),
+        (Single::Raw, c) => (format!("raw_insert_{c}c_per_s"), format!("raw_insert_{c}c")),
+        (Single::RawNotify, c) => (
+            format!("raw_insert_notify_{c}c_per_s"),
+            format!("raw_insert_notify_{c}c"),
+        ),
+    };
+    let db = db::fresh(ctx, &db_name).await?;
+    let pool = db.pool(clients as u32).await?;
+    db::settle(&db.pool).await?;
+    let took = match what {
+        Single::Jobq => {
+            run_clients(&pool, clients, total, |pool, i| async move {
+                noop::enqueue(&pool, noop_args(i)).await?;
+                Ok(())
+            })
+            .await?
+        }
+        Single::Raw | Single::RawNotify => {
+            let stmt = match what {
+                Single::Raw => sql::INSERT_ONE,
+                _ => sql::INSERT_ONE_NOTIFY,
+            };
+            run_clients(&pool, clients, total, move |pool, i| async move {
+                sqlx::query(stmt).bind(raw_args(i)).execute(&pool).await?;
+                Ok(())
+            })
+            .await?
+        }
+    };
+    pool.close().await;
+    check_count(&db, total).await?;
+    db::finish(ctx, db, total).await?;
+    Ok((figure, total as f64 / took.as_secs_f64()))
+}
+
+/// The single-enqueue figures for `clients` clients: jobq, raw `INSERT`,
+/// raw `INSERT` + `pg_notify`. Commit-bound figures drift with the disk's
+/// mood, so they run in `rounds` interleaved rounds (jobq, raw, raw + notify,
+/// jobq, ...) and each records its median; the rounds are printed too.
+pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
+    let rounds = ctx.opts.rounds.max(1);
+    progress(
+        ctx,
+        format!(
+            "enqueue, single, {clients} client(s): jobq, raw insert, raw insert+notify, \
+             {rounds} round(s)"
+        ),
+    );
+    let kinds = [Single::Jobq, Single::Raw, Single::RawNotify];
+    let mut rates: Vec<(String, Vec<f64>)> = Vec::new();
+    for _ in 0..rounds {
+        for (i, what) in kinds.iter().enumerate() {
+            let (name, rate) = single_figure(ctx, *what, clients).await?;
+            if rates.len() <= i {
+                rates.push((name, Vec::new()));
+            }
+            rates[i].1.push(rate);
+        }
+    }
+    for (name, mut values) in rates {
+        let shown: Vec<String> = values.iter().map(|v| format!("{v:.0}")).collect();
+        println!("# {name} rounds: {}", shown.join(" "));
+        values.sort_by(f64::total_cmp);
+        ctx.report.record(name, values[values.len() / 2], "jobs/s");
+    }
+    Ok(())
+}
+
+/// Enqueues `n` no-op jobs with `enqueue_many` in batches of `batch`, from
+/// one client.
+pub async fn enqueue_in_batches(pool: &PgPool, n: u64, batch: u64) -> anyhow::Result<()> {
+    let mut next = 0;
+    while next < n {
+        let end = (next + batch).min(n);
+        let ids = noop::enqueue_many(pool, (next..end).map(noop_args)).await?;
+        anyhow::ensure!(ids.len() as u64 == end - next, "enqueue_many lost jobs");
+        next = end;
+    }
+    Ok(())
+}
+
+/// The batch figures: `enqueue_many` and the raw `unnest` insert, each of
+/// `batch_jobs` jobs in batches of `batch_size`, one client.
+pub async fn batch(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let (n, size) = (ctx.opts.batch_jobs, ctx.opts.batch_size);
+    progress(
+        ctx,
+        format!("enqueue, batch: {n} jobs in batches of {size}: jobq, raw insert"),
+    );
+    for raw in [false, true] {
+        let db = db::fresh(
+            ctx,
+            if raw {
+                "raw_insert_batch"
+            } else {
+                "enqueue_batch"
+            },
+        )
+        .await?;
+        db::settle(&db.pool).await?;
+        let pool = db.pool(1).await?;
+        let start = Instant::now();
+        if raw {
+            let mut next = 0;
+            while next < n {
+                let end = (next + size).min(n);
+                let args: Vec<String> = (next..end).map(raw_args).collect();
+                let ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_MANY)
+                    .bind(args)
+                    .fetch_all(&pool)
+                    .await?;
+                anyhow::ensure!(ids.len() as u64 == end - next, "raw batch lost rows");
+                next = end;
+            }
+        } else {
+            enqueue_in_batches(&pool, n, size).await?;
+        }
+        let took = start.elapsed();
+        pool.close().await;
+        let name = if raw {
+            "raw_insert_batch_per_s"
+        } else {
+            "enqueue_batch_per_s"
+        };
+        ctx.report
+            .record(name, n as f64 / took.as_secs_f64(), "jobs/s");
+        check_count(&db, n).await?;
+        db::finish(ctx, db, n).await?;
+    }
+    Ok(())
+}
+
+async fn check_count(db: &FigureDb, n: u64) -> anyhow::Result<()> {
+    let got: i64 = sqlx::query_scalar("SELECT count(*) FROM jobq_jobs")
+        .fetch_one(&db.pool)
+        .await?;
+    anyhow::ensure!(got as u64 == n, "{}: {got} rows, expected {n}", db.name);
+    Ok(())
+}

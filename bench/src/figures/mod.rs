@@ -1,0 +1,80 @@
+//! The measurements. Each figure runs on a fresh database of its own and
+//! records its `BENCH` lines in [`Ctx::report`](crate::Ctx).
+
+pub mod enqueue;
+pub mod latency;
+pub mod process;
+pub mod scale;
+
+use crate::{Ctx, db, progress};
+use process::Runner;
+
+/// Prints the machine line: cores, CPU, PostgreSQL version, durability
+/// settings. Warns when fsync or synchronous_commit is off (the figures then
+/// do not measure durable commits).
+pub async fn machine(ctx: &Ctx) -> anyhow::Result<()> {
+    let line = db::machine(&ctx.admin).await?;
+    println!("BENCH machine {line}");
+    if line.contains("fsync=off") || line.contains("synchronous_commit=off") {
+        println!("# WARNING: fsync or synchronous_commit is off: commits are not durable");
+    }
+    Ok(())
+}
+
+/// The process figures of the full run: jobq at concurrency 16 (with the
+/// claim-cost probe) and 64, two worker processes at `procs_concurrency`
+/// each, and the raw cycle at batch 100 and 500 with 4 clients.
+pub async fn process_all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Result<()> {
+    process::figure(
+        ctx,
+        Runner::Jobq {
+            procs: 1,
+            concurrency: 16,
+        },
+        true,
+    )
+    .await?;
+    process::figure(
+        ctx,
+        Runner::Jobq {
+            procs: 1,
+            concurrency: 64,
+        },
+        false,
+    )
+    .await?;
+    process::figure(
+        ctx,
+        Runner::Jobq {
+            procs: 2,
+            concurrency: procs_concurrency,
+        },
+        false,
+    )
+    .await?;
+    for batch in [100, 500] {
+        process::figure(ctx, Runner::Raw { batch, clients: 4 }, false).await?;
+    }
+    Ok(())
+}
+
+/// Every figure, in the order of the project's issue, then the table and the
+/// total time.
+pub async fn all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Result<()> {
+    machine(ctx).await?;
+    enqueue::single(ctx, 1).await?;
+    enqueue::single(ctx, 4).await?;
+    enqueue::batch(ctx).await?;
+    process_all(ctx, procs_concurrency).await?;
+    latency::latency(ctx).await?;
+    scale::scale(ctx).await?;
+    Ok(())
+}
+
+/// Prints the closing table and the run's total time.
+pub fn close(ctx: &mut Ctx) {
+    let total = ctx.started.elapsed().as_secs_f64();
+    ctx.report.record("total_s", total, "s");
+    ctx.report.print_table();
+    progress(ctx, "done");
+}

@@ -1,0 +1,291 @@
+//! Process figures: how fast pre-enqueued no-op jobs are finished by jobq
+//! worker processes, and by the raw-SQL claim-and-complete cycle; and what
+//! one claim statement costs.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::AssertSqlSafe;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::task::JoinSet;
+
+use super::enqueue::enqueue_in_batches;
+use crate::db::{self, FigureDb};
+use crate::{Ctx, progress, sql};
+
+/// What finishes the jobs.
+#[derive(Debug, Clone, Copy)]
+pub enum Runner {
+    /// `procs` `jobq-bench worker` processes, each running the `bench` queue
+    /// at `concurrency`.
+    Jobq {
+        /// Worker processes.
+        procs: usize,
+        /// Concurrency of each.
+        concurrency: usize,
+    },
+    /// `clients` connections each looping: claim `batch` (`FOR UPDATE SKIP
+    /// LOCKED`), complete them (one `UPDATE ... WHERE id = ANY`).
+    Raw {
+        /// Jobs per claim.
+        batch: i64,
+        /// Concurrent clients.
+        clients: usize,
+    },
+}
+
+impl Runner {
+    /// The figure's name, without the `_per_s` suffix.
+    pub fn name(&self) -> String {
+        match *self {
+            Runner::Jobq {
+                procs: 1,
+                concurrency,
+            } => format!("process_c{concurrency}"),
+            Runner::Jobq { procs, concurrency } => format!("process_{procs}proc_c{concurrency}"),
+            Runner::Raw { batch, clients } => format!("raw_process_b{batch}_c{clients}"),
+        }
+    }
+}
+
+/// What one drain measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Jobs finished per second.
+    pub per_s: f64,
+    /// WAL written per job, in bytes.
+    pub wal_per_job: f64,
+}
+
+/// Enqueues `n` waiting no-op jobs (`enqueue_many`, batches of 1,000) and
+/// returns the largest id from before them.
+pub async fn prepare(ctx: &Ctx, db: &FigureDb, n: u64) -> anyhow::Result<i64> {
+    let before = db::max_id(&db.pool).await?;
+    let start = Instant::now();
+    enqueue_in_batches(&db.pool, n, 1000).await?;
+    progress(
+        ctx,
+        format!(
+            "  enqueued {n} jobs in {:.1}s",
+            start.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(before)
+}
+
+/// A running `jobq-bench worker` process.
+struct WorkerProc {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+/// Starts `procs` worker processes and waits until each is connected and
+/// ready (they start claiming only when told `go`).
+async fn spawn_workers(
+    ctx: &Ctx,
+    db: &FigureDb,
+    procs: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<WorkerProc>> {
+    let exe = std::env::current_exe().context("locating jobq-bench")?;
+    let mut workers = Vec::with_capacity(procs);
+    for _ in 0..procs {
+        let mut child = Command::new(&exe)
+            .arg("worker")
+            .arg("--database")
+            .arg(&db.name)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .env("DATABASE_URL", &ctx.url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker process")?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+        anyhow::ensure!(
+            matches!(&ready, Ok(Ok(Some(l))) if l == "ready"),
+            "a worker process did not get ready: {ready:?}"
+        );
+        workers.push(WorkerProc { child, stdin });
+    }
+    Ok(workers)
+}
+
+/// Stops worker processes gracefully (closing their stdin) and waits.
+async fn stop_workers(workers: Vec<WorkerProc>) -> anyhow::Result<()> {
+    let mut children = Vec::with_capacity(workers.len());
+    for WorkerProc { child, stdin } in workers {
+        drop(stdin);
+        children.push(child);
+    }
+    for mut child in children {
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .context("a worker process did not stop within 60 s")??;
+        anyhow::ensure!(status.success(), "a worker process failed: {status}");
+    }
+    Ok(())
+}
+
+/// The raw-SQL cycle on `clients` connections until no job is left; returns
+/// how many jobs it finished.
+async fn raw_drain(db: &FigureDb, batch: i64, clients: usize) -> anyhow::Result<u64> {
+    let pool = db.pool(clients as u32).await?;
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for c in 0..clients {
+        let pool = pool.clone();
+        set.spawn(async move {
+            let mut done = 0u64;
+            loop {
+                let rows: Vec<(i64, String)> = sqlx::query_as(sql::CLAIM)
+                    .bind(batch)
+                    .bind(c as i64)
+                    .fetch_all(&pool)
+                    .await?;
+                if rows.is_empty() {
+                    return anyhow::Ok(done);
+                }
+                let ids: Vec<i64> = rows.into_iter().map(|(id, _args)| id).collect();
+                sqlx::query(sql::COMPLETE).bind(&ids).execute(&pool).await?;
+                done += ids.len() as u64;
+            }
+        });
+    }
+    let mut done = 0;
+    while let Some(n) = set.join_next().await {
+        done += n??;
+    }
+    let _ = start;
+    pool.close().await;
+    Ok(done)
+}
+
+/// Finishes the `n` jobs above id `after` with `runner`, timed from the
+/// runner's start until no job waits or runs; checks all `n` completed.
+pub async fn drain(
+    ctx: &Ctx,
+    db: &FigureDb,
+    runner: Runner,
+    n: u64,
+    after: i64,
+) -> anyhow::Result<Run> {
+    db::settle(&db.pool).await?;
+    let wal0 = db::wal_lsn(&db.pool).await?;
+    let secs = match runner {
+        Runner::Jobq { procs, concurrency } => {
+            let mut workers = spawn_workers(ctx, db, procs, concurrency).await?;
+            let start = Instant::now();
+            for w in &mut workers {
+                w.stdin.write_all(b"go\n").await?;
+                w.stdin.flush().await?;
+            }
+            db::wait_drained(
+                &db.pool,
+                Duration::from_millis(20),
+                Duration::from_secs(600),
+            )
+            .await?;
+            let secs = start.elapsed().as_secs_f64();
+            stop_workers(workers).await?;
+            secs
+        }
+        Runner::Raw { batch, clients } => {
+            let start = Instant::now();
+            let done = raw_drain(db, batch, clients).await?;
+            anyhow::ensure!(done == n, "raw cycle finished {done} jobs, expected {n}");
+            start.elapsed().as_secs_f64()
+        }
+    };
+    let wal1 = db::wal_lsn(&db.pool).await?;
+    let completed = db::completed_after(&db.pool, after).await?;
+    anyhow::ensure!(
+        completed as u64 == n,
+        "{}: {completed} of {n} jobs completed",
+        runner.name()
+    );
+    Ok(Run {
+        per_s: n as f64 / secs,
+        wal_per_job: (wal1 - wal0) as f64 / n as f64,
+    })
+}
+
+/// Records a drain's figures under `prefix` + the runner's name.
+pub fn record(ctx: &mut Ctx, prefix: &str, runner: Runner, run: Run) {
+    let name = format!("{prefix}{}", runner.name());
+    ctx.report
+        .record(format!("{name}_per_s"), run.per_s, "jobs/s");
+    ctx.report
+        .record(format!("{name}_wal_per_job"), run.wal_per_job, "bytes");
+}
+
+/// One process figure on a fresh database: enqueue `jobs`, optionally time
+/// jobq's claim statement, drain with `runner`.
+pub async fn figure(ctx: &mut Ctx, runner: Runner, claim_probe: bool) -> anyhow::Result<()> {
+    let n = ctx.opts.jobs;
+    progress(ctx, format!("process: {} over {n} jobs", runner.name()));
+    let db = db::fresh(ctx, &runner.name()).await?;
+    let after = prepare(ctx, &db, n).await?;
+    if claim_probe {
+        claim_cost(ctx, &db, "claim_ms", 16).await?;
+    }
+    let run = drain(ctx, &db, runner, n, after).await?;
+    record(ctx, "", runner, run);
+    db::finish(ctx, db, n).await
+}
+
+/// Times jobq's claim statement (a copy, [`sql::JOBQ_CLAIM`]) taking `limit`
+/// jobs, each time in a transaction rolled back so nothing is consumed:
+/// records the median as `name`, and prints the plan once.
+pub async fn claim_cost(
+    ctx: &mut Ctx,
+    db: &FigureDb,
+    name: &str,
+    limit: i64,
+) -> anyhow::Result<()> {
+    db::settle(&db.pool).await?;
+    let kinds = vec!["noop".to_owned()];
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let mut tx = db.pool.begin().await?;
+        let start = Instant::now();
+        let rows = sqlx::query(sql::JOBQ_CLAIM)
+            .bind("bench")
+            .bind(&kinds)
+            .bind(limit)
+            .bind(-1i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(rows.len() as i64 == limit, "claim took {} jobs", rows.len());
+        tx.rollback().await?;
+    }
+    times.sort_by(f64::total_cmp);
+    ctx.report.record(name, times[times.len() / 2], "ms");
+
+    let explain = format!(
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}",
+        sql::JOBQ_CLAIM
+            .replace("$1", "'bench'")
+            .replace("$2", "ARRAY['noop']")
+            .replace("$3", &limit.to_string())
+            .replace("$4", "-1")
+    );
+    let mut tx = db.pool.begin().await?;
+    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    println!("# {name}: plan of jobq's claim of {limit}:");
+    for line in plan {
+        println!("#   {line}");
+    }
+    Ok(())
+}

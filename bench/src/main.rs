@@ -1,0 +1,226 @@
+//! `jobq-bench`: jobq's benchmark against the PostgreSQL at `DATABASE_URL`.
+//! `scripts/bench` starts a throwaway server and runs `jobq-bench all`; the
+//! other subcommands run one figure, for quick iteration.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use jobq_bench::figures::{self, enqueue, latency, process, scale};
+use jobq_bench::jobs::{QUEUE, noop_registry};
+use jobq_bench::{Ctx, Opts, db};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// jobq's benchmark: enqueue, process, latency and history-scale figures,
+/// next to a raw-SQL baseline, on the PostgreSQL at DATABASE_URL.
+#[derive(Parser, Debug)]
+#[command(name = "jobq-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    #[command(flatten)]
+    opts: OptArgs,
+}
+
+/// The run's knobs; see [`Opts`].
+#[derive(Args, Debug)]
+struct OptArgs {
+    /// Jobs per process figure.
+    #[arg(long, global = true, default_value_t = Opts::default().jobs)]
+    jobs: u64,
+    /// `enqueue` calls per single-enqueue figure.
+    #[arg(long, global = true, default_value_t = Opts::default().single)]
+    single: u64,
+    /// Interleaved rounds of the single-enqueue figures (the median is kept).
+    #[arg(long, global = true, default_value_t = Opts::default().rounds)]
+    rounds: u64,
+    /// Jobs for the batch-enqueue figure.
+    #[arg(long, global = true, default_value_t = Opts::default().batch_jobs)]
+    batch_jobs: u64,
+    /// Batch size for the batch-enqueue figure.
+    #[arg(long, global = true, default_value_t = Opts::default().batch_size)]
+    batch_size: u64,
+    /// Jobs for the latency figure.
+    #[arg(long, global = true, default_value_t = Opts::default().latency_jobs)]
+    latency_jobs: u64,
+    /// Enqueues per second for the latency figure.
+    #[arg(long, global = true, default_value_t = Opts::default().latency_rate)]
+    latency_rate: u64,
+    /// Finished jobs in the table for the scale figure.
+    #[arg(long, global = true, default_value_t = Opts::default().history)]
+    history: u64,
+    /// Time budget of the whole run in seconds: the scale figure inserts less
+    /// history when the full amount would not fit.
+    #[arg(long, global = true, default_value_t = Opts::default().budget_s)]
+    budget_s: u64,
+    /// Keep each figure's database (jobq_bench_*) instead of dropping it.
+    #[arg(long, global = true)]
+    keep: bool,
+    /// Print pg_stat_statements per figure (the server must preload it).
+    #[arg(long, global = true)]
+    pgss: bool,
+}
+
+impl From<&OptArgs> for Opts {
+    fn from(a: &OptArgs) -> Self {
+        Opts {
+            jobs: a.jobs,
+            single: a.single,
+            rounds: a.rounds,
+            batch_jobs: a.batch_jobs,
+            batch_size: a.batch_size,
+            latency_jobs: a.latency_jobs,
+            latency_rate: a.latency_rate,
+            history: a.history,
+            budget_s: a.budget_s,
+            keep: a.keep,
+            pgss: a.pgss,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Every figure, then the table (what scripts/bench runs).
+    All {
+        /// Concurrency of each of the two worker processes.
+        #[arg(long, default_value_t = 32)]
+        procs_concurrency: usize,
+    },
+    /// The machine line only.
+    Machine,
+    /// Single enqueues (jobq, raw insert, raw insert + notify) from N clients.
+    Enqueue {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+    },
+    /// Batch enqueue (jobq enqueue_many, raw unnest insert).
+    Batch,
+    /// jobq worker processes finishing pre-enqueued jobs.
+    Process {
+        /// Concurrency of each worker process.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Worker processes.
+        #[arg(long, default_value_t = 1)]
+        procs: usize,
+        /// Also time one claim statement before the run.
+        #[arg(long)]
+        claim: bool,
+    },
+    /// The raw-SQL claim-and-complete cycle finishing pre-enqueued jobs.
+    Raw {
+        /// Jobs per claim.
+        #[arg(long, default_value_t = 100)]
+        batch: i64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// Enqueue-to-handler-start latency into an idle worker.
+    Latency,
+    /// The process figure and claim cost with --history finished jobs.
+    Scale,
+    /// A worker process for the process figures (started by the bench): runs
+    /// the `bench` queue once told `go` on stdin, until stdin closes.
+    #[command(hide = true)]
+    Worker {
+        /// The figure's database.
+        #[arg(long)]
+        database: String,
+        /// Concurrency of the `bench` queue.
+        #[arg(long)]
+        concurrency: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,sqlx=error".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let url = std::env::var("DATABASE_URL")
+        .context("set DATABASE_URL, or run scripts/bench (it starts a throwaway PostgreSQL)")?;
+    let base = PgConnectOptions::from_str(&url).context("parsing DATABASE_URL")?;
+
+    if let Cmd::Worker {
+        database,
+        concurrency,
+    } = &cli.command
+    {
+        return worker(base.database(database), *concurrency).await;
+    }
+
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(base.clone())
+        .await
+        .context("connecting to DATABASE_URL")?;
+    let mut ctx = Ctx {
+        base,
+        url,
+        admin,
+        opts: Opts::from(&cli.opts),
+        report: Default::default(),
+        started: Instant::now(),
+    };
+    if ctx.opts.pgss {
+        db::reset_statements(&ctx)
+            .await
+            .context("--pgss: pg_stat_statements is not loaded on this server")?;
+    }
+    match cli.command {
+        Cmd::All { procs_concurrency } => figures::all(&mut ctx, procs_concurrency).await?,
+        Cmd::Machine => figures::machine(&ctx).await?,
+        Cmd::Enqueue { clients } => enqueue::single(&mut ctx, clients).await?,
+        Cmd::Batch => enqueue::batch(&mut ctx).await?,
+        Cmd::Process {
+            concurrency,
+            procs,
+            claim,
+        } => {
+            process::figure(
+                &mut ctx,
+                process::Runner::Jobq { procs, concurrency },
+                claim,
+            )
+            .await?
+        }
+        Cmd::Raw { batch, clients } => {
+            process::figure(&mut ctx, process::Runner::Raw { batch, clients }, false).await?
+        }
+        Cmd::Latency => latency::latency(&mut ctx).await?,
+        Cmd::Scale => scale::scale(&mut ctx).await?,
+        Cmd::Worker { .. } => unreachable!("handled above"),
+    }
+    figures::close(&mut ctx);
+    Ok(())
+}
+
+/// The worker process: connects, says `ready`, waits for `go`, then runs the
+/// `bench` queue at `concurrency` until its stdin closes.
+async fn worker(options: PgConnectOptions, concurrency: usize) -> anyhow::Result<()> {
+    let pool = db::pool(&options.application_name("jobq-bench-worker"), 8).await?;
+    let worker = jobq::Worker::new(pool)
+        .registry(noop_registry()?)
+        .queue(QUEUE, concurrency);
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    println!("ready");
+    match stdin.next_line().await? {
+        Some(line) if line == "go" => {}
+        _ => return Ok(()),
+    }
+    worker
+        .run_until(async move { while let Ok(Some(_)) = stdin.next_line().await {} })
+        .await?;
+    Ok(())
+}

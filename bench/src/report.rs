@@ -1,0 +1,233 @@
+//! The output: one `BENCH <name> <value> <unit>` line per figure as it is
+//! measured, and a closing table of figures, baselines and ratios.
+
+use std::io::Write as _;
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// Machine-readable name, e.g. `enqueue_single_per_s`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit, e.g. `jobs/s`.
+    pub unit: &'static str,
+}
+
+/// Every figure measured so far.
+#[derive(Debug, Default)]
+pub struct Report {
+    figures: Vec<Figure>,
+}
+
+/// Formats `value` with the precision its unit deserves.
+pub fn fmt_value(value: f64, unit: &str) -> String {
+    match unit {
+        "ms" => format!("{value:.3}"),
+        "s" | "x" => format!("{value:.2}"),
+        _ => format!("{value:.0}"),
+    }
+}
+
+impl Report {
+    /// Records a figure and prints its `BENCH` line at once.
+    pub fn record(&mut self, name: impl Into<String>, value: f64, unit: &'static str) {
+        let name = name.into();
+        println!("BENCH {name} {} {unit}", fmt_value(value, unit));
+        let _ = std::io::stdout().flush();
+        self.figures.push(Figure { name, value, unit });
+    }
+
+    /// The value of figure `name`, if measured.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.figures
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .map(|f| f.value)
+    }
+
+    /// Every figure, in the order measured.
+    pub fn figures(&self) -> &[Figure] {
+        &self.figures
+    }
+
+    /// Prints the table: each jobq figure next to its raw-SQL baseline and
+    /// the ratio, then the history-scale comparison and the latencies.
+    pub fn print_table(&self) {
+        let mut rows: Vec<[String; 4]> = Vec::new();
+        let cell = |name: &str| {
+            self.get(name)
+                .map_or_else(|| "-".to_owned(), |v| fmt_value(v, "jobs/s"))
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".to_owned(),
+        };
+        // The best raw claim-and-complete cycle: what PostgreSQL itself
+        // finishes per second on this machine.
+        let best_raw = |prefix: &str| {
+            ["b100_c4", "b500_c4"]
+                .iter()
+                .filter_map(|s| {
+                    let name = format!("{prefix}raw_process_{s}_per_s");
+                    self.get(&name).map(|v| (v, name))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+        };
+        let mut pair = |label: &str, jobq: &str, base: Option<(f64, String)>| {
+            if self.get(jobq).is_none() {
+                return;
+            }
+            let (base_value, base_name) = match base {
+                Some((v, n)) => (Some(v), n),
+                None => (None, "-".to_owned()),
+            };
+            rows.push([
+                label.to_owned(),
+                cell(jobq),
+                format!(
+                    "{} ({base_name})",
+                    base_value.map_or_else(|| "-".to_owned(), |v| fmt_value(v, "jobs/s"))
+                ),
+                ratio(self.get(jobq), base_value),
+            ]);
+        };
+        let raw = |name: &str| self.get(name).map(|v| (v, name.to_owned()));
+        pair(
+            "enqueue, single, 1 client",
+            "enqueue_single_per_s",
+            raw("raw_insert_1c_per_s"),
+        );
+        pair(
+            "enqueue, single, 4 clients",
+            "enqueue_single_4c_per_s",
+            raw("raw_insert_4c_per_s"),
+        );
+        pair(
+            "enqueue, batch",
+            "enqueue_batch_per_s",
+            raw("raw_insert_batch_per_s"),
+        );
+        pair("process, 1 worker, c16", "process_c16_per_s", best_raw(""));
+        pair("process, 1 worker, c64", "process_c64_per_s", best_raw(""));
+        for f in &self.figures {
+            if f.name.starts_with("process_2proc_") && f.name.ends_with("_per_s") {
+                let label = format!(
+                    "process, 2 workers, {}",
+                    f.name
+                        .trim_start_matches("process_2proc_")
+                        .trim_end_matches("_per_s")
+                );
+                pair(&label, &f.name.clone(), best_raw(""));
+            }
+        }
+        pair(
+            "process, c16, with history",
+            "scale_process_c16_per_s",
+            best_raw("scale_"),
+        );
+        pair(
+            "raw insert + NOTIFY, 1 client",
+            "raw_insert_notify_1c_per_s",
+            raw("raw_insert_1c_per_s"),
+        );
+        pair(
+            "raw insert + NOTIFY, 4 clients",
+            "raw_insert_notify_4c_per_s",
+            raw("raw_insert_4c_per_s"),
+        );
+
+        if !rows.is_empty() {
+            let widths = [30, 10, 40, 6];
+            let header = [
+                "figure (jobs/s)",
+                "measured",
+                "PostgreSQL baseline",
+                "ratio",
+            ];
+            println!();
+            let line = |r: &[String; 4]| {
+                println!(
+                    "| {:<w0$} | {:>w1$} | {:<w2$} | {:>w3$} |",
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    w0 = widths[0],
+                    w1 = widths[1],
+                    w2 = widths[2],
+                    w3 = widths[3]
+                );
+            };
+            line(&header.map(str::to_owned));
+            println!(
+                "|{}|{}|{}|{}|",
+                "-".repeat(widths[0] + 2),
+                "-".repeat(widths[1] + 2),
+                "-".repeat(widths[2] + 2),
+                "-".repeat(widths[3] + 2)
+            );
+            for r in &rows {
+                line(r);
+            }
+        }
+
+        // History: the same figure with and without the finished rows.
+        let history = self.get("scale_history_rows");
+        if let Some(rows) = history {
+            println!();
+            println!("with {rows:.0} finished jobs in the table (ratio: with / without history):");
+            for (label, with, without, unit) in [
+                (
+                    "process c16",
+                    "scale_process_c16_per_s",
+                    "process_c16_per_s",
+                    "jobs/s",
+                ),
+                (
+                    "raw claim+complete b100 c4",
+                    "scale_raw_process_b100_c4_per_s",
+                    "raw_process_b100_c4_per_s",
+                    "jobs/s",
+                ),
+                (
+                    "one claim of 16 (median)",
+                    "scale_claim_ms",
+                    "claim_ms",
+                    "ms",
+                ),
+            ] {
+                if let (Some(w), Some(wo)) = (self.get(with), self.get(without)) {
+                    println!(
+                        "  {label:<28} {:>10} {unit} with, {:>10} {unit} without, ratio {:.2}",
+                        fmt_value(w, unit),
+                        fmt_value(wo, unit),
+                        w / wo
+                    );
+                }
+            }
+        }
+
+        if self.get("latency_p50_ms").is_some() {
+            println!();
+            println!("latency to handler start (ms):        p50      p95      p99");
+            for (label, prefix) in [
+                ("  jobq, from the enqueue's commit", "latency"),
+                ("  jobq, from the enqueue call", "latency_call"),
+                ("  raw LISTEN + claim, from commit", "raw_latency"),
+            ] {
+                let v = |p: &str| {
+                    self.get(&format!("{prefix}_{p}_ms"))
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+                };
+                println!(
+                    "{label:<34} {:>8} {:>8} {:>8}",
+                    v("p50"),
+                    v("p95"),
+                    v("p99")
+                );
+            }
+        }
+    }
+}
