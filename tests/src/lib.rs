@@ -118,6 +118,24 @@ where
     }
 }
 
+/// Waits until `n` workers LISTEN on the test database, so that jobs
+/// enqueued next are announced to all of them.
+pub async fn wait_for_listeners(db: &TestDb, n: i64) {
+    wait_until(
+        &format!("{n} worker(s) to LISTEN"),
+        Duration::from_secs(60),
+        || async {
+            db.count(
+                "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_insert%'",
+            )
+            .await
+                == n
+        },
+    )
+    .await;
+}
+
 /// Quick retries, so failure tests finish fast.
 pub const FAST_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(10),

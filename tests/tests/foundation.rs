@@ -7,7 +7,7 @@ use std::time::Duration;
 use jobq::{Error, Job, JobDef, Registry, Worker};
 use jobq_tests::{
     InProcess, TestDb, always_fails, panics, record, sigterm, slow, spawn_worker_process,
-    test_worker, typed_args, wait_exit, wait_until,
+    test_worker, typed_args, wait_exit, wait_for_listeners, wait_until,
 };
 use serde_json::json;
 
@@ -119,15 +119,7 @@ async fn notify_wakes_an_idle_worker_without_polling() {
     let db = TestDb::new("notify_wakes").await;
     // Polling once an hour: only the notification can make this job run.
     let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
-    wait_until("the worker to LISTEN", DEADLINE, || async {
-        db.count(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_insert%'",
-        )
-        .await
-            == 1
-    })
-    .await;
+    wait_for_listeners(&db, 1).await;
     // Let the producer's first (empty) claim finish, so it is waiting.
     wait_until("the worker's first claim", DEADLINE, || async {
         db.count(
@@ -505,15 +497,7 @@ async fn two_worker_processes_complete_2000_jobs_exactly_once() {
         spawn_worker_process(WORKER_BIN, &db.url, 8),
     ];
     // Both must be listening before the jobs arrive, so both take part.
-    wait_until("both workers to LISTEN", DEADLINE, || async {
-        db.count(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_insert%'",
-        )
-        .await
-            == 2
-    })
-    .await;
+    wait_for_listeners(&db, 2).await;
     let ids = record::enqueue_many(&db.pool, (0..2000).map(|n| record::Args { n }))
         .await
         .unwrap();

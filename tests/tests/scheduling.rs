@@ -6,7 +6,7 @@ use std::time::Duration;
 use jobq::{JobId, JobState};
 use jobq_tests::{
     InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, test_worker,
-    wait_exit, wait_until,
+    wait_exit, wait_for_listeners, wait_until,
 };
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
@@ -148,15 +148,7 @@ async fn a_cron_job_that_never_ran_does_not_catch_up() {
 async fn a_delayed_job_runs_when_due_without_polling() {
     let db = TestDb::new("delayed").await;
     let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
-    wait_until("the worker to LISTEN", DEADLINE, || async {
-        db.count(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-        )
-        .await
-            == 1
-    })
-    .await;
+    wait_for_listeners(&db, 1).await;
     let id = record::builder(record::Args { n: 1 })
         .delay(Duration::from_millis(700))
         .enqueue(&db.pool)
