@@ -51,7 +51,7 @@ impl quote::ToTokens for SignedInt {
     }
 }
 
-/// The list of `aliases = ["a", "b"]`, with the span of the brackets.
+/// The list of `aliases = ["a", "b"]`.
 pub struct Aliases {
     pub names: Vec<LitStr>,
 }
