@@ -365,3 +365,10 @@ pub async fn catch_all(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::E
 pub async fn dedup(db: State<PgPool>, ctx: JobContext, key: String) -> Result<(), sqlx::Error> {
     record_run(&db, &ctx, "ran", serde_json::json!({ "key": key })).await
 }
+
+/// Overruns its 200 ms timeout by 300 ms, then succeeds: within the grace.
+#[job(timeout = "200ms", retries = 3)]
+pub async fn finishes_late(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}

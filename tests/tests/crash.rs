@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use jobq::{Cancellation, JobId};
 use jobq_tests::{
-    InProcess, TestDb, controlled, overruns, record, slow, test_worker, until_cancelled, wait_until,
+    InProcess, TestDb, controlled, finishes_late, overruns, record, slow, test_worker,
+    until_cancelled, wait_until,
 };
 use serde_json::json;
 
@@ -52,6 +53,21 @@ async fn a_job_past_its_timeout_fails_with_a_timeout_error() {
     assert_eq!(attempt, 1);
     assert_eq!(errors[0]["kind"], json!("timeout"));
     assert_eq!(errors[0]["error"], json!("timed out after 300ms"));
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_succeeds_within_the_grace_after_its_timeout_is_not_run_again() {
+    let db = TestDb::new("timeout_grace").await;
+    let id = finishes_late::enqueue(&db.pool, finishes_late::Args {})
+        .await
+        .unwrap();
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_for_state(&db, id, "completed").await;
+    worker.stop().await.unwrap();
+    let (_, attempt, errors) = job_row(&db, id).await;
+    assert_eq!((attempt, errors), (1, json!([])));
+    assert_eq!(db.count("SELECT count(*) FROM test_runs").await, 1);
     db.cleanup().await;
 }
 

@@ -126,13 +126,15 @@ async fn supervise(
         result = &mut fut => from_result(result),
         _ = deadline => {
             cancel.cancel();
-            // The handler may watch its token; whatever it returns now, the
-            // attempt timed out.
-            let _ = tokio::time::timeout(grace, &mut fut).await;
-            Outcome::failed(
-                format!("timed out after {:?}", timeout.unwrap_or_default()),
-                "timeout",
-            )
+            // The handler may watch its token. If it still completes within
+            // the grace, its work is done: running it again would repeat it.
+            match tokio::time::timeout(grace, &mut fut).await.map(from_result) {
+                Ok(Outcome::Completed) => Outcome::Completed,
+                _ => Outcome::failed(
+                    format!("timed out after {:?}", timeout.unwrap_or_default()),
+                    "timeout",
+                ),
+            }
         }
         _ = cancel.cancelled() => {
             let finished = tokio::time::timeout(grace, &mut fut).await;
