@@ -1,6 +1,6 @@
 //! Example jobs for jobq: what an application's jobs crate looks like. The
-//! binaries in `src/bin` enqueue them (`demo`, `enqueue`) and run them
-//! (`demo`, `worker`).
+//! binaries in `src/bin` enqueue them (`demo`) and run them (`demo`,
+//! `worker`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -76,8 +76,8 @@ pub async fn charge_card(card: String, cents: i64) -> Result<(), PaymentError> {
     Ok(())
 }
 
-/// Runs at the top of every hour across all workers (cron scheduling comes
-/// with jobq's scheduler; the expression is already checked at compile time).
+/// Runs at the top of every hour, once across all workers that run the
+/// `default` queue.
 #[job(cron = "0 * * * *")]
 pub async fn hourly_digest(ctx: JobContext) -> anyhow::Result<()> {
     println!("    [digest] hourly digest, job {}", ctx.id());

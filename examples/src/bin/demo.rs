@@ -10,6 +10,7 @@ use sqlx::PgPool;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "jobq=info".into()),
@@ -94,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!(
-        "5. the worker runs every queue until all {} jobs are done:",
+        "5. the worker runs the email, media and billing queues until all {} jobs are done:",
         ids.len()
     );
     let id_list: Vec<i64> = ids.iter().map(|id| id.0).collect();
