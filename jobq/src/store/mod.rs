@@ -110,7 +110,7 @@ pub(crate) struct ClaimedJob {
 /// (priority, scheduled_at, id) order, skipping rows other workers hold.
 /// Claims nothing while the queue is paused.
 pub(crate) async fn claim_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     queue: &str,
     kinds: &[String],
     limit: i64,
@@ -140,7 +140,7 @@ pub(crate) async fn claim_batch(
     .bind(kinds)
     .bind(limit)
     .bind(worker_id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let mut jobs = rows
         .into_iter()
@@ -185,7 +185,7 @@ pub(crate) struct Finish {
 /// whose cancellation was requested while it ran ends `cancelled` unless it
 /// completed. Returns how many were written.
 pub(crate) async fn finish_many(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     worker_id: i64,
     batch: &[Finish],
 ) -> sqlx::Result<u64> {
@@ -194,16 +194,20 @@ pub(crate) async fn finish_many(
         batch.iter().partition(|f| f.state == "completed");
     let mut written = 0;
     if !completed.is_empty() {
-        written += complete_many(pool, worker_id, &completed).await?;
+        written += complete_many(&mut *conn, worker_id, &completed).await?;
     }
     if !others.is_empty() {
-        written += settle_many(pool, worker_id, &others).await?;
+        written += settle_many(conn, worker_id, &others).await?;
     }
     Ok(written)
 }
 
 /// Marks attempts completed, with the same fencing as [`finish_many`].
-async fn complete_many(pool: &PgPool, worker_id: i64, batch: &[&Finish]) -> sqlx::Result<u64> {
+async fn complete_many(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    batch: &[&Finish],
+) -> sqlx::Result<u64> {
     let ids: Vec<i64> = batch.iter().map(|f| f.id).collect();
     let attempts: Vec<i32> = batch.iter().map(|f| f.attempt).collect();
     let done = sqlx::query(
@@ -215,13 +219,17 @@ async fn complete_many(pool: &PgPool, worker_id: i64, batch: &[&Finish]) -> sqlx
     .bind(ids)
     .bind(attempts)
     .bind(worker_id)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }
 
 /// Records failures, snoozes, cancellations and returned jobs.
-async fn settle_many(pool: &PgPool, worker_id: i64, batch: &[&Finish]) -> sqlx::Result<u64> {
+async fn settle_many(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    batch: &[&Finish],
+) -> sqlx::Result<u64> {
     let ids: Vec<i64> = batch.iter().map(|f| f.id).collect();
     let attempts: Vec<i32> = batch.iter().map(|f| f.attempt).collect();
     let states: Vec<&str> = batch.iter().map(|f| f.state).collect();
@@ -264,7 +272,7 @@ async fn settle_many(pool: &PgPool, worker_id: i64, batch: &[&Finish]) -> sqlx::
     .bind(kinds)
     .bind(requeue)
     .bind(worker_id)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }

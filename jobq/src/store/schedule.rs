@@ -69,7 +69,7 @@ pub(crate) async fn insert_unique(
 /// How long until the next future job of `queue` is due, if any (measured on
 /// the server's clock).
 pub(crate) async fn next_due(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     queue: &str,
 ) -> sqlx::Result<Option<std::time::Duration>> {
     let ms: Option<f64> = sqlx::query_scalar(
@@ -77,7 +77,7 @@ pub(crate) async fn next_due(
          WHERE queue = $1 AND state IN ('scheduled', 'retryable') AND scheduled_at > now()",
     )
     .bind(queue)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(ms.map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
 }

@@ -5,6 +5,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use super::Config;
+use super::conn::HeldConn;
 use super::outage::Outage;
 use crate::job::Outcome;
 use crate::store::{self, Finish};
@@ -95,6 +96,7 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<Completion>,
 ) {
     let mut outage = Outage::new("record results");
+    let mut conn = HeldConn::new(pool);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first.into_finish(&config));
@@ -105,7 +107,11 @@ pub(super) async fn run(
             }
         }
         loop {
-            match store::finish_many(&pool, worker_id, &batch).await {
+            let written = match conn.get().await {
+                Ok(c) => store::finish_many(c, worker_id, &batch).await,
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(written) => {
                     outage.recovered();
                     let refused = batch.len() as u64 - written;
@@ -117,7 +123,10 @@ pub(super) async fn run(
                     }
                     break;
                 }
-                Err(e) => tokio::time::sleep(outage.failed(&e)).await,
+                Err(e) => {
+                    conn.discard();
+                    tokio::time::sleep(outage.failed(&e)).await;
+                }
             }
         }
         batch.clear();

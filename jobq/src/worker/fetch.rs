@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::conn::HeldConn;
 use super::outage::Outage;
 use super::{Completion, Shared, execute};
 use crate::store::{self, ClaimedJob};
@@ -67,6 +68,7 @@ pub(super) async fn run(
         started: 0,
     };
     let mut outage = Outage::new("claim jobs");
+    let mut conn = HeldConn::new(shared.pool.clone());
     // Whether the last claim came back short: nothing more is due until a
     // notification, the next due time or the poll interval says otherwise.
     let mut exhausted = false;
@@ -93,14 +95,13 @@ pub(super) async fn run(
         // capacity is free, so claims come in batches.
         if !exhausted && room > 0 && (idle_slot || room * 2 >= capacity) {
             // Not raced against `stop`: jobs this claim takes are handled.
-            let claimed = store::claim_batch(
-                &shared.pool,
-                &queue,
-                &shared.kinds,
-                room as i64,
-                shared.worker_id,
-            )
-            .await;
+            let claimed = match conn.get().await {
+                Ok(c) => {
+                    store::claim_batch(c, &queue, &shared.kinds, room as i64, shared.worker_id)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             match claimed {
                 Ok(jobs) => {
                     outage.recovered();
@@ -108,6 +109,7 @@ pub(super) async fn run(
                     buffer.extend(jobs);
                 }
                 Err(e) => {
+                    conn.discard();
                     let wait = outage.failed(&e);
                     tokio::select! {
                         _ = stop.cancelled() => {}
@@ -122,10 +124,17 @@ pub(super) async fn run(
         // give it), a notification, or the next due time / poll interval.
         let idle_sleep = if exhausted {
             let mut sleep = shared.config.poll_interval;
-            match store::next_due(&shared.pool, &queue).await {
+            let due = match conn.get().await {
+                Ok(c) => store::next_due(c, &queue).await,
+                Err(e) => Err(e),
+            };
+            match due {
                 Ok(Some(due)) => sleep = sleep.min(due),
                 Ok(None) => {}
-                Err(e) => sleep = sleep.min(outage.failed(&e)),
+                Err(e) => {
+                    conn.discard();
+                    sleep = sleep.min(outage.failed(&e));
+                }
             }
             sleep
         } else {

@@ -6,6 +6,7 @@
 //! wake-ups), `heartbeat` (the worker's lease).
 
 mod complete;
+mod conn;
 mod execute;
 mod fetch;
 mod heartbeat;
@@ -130,8 +131,10 @@ impl Default for Config {
 
 impl Worker {
     /// A worker on `pool`, running every linked-in job, with default settings.
-    /// The worker holds one of the pool's connections for LISTEN and borrows
-    /// others to claim and record jobs.
+    /// While it runs, the worker holds some of the pool's connections: one
+    /// per queue (claims), one for recording results, one for LISTEN; it
+    /// borrows one now and then for heartbeats and maintenance. Size the pool
+    /// for those plus what the jobs themselves use (`JobContext::pool`).
     pub fn new(pool: PgPool) -> Self {
         Worker {
             pool,
