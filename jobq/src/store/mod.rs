@@ -115,6 +115,7 @@ pub(crate) async fn claim_batch(
     kinds: &[String],
     limit: i64,
     worker_id: i64,
+    claim_at: DateTime<Utc>,
 ) -> sqlx::Result<Vec<ClaimedJob>> {
     let rows = sqlx::query(
         "WITH c AS (
@@ -130,7 +131,7 @@ pub(crate) async fn claim_batch(
             FOR UPDATE SKIP LOCKED
         )
         UPDATE jobq_jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $4
+        SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
         FROM c
         WHERE j.id = c.id
         RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.max_attempts, j.priority,
@@ -140,6 +141,7 @@ pub(crate) async fn claim_batch(
     .bind(kinds)
     .bind(limit)
     .bind(worker_id)
+    .bind(claim_at)
     .fetch_all(conn)
     .await?;
     let mut jobs = rows
@@ -158,6 +160,28 @@ pub(crate) async fn claim_batch(
         .collect::<sqlx::Result<Vec<_>>>()?;
     jobs.sort_by_key(|j| (j.priority, j.scheduled_at, j.id));
     Ok(jobs)
+}
+
+/// Puts back the jobs of claims whose answer never reached this worker (the
+/// connection failed mid-claim, perhaps after the claim committed): none of
+/// them was started. Each claim is known by its `claim_at` stamp.
+pub(crate) async fn release_lost_claims(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    queue: &str,
+    claims: &[DateTime<Utc>],
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobq_jobs SET state = 'available', attempt = attempt - 1
+         WHERE state = 'running' AND attempted_by = $1 AND queue = $2
+           AND attempted_at = ANY($3)",
+    )
+    .bind(worker_id)
+    .bind(queue)
+    .bind(claims)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// The state one attempt leaves its job in.

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +73,9 @@ pub(super) async fn run(
     // Whether the last claim came back short: nothing more is due until a
     // notification, the next due time or the poll interval says otherwise.
     let mut exhausted = false;
+    // Stamps of claims that failed in flight: they may have committed.
+    let mut lost_claims: Vec<DateTime<Utc>> = Vec::new();
+    let mut last_stamp = DateTime::<Utc>::MIN_UTC;
     while !stop.is_cancelled() {
         // Start buffered jobs on the free slots.
         let mut started = 0;
@@ -94,11 +98,54 @@ pub(super) async fn run(
         // Claim when a slot would otherwise sit idle, or when half the
         // capacity is free, so claims come in batches.
         if !exhausted && room > 0 && (idle_slot || room * 2 >= capacity) {
+            // Each claim is stamped (microseconds, unique per producer), so
+            // one that failed in flight can be found and put back.
+            let mut claim_at = Utc::now().trunc_subsecs(6);
+            if claim_at <= last_stamp {
+                claim_at = last_stamp + chrono::Duration::microseconds(1);
+            }
+            last_stamp = claim_at;
+            // First put back what failed claims may have taken.
+            if !lost_claims.is_empty() {
+                let released = match conn.get().await {
+                    Ok(c) => {
+                        store::release_lost_claims(c, shared.worker_id, &queue, &lost_claims).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match released {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::warn!(
+                                jobs = n,
+                                "put back jobs of a claim whose answer was lost"
+                            );
+                        }
+                        lost_claims.clear();
+                    }
+                    Err(e) => {
+                        conn.discard();
+                        let wait = outage.failed(&e);
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
             // Not raced against `stop`: jobs this claim takes are handled.
             let claimed = match conn.get().await {
                 Ok(c) => {
-                    store::claim_batch(c, &queue, &shared.kinds, room as i64, shared.worker_id)
-                        .await
+                    store::claim_batch(
+                        c,
+                        &queue,
+                        &shared.kinds,
+                        room as i64,
+                        shared.worker_id,
+                        claim_at,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };
@@ -110,6 +157,7 @@ pub(super) async fn run(
                 }
                 Err(e) => {
                     conn.discard();
+                    lost_claims.push(claim_at);
                     let wait = outage.failed(&e);
                     tokio::select! {
                         _ = stop.cancelled() => {}
