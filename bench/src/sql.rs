@@ -36,28 +36,6 @@ pub const CLAIM: &str = "WITH c AS (
 pub const COMPLETE: &str = "UPDATE jobq_jobs SET state = 'completed', finalized_at = now()
      WHERE id = ANY($1) AND state = 'running'";
 
-/// A copy of jobq's claim statement (`claim_batch` in
-/// `jobq/src/store/mod.rs`), timed on its own by the claim-cost figure.
-/// jobq does not export it; keep this copy in step when the original changes.
-pub const JOBQ_CLAIM: &str = "WITH c AS (
-            SELECT id FROM jobq_jobs
-            WHERE state IN ('available', 'scheduled', 'retryable')
-              AND queue = $1
-              AND scheduled_at <= now()
-              AND kind = ANY($2)
-              AND NOT EXISTS (
-                  SELECT 1 FROM jobq_queues q WHERE q.name = $1 AND q.paused_at IS NOT NULL)
-            ORDER BY priority, scheduled_at, id
-            LIMIT $3
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE jobq_jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $4
-        FROM c
-        WHERE j.id = c.id
-        RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.max_attempts, j.priority,
-                  j.scheduled_at";
-
 /// Finished jobs for the history-scale figure: `$1` completed `noop` rows
 /// made by one statement.
 pub const HISTORY: &str = "INSERT INTO jobq_jobs

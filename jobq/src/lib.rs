@@ -271,6 +271,9 @@ pub mod __private {
     pub use sqlx;
     pub use std::vec::Vec;
 
+    /// jobq's claim statement, for its benchmark to time on its own.
+    pub use crate::store::CLAIM_SQL;
+
     /// Boxes an attempt's future.
     pub fn boxed<F>(fut: F) -> JobFuture
     where

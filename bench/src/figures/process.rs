@@ -241,7 +241,7 @@ pub async fn figure(ctx: &mut Ctx, runner: Runner, claim_probe: bool) -> anyhow:
     db::finish(ctx, db, n).await
 }
 
-/// Times jobq's claim statement (a copy, [`sql::JOBQ_CLAIM`]) taking `limit`
+/// Times jobq's own claim statement (`jobq::__private::CLAIM_SQL`) taking `limit`
 /// jobs, each time in a transaction rolled back so nothing is consumed:
 /// records the median as `name`, and prints the plan once.
 pub async fn claim_cost(
@@ -256,11 +256,12 @@ pub async fn claim_cost(
     for _ in 0..200 {
         let mut tx = db.pool.begin().await?;
         let start = Instant::now();
-        let rows = sqlx::query(sql::JOBQ_CLAIM)
+        let rows = sqlx::query(jobq::__private::CLAIM_SQL)
             .bind("bench")
             .bind(&kinds)
             .bind(limit)
             .bind(-1i64)
+            .bind(chrono::Utc::now())
             .fetch_all(&mut *tx)
             .await?;
         times.push(start.elapsed().as_secs_f64() * 1000.0);
@@ -272,11 +273,12 @@ pub async fn claim_cost(
 
     let explain = format!(
         "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}",
-        sql::JOBQ_CLAIM
+        jobq::__private::CLAIM_SQL
             .replace("$1", "'bench'")
             .replace("$2", "ARRAY['noop']")
             .replace("$3", &limit.to_string())
             .replace("$4", "-1")
+            .replace("$5", "now()")
     );
     let mut tx = db.pool.begin().await?;
     let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))
