@@ -7,6 +7,7 @@
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
 use syn::{LitInt, LitStr, Token, bracketed};
 
 mod kw {
@@ -54,6 +55,18 @@ impl quote::ToTokens for SignedInt {
 /// The list of `aliases = ["a", "b"]`.
 pub struct Aliases {
     pub names: Vec<LitStr>,
+}
+
+impl Parse for Aliases {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let content;
+        bracketed!(content in input);
+        let names = content
+            .parse_terminated(<LitStr as Parse>::parse, Token![,])?
+            .into_iter()
+            .collect();
+        Ok(Aliases { names })
+    }
 }
 
 /// Everything `#[job(...)]` may say. `None` means "not given".
@@ -104,6 +117,19 @@ fn expect_eq(input: ParseStream, key: &str, key_span: Span) -> syn::Result<()> {
     }
 }
 
+/// Reads `key = value` for the keyword `K` and stores the value once.
+fn read<K: Parse + Spanned, V: Parse>(
+    input: ParseStream,
+    key: &str,
+    slot: &mut Option<V>,
+    errors: &mut Vec<syn::Error>,
+) -> syn::Result<()> {
+    let span = input.parse::<K>()?.span();
+    expect_eq(input, key, span)?;
+    set_once(slot, input.parse()?, key, span, errors);
+    Ok(())
+}
+
 impl JobAttr {
     /// Parses the attribute's arguments. Syntax errors stop the parse (there is
     /// nothing sensible to read after them); duplicated keys are collected.
@@ -112,91 +138,27 @@ impl JobAttr {
         while !input.is_empty() {
             let look = input.lookahead1();
             if look.peek(kw::queue) {
-                let key: kw::queue = input.parse()?;
-                expect_eq(input, "queue", key.span)?;
-                set_once(&mut attr.queue, input.parse()?, "queue", key.span, errors);
+                read::<kw::queue, _>(input, "queue", &mut attr.queue, errors)?;
             } else if look.peek(kw::retries) {
-                let key: kw::retries = input.parse()?;
-                expect_eq(input, "retries", key.span)?;
-                set_once(
-                    &mut attr.retries,
-                    input.parse()?,
-                    "retries",
-                    key.span,
-                    errors,
-                );
+                read::<kw::retries, _>(input, "retries", &mut attr.retries, errors)?;
             } else if look.peek(kw::timeout) {
-                let key: kw::timeout = input.parse()?;
-                expect_eq(input, "timeout", key.span)?;
-                set_once(
-                    &mut attr.timeout,
-                    input.parse()?,
-                    "timeout",
-                    key.span,
-                    errors,
-                );
+                read::<kw::timeout, _>(input, "timeout", &mut attr.timeout, errors)?;
             } else if look.peek(kw::priority) {
-                let key: kw::priority = input.parse()?;
-                expect_eq(input, "priority", key.span)?;
-                set_once(
-                    &mut attr.priority,
-                    input.parse()?,
-                    "priority",
-                    key.span,
-                    errors,
-                );
+                read::<kw::priority, _>(input, "priority", &mut attr.priority, errors)?;
             } else if look.peek(kw::name) {
-                let key: kw::name = input.parse()?;
-                expect_eq(input, "name", key.span)?;
-                set_once(&mut attr.name, input.parse()?, "name", key.span, errors);
+                read::<kw::name, _>(input, "name", &mut attr.name, errors)?;
             } else if look.peek(kw::aliases) {
-                let key: kw::aliases = input.parse()?;
-                expect_eq(input, "aliases", key.span)?;
-                let content;
-                bracketed!(content in input);
-                let names = content
-                    .parse_terminated(<LitStr as Parse>::parse, Token![,])?
-                    .into_iter()
-                    .collect();
-                set_once(
-                    &mut attr.aliases,
-                    Aliases { names },
-                    "aliases",
-                    key.span,
-                    errors,
-                );
+                read::<kw::aliases, _>(input, "aliases", &mut attr.aliases, errors)?;
             } else if look.peek(kw::cron) {
-                let key: kw::cron = input.parse()?;
-                expect_eq(input, "cron", key.span)?;
-                set_once(&mut attr.cron, input.parse()?, "cron", key.span, errors);
+                read::<kw::cron, _>(input, "cron", &mut attr.cron, errors)?;
             } else if look.peek(kw::tz) {
-                let key: kw::tz = input.parse()?;
-                expect_eq(input, "tz", key.span)?;
-                set_once(&mut attr.tz, input.parse()?, "tz", key.span, errors);
+                read::<kw::tz, _>(input, "tz", &mut attr.tz, errors)?;
             } else if look.peek(kw::catch_up) {
-                let key: kw::catch_up = input.parse()?;
-                expect_eq(input, "catch_up", key.span)?;
-                set_once(
-                    &mut attr.catch_up,
-                    input.parse()?,
-                    "catch_up",
-                    key.span,
-                    errors,
-                );
+                read::<kw::catch_up, _>(input, "catch_up", &mut attr.catch_up, errors)?;
             } else if look.peek(kw::unique) {
-                let key: kw::unique = input.parse()?;
-                expect_eq(input, "unique", key.span)?;
-                set_once(&mut attr.unique, input.parse()?, "unique", key.span, errors);
+                read::<kw::unique, _>(input, "unique", &mut attr.unique, errors)?;
             } else if look.peek(kw::unique_for) {
-                let key: kw::unique_for = input.parse()?;
-                expect_eq(input, "unique_for", key.span)?;
-                set_once(
-                    &mut attr.unique_for,
-                    input.parse()?,
-                    "unique_for",
-                    key.span,
-                    errors,
-                );
+                read::<kw::unique_for, _>(input, "unique_for", &mut attr.unique_for, errors)?;
             } else if input.peek(syn::Ident::peek_any) {
                 // Name the unknown key, then list the known ones.
                 let key = input.call(syn::Ident::parse_any)?;
