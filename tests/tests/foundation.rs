@@ -13,6 +13,10 @@ use serde_json::json;
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Wake locks held, in this database, by producers sleeping on a queue.
+const WAKE_LOCKS_HELD: &str = "SELECT count(*) FROM pg_locks
+     WHERE locktype = 'advisory' AND classid = 27249 AND mode = 'ExclusiveLock' AND granted
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 async fn job_state(db: &TestDb, id: jobq::JobId) -> String {
     sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
@@ -120,15 +124,9 @@ async fn notify_wakes_an_idle_worker_without_polling() {
     // Polling once an hour: only the notification can make this job run.
     let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
     wait_for_listeners(&db, 1).await;
-    // Let the producer's first (empty) claim finish, so it is waiting.
-    wait_until("the worker's first claim", DEADLINE, || async {
-        db.count(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid()
-               AND state = 'active' AND query LIKE '%SKIP LOCKED%'",
-        )
-        .await
-            == 0
+    // The producer found nothing and sleeps on its queue's wake lock.
+    wait_until("the worker to sleep", DEADLINE, || async {
+        db.count(WAKE_LOCKS_HELD).await == 1
     })
     .await;
     let mut tx = db.pool.begin().await.unwrap();
@@ -138,6 +136,97 @@ async fn notify_wakes_an_idle_worker_without_polling() {
     tx.commit().await.unwrap();
     wait_for_state(&db, id, "completed").await;
     worker.stop().await.unwrap();
+    assert_eq!(
+        db.count(WAKE_LOCKS_HELD).await,
+        0,
+        "a stopped worker holds no wake lock"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_committed_while_the_worker_goes_to_sleep_still_wakes_it() {
+    let db = TestDb::new("notify_race").await;
+    // No worker sleeps on the queue, so the enqueue will not notify; its
+    // transaction stays open while the worker finds nothing and goes to
+    // sleep for an hour.
+    let mut tx = db.pool.begin().await.unwrap();
+    let id = record::enqueue(&mut tx, record::Args { n: 1 })
+        .await
+        .unwrap();
+    let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
+    // It finds the wake lock taken by the open enqueue (and by no other
+    // worker): its last statement asked who holds it.
+    wait_until(
+        "the worker to find the wake lock taken",
+        DEADLINE,
+        || async {
+            db.count(
+                "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND state = 'idle' AND query LIKE '%FROM pg_locks%'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    tx.commit().await.unwrap();
+    // So it polls instead of sleeping, and runs the job soon after.
+    wait_for_state(&db, id, "completed").await;
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueues_notify_only_queues_a_worker_sleeps_on() {
+    let db = TestDb::new("notify_sleepers").await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .unwrap();
+    listener.listen("jobq_insert").await.unwrap();
+    // A producer sleeping on `watched`, as a worker's would.
+    let mut sleeper = db.connection().await;
+    sqlx::query("SELECT pg_advisory_lock(27249, hashtext('watched'))")
+        .execute(&mut sleeper)
+        .await
+        .unwrap();
+    let enqueue = |queue: &'static str| record::builder(record::Args { n: 1 }).queue(queue);
+    // Nobody sleeps on these: no notification, whatever the isolation.
+    enqueue("unwatched").enqueue(&db.pool).await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    enqueue("serializable").enqueue(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    enqueue("watched").enqueue(&db.pool).await.unwrap();
+    record::enqueue_many(&db.pool, [record::Args { n: 2 }])
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock(27249, hashtext('default'))")
+        .execute(&mut sleeper)
+        .await
+        .unwrap();
+    record::enqueue_many(&db.pool, [record::Args { n: 3 }])
+        .await
+        .unwrap();
+    // Notifications arrive in commit order, so had an enqueue to a queue
+    // nobody sleeps on notified, it would come first.
+    let mut next = async || {
+        tokio::time::timeout(DEADLINE, listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap()
+            .payload()
+            .to_owned()
+    };
+    assert_eq!(next().await, "watched");
+    assert_eq!(next().await, "default");
+    // The listener holds a pool connection, which closing the pool awaits.
+    drop(listener);
+    drop(sleeper);
     db.cleanup().await;
 }
 

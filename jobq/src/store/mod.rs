@@ -12,7 +12,8 @@ use sqlx::{PgConnection, PgPool, Row};
 
 /// The channel an insert notifies, with the queue's name as payload. Postgres
 /// delivers it on commit, and folds identical notifications of one
-/// transaction into one.
+/// transaction into one. Enqueues notify only queues a producer sleeps on:
+/// see [`take_wake_lock`].
 pub(crate) const INSERT_CHANNEL: &str = "jobq_insert";
 
 /// The channel for requests to running workers, as JSON: `{"cancel": id}`.
@@ -28,16 +29,16 @@ pub(crate) struct NewJob {
     pub run_at: Option<DateTime<Utc>>,
 }
 
-/// Inserts one job and notifies its queue, in one round trip.
+/// Inserts one job and notifies its queue if a producer sleeps on it, in one
+/// round trip.
 pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "WITH ins AS (
-            INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at, state)
-            VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
-                    CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state)
-            RETURNING id, queue
-        )
-        SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('jobq_insert', ins.queue)) AS n",
+        "INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at, state)
+        VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
+                CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state)
+        RETURNING id,
+            CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext(queue))
+                 THEN pg_notify('jobq_insert', queue)::text END",
     )
     .bind(job.kind)
     .bind(&job.queue)
@@ -49,7 +50,7 @@ pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::R
     .await
 }
 
-/// Inserts many jobs with one statement (arrays, unnested) and notifies each
+/// Inserts many jobs with one statement (arrays, unnested) and wakes each
 /// queue once. Returns the ids in input order.
 pub(crate) async fn insert_many(
     conn: &mut PgConnection,
@@ -78,6 +79,7 @@ pub(crate) async fn insert_many(
         ),
         notified AS (
             SELECT pg_notify('jobq_insert', q.queue) FROM (SELECT DISTINCT queue FROM ins) AS q
+            WHERE NOT pg_try_advisory_xact_lock_shared(27249, hashtext(q.queue))
         )
         SELECT array_agg(ins.id ORDER BY ins.id) AS ids,
                (SELECT count(*) FROM notified) AS queues
@@ -444,6 +446,93 @@ pub(crate) async fn deregister_worker(pool: &PgPool, worker_id: i64) -> sqlx::Re
     sqlx::query("DELETE FROM jobq_workers WHERE id = $1")
         .bind(worker_id)
         .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// First key of the per-queue wake locks; the second is `hashtext(queue)`.
+/// Also spelled out in the enqueue statements.
+const WAKE_LOCK_CLASS: i32 = 27249;
+
+/// What [`take_wake_lock`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WakeLock {
+    /// This session holds the queue's wake lock: every enqueue from now on
+    /// notifies, and every earlier one that did not has committed.
+    Held,
+    /// Another producer holds it and sleeps: enqueues notify it, and the
+    /// notification reaches every listener.
+    Covered,
+    /// An enqueue that did not notify is still open; poll until it ends.
+    Busy,
+}
+
+/// Takes the wake lock of `queue` for a producer about to sleep, waiting at
+/// most `wait` for open enqueues to end.
+///
+/// NOTIFY takes a database-wide lock from before commit until the commit is
+/// flushed, so notifying transactions cannot share a disk flush and
+/// concurrent enqueues queue behind each other. So an enqueue notifies only
+/// when a producer sleeps on the queue. A producer that found nothing holds
+/// the queue's wake lock exclusively (a session lock) while it sleeps; an
+/// enqueue tries the same lock shared, for the rest of its transaction, and
+/// notifies only when it cannot get it. No snapshot is involved, so this
+/// holds under every isolation level:
+/// - an enqueue that got the shared lock (and so did not notify) holds it
+///   until it commits or rolls back, so the producer gets the lock only
+///   after that, and the claim it makes next sees the job;
+/// - while the producer holds the lock, or waits for it, every enqueue's
+///   try fails and it notifies.
+///
+/// The producer therefore claims once more after [`WakeLock::Held`], and
+/// sleeps only if that claim comes back short.
+pub(crate) async fn take_wake_lock(
+    conn: &mut PgConnection,
+    queue: &str,
+    wait: std::time::Duration,
+) -> sqlx::Result<WakeLock> {
+    // The timeout is local to this statement's transaction; it is set
+    // before the lock because target lists are evaluated in order.
+    let taken = sqlx::query(
+        "SELECT set_config('lock_timeout', $3, true), pg_advisory_lock($1, hashtext($2))",
+    )
+    .bind(WAKE_LOCK_CLASS)
+    .bind(queue)
+    .bind(format!("{}ms", wait.as_millis().max(1)))
+    .execute(&mut *conn)
+    .await;
+    match taken {
+        Ok(_) => return Ok(WakeLock::Held),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {}
+        Err(e) => return Err(e),
+    }
+    let covered: bool = sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM pg_locks
+            WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = $1::oid AND objid = hashtext($2)::oid AND objsubid = 2
+              AND pid <> pg_backend_pid())",
+    )
+    .bind(WAKE_LOCK_CLASS)
+    .bind(queue)
+    .fetch_one(conn)
+    .await?;
+    Ok(if covered {
+        WakeLock::Covered
+    } else {
+        WakeLock::Busy
+    })
+}
+
+/// Releases the wake lock of `queue` held by this session (its producer has
+/// work again, or stops), and notifies the queue so that producers that
+/// slept on this one's lock look again.
+pub(crate) async fn release_wake_lock(conn: &mut PgConnection, queue: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2)), pg_notify('jobq_insert', $2)")
+        .bind(WAKE_LOCK_CLASS)
+        .bind(queue)
+        .execute(conn)
         .await?;
     Ok(())
 }

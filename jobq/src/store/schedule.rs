@@ -23,18 +23,17 @@ pub(crate) async fn insert_unique(
     // statements; then the insert is tried again.
     for _ in 0..5 {
         let inserted: Option<i64> = sqlx::query_scalar(
-            "WITH ins AS (
-                INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
-                                       state, unique_key, unique_states)
-                VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
-                        CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
-                        $7, $8)
-                ON CONFLICT (unique_key)
-                    WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
-                    DO NOTHING
-                RETURNING id, queue
-            )
-            SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('jobq_insert', ins.queue)) AS n",
+            "INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
+                                   state, unique_key, unique_states)
+            VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
+                    CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
+                    $7, $8)
+            ON CONFLICT (unique_key)
+                WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
+                DO NOTHING
+            RETURNING id,
+                CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext(queue))
+                     THEN pg_notify('jobq_insert', queue)::text END",
         )
         .bind(job.kind)
         .bind(&job.queue)

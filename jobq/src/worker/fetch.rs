@@ -8,6 +8,12 @@
 //! and fast jobs are claimed hundreds at a time. Claimed jobs are `running`
 //! for this worker while buffered; on shutdown the ones not started go back
 //! to `available` untouched.
+//!
+//! Enqueues notify only queues a producer sleeps on. Before it sleeps, a
+//! producer whose claim came back short takes its queue's wake lock and
+//! claims once more ([`store::take_wake_lock`] says why that loses no job);
+//! it lets the lock go when a claim comes back full, since a busy producer
+//! claims again by itself.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use super::conn::HeldConn;
 use super::outage::Outage;
 use super::{Completion, Shared, execute};
-use crate::store::{self, ClaimedJob};
+use crate::store::{self, ClaimedJob, WakeLock};
+use sqlx::PgConnection;
 
 /// How much work, in time at the current start rate, the buffer holds.
 const PREFETCH_HORIZON: Duration = Duration::from_millis(50);
@@ -28,6 +35,33 @@ const PREFETCH_HORIZON: Duration = Duration::from_millis(50);
 const MAX_PREFETCH: usize = 1000;
 /// How often the start rate is re-measured.
 const RATE_WINDOW: Duration = Duration::from_millis(100);
+/// How long a producer about to sleep waits for open enqueues to commit.
+const WAKE_LOCK_WAIT: Duration = Duration::from_millis(20);
+/// While an enqueue that did not notify stays open, the producer polls,
+/// first after this long, doubling up to [`MAX_RECHECK`].
+const FIRST_RECHECK: Duration = Duration::from_millis(1);
+/// The longest poll while an enqueue that did not notify stays open.
+const MAX_RECHECK: Duration = Duration::from_millis(100);
+
+/// The producer's connection. The queue's wake lock is a session lock, so
+/// it lives and dies with this connection.
+struct ProducerConn {
+    held: HeldConn,
+    /// Whether this session holds the queue's wake lock.
+    wake_lock: bool,
+}
+
+impl ProducerConn {
+    async fn get(&mut self) -> sqlx::Result<&mut PgConnection> {
+        self.held.get().await
+    }
+
+    /// Drops the connection after an error, and the wake lock with it.
+    fn discard(&mut self) {
+        self.held.discard();
+        self.wake_lock = false;
+    }
+}
 
 /// Jobs started per second, measured over [`RATE_WINDOW`]s, smoothed.
 struct StartRate {
@@ -69,10 +103,21 @@ pub(super) async fn run(
         started: 0,
     };
     let mut outage = Outage::new("claim jobs");
-    let mut conn = HeldConn::new(shared.pool.clone());
+    let mut conn = ProducerConn {
+        held: HeldConn::new(shared.pool.clone()),
+        wake_lock: false,
+    };
     // Whether the last claim came back short: nothing more is due until a
     // notification, the next due time or the poll interval says otherwise.
     let mut exhausted = false;
+    // Whether another producer sleeps on the queue's wake lock, so that
+    // enqueues notify: then this one may sleep too, until the next wake-up.
+    let mut covered = false;
+    // Whether the last claim came back full while holding the wake lock:
+    // more work is likely waiting, so let it go.
+    let mut release = false;
+    // Set while an enqueue that did not notify stays open: poll this soon.
+    let mut recheck: Option<Duration> = None;
     // Stamps of claims that failed in flight: they may have committed.
     let mut lost_claims: Vec<DateTime<Utc>> = Vec::new();
     let mut last_stamp = DateTime::<Utc>::MIN_UTC;
@@ -153,6 +198,7 @@ pub(super) async fn run(
                 Ok(jobs) => {
                     outage.recovered();
                     exhausted = jobs.len() < room;
+                    release = conn.wake_lock && !exhausted;
                     buffer.extend(jobs);
                 }
                 Err(e) => {
@@ -168,10 +214,55 @@ pub(super) async fn run(
             continue;
         }
 
+        // Here rather than right after a claim, so the jobs it took start
+        // first.
+        if exhausted && !conn.wake_lock && !covered {
+            let taken = match conn.get().await {
+                Ok(c) => store::take_wake_lock(c, &queue, WAKE_LOCK_WAIT).await,
+                Err(e) => Err(e),
+            };
+            match taken {
+                Ok(WakeLock::Held) => {
+                    // Claim once more: now it sees every job that was not
+                    // announced.
+                    conn.wake_lock = true;
+                    exhausted = false;
+                    recheck = None;
+                    continue;
+                }
+                Ok(WakeLock::Covered) => {
+                    covered = true;
+                    recheck = None;
+                }
+                Ok(WakeLock::Busy) => {
+                    let next = recheck.map_or(FIRST_RECHECK, |d| (d * 2).min(MAX_RECHECK));
+                    recheck = Some(next);
+                }
+                Err(e) => {
+                    conn.discard();
+                    recheck = Some(outage.failed(&e));
+                }
+            }
+        } else if release && !exhausted {
+            let released = match conn.get().await {
+                Ok(c) => store::release_wake_lock(c, &queue).await,
+                Err(e) => Err(e),
+            };
+            match released {
+                Ok(()) => conn.wake_lock = false,
+                // The session, and the lock with it, is gone.
+                Err(e) => {
+                    conn.discard();
+                    outage.failed(&e);
+                }
+            }
+            release = false;
+        }
+
         // Nothing to do now: wait for a slot to free (when there is work to
         // give it), a notification, or the next due time / poll interval.
         let idle_sleep = if exhausted {
-            let mut sleep = shared.config.poll_interval;
+            let mut sleep = recheck.unwrap_or(shared.config.poll_interval);
             let due = match conn.get().await {
                 Ok(c) => store::next_due(c, &queue).await,
                 Err(e) => Err(e),
@@ -191,9 +282,25 @@ pub(super) async fn run(
         let has_work = !buffer.is_empty() || !exhausted;
         tokio::select! {
             _ = stop.cancelled() => {}
-            _ = wake.notified() => exhausted = false,
+            _ = wake.notified() => {
+                exhausted = false;
+                covered = false;
+            }
             slot = slots.clone().acquire_owned(), if has_work => drop(slot),
-            _ = tokio::time::sleep(idle_sleep), if exhausted => exhausted = false,
+            _ = tokio::time::sleep(idle_sleep), if exhausted => {
+                exhausted = false;
+                covered = false;
+            }
+        }
+    }
+    // The wake lock must not go back to the pool with the connection.
+    if conn.wake_lock {
+        let released = match conn.get().await {
+            Ok(c) => store::release_wake_lock(c, &queue).await,
+            Err(e) => Err(e),
+        };
+        if released.is_err() {
+            conn.discard();
         }
     }
     // Shutting down: jobs claimed but never started go back untouched.
