@@ -41,25 +41,55 @@ where
     A: Acquire<'c, Database = Postgres> + Send + 'c,
     I: IntoIterator<Item = J::Args>,
 {
-    let jobs = args
-        .into_iter()
-        .map(|a| Enqueue::<J>::new(a).prepare())
-        .collect::<Result<Vec<_>>>();
+    let def = &J::DEF;
+    let prepared = if def.unique_by_args {
+        args.into_iter()
+            .map(|a| Enqueue::<J>::new(a).prepare())
+            .collect::<Result<Vec<_>>>()
+            .map(Many::OneByOne)
+    } else {
+        args.into_iter()
+            .map(|a| {
+                serde_json::to_string(&a).map_err(|source| Error::Serialize {
+                    job: def.name,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Many::Batch)
+    };
     async move {
-        let jobs = jobs?;
         let mut conn = db.acquire().await?;
-        if J::DEF.unique_by_args {
+        match prepared? {
             // Unique jobs go one by one: each needs its own duplicate check.
-            let mut ids = Vec::with_capacity(jobs.len());
-            for (job, unique) in &jobs {
-                ids.push(insert(&mut conn, job, unique.as_ref()).await?.id);
+            Many::OneByOne(jobs) => {
+                let mut ids = Vec::with_capacity(jobs.len());
+                for (job, unique) in &jobs {
+                    ids.push(insert(&mut conn, job, unique.as_ref()).await?.id);
+                }
+                Ok(ids)
             }
-            return Ok(ids);
+            Many::Batch(args) => {
+                let batch = store::NewBatch {
+                    kind: def.name,
+                    queue: def.queue,
+                    priority: def.priority,
+                    max_attempts: def.max_attempts,
+                    args,
+                };
+                let ids = store::insert_many(&mut conn, &batch).await?;
+                Ok(ids.into_iter().map(JobId).collect())
+            }
         }
-        let jobs: Vec<NewJob> = jobs.into_iter().map(|(job, _)| job).collect();
-        let ids = store::insert_many(&mut conn, &jobs).await?;
-        Ok(ids.into_iter().map(JobId).collect())
     }
+}
+
+/// The jobs of one `enqueue_many` call, ready to insert.
+enum Many {
+    /// Unique jobs, each with its key.
+    OneByOne(Vec<(NewJob, Option<Unique>)>),
+    /// Every other kind: the serialized arguments, one statement for all.
+    Batch(Vec<String>),
 }
 
 /// What an enqueue did: the job's id, and whether an unfinished job with the

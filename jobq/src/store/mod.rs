@@ -50,47 +50,44 @@ pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::R
     .await
 }
 
-/// Inserts many jobs with one statement (arrays, unnested) and wakes each
-/// queue once. Returns the ids in input order.
+/// Jobs of one kind, queue, priority and attempt budget, due now: what
+/// `enqueue_many` inserts.
+pub(crate) struct NewBatch<'a> {
+    pub kind: &'static str,
+    pub queue: &'a str,
+    pub priority: i16,
+    pub max_attempts: i32,
+    /// Each job's arguments, as JSON.
+    pub args: Vec<String>,
+}
+
+/// Inserts a batch with one statement over the array of its arguments, and
+/// notifies the queue once if a producer sleeps on it. Returns the ids in
+/// input order: `unnest` yields the array in order, and each row takes the
+/// next id as it is inserted.
 pub(crate) async fn insert_many(
     conn: &mut PgConnection,
-    jobs: &[NewJob],
+    batch: &NewBatch<'_>,
 ) -> sqlx::Result<Vec<i64>> {
-    if jobs.is_empty() {
+    if batch.args.is_empty() {
         return Ok(Vec::new());
     }
-    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
-    let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-    let args: Vec<&str> = jobs.iter().map(|j| j.args.as_str()).collect();
-    let priorities: Vec<i16> = jobs.iter().map(|j| j.priority).collect();
-    let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
-    let run_at: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_at).collect();
     let row = sqlx::query(
         "WITH ins AS (
-            INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at, state)
-            SELECT t.kind, t.queue, t.args::jsonb, t.priority, t.max_attempts,
-                   coalesce(t.run_at, now()),
-                   CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'available' END::jobq_state
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::int[],
-                        $6::timestamptz[]) WITH ORDINALITY
-                 AS t(kind, queue, args, priority, max_attempts, run_at, ord)
-            ORDER BY t.ord
-            RETURNING id, queue
-        ),
-        notified AS (
-            SELECT pg_notify('jobq_insert', q.queue) FROM (SELECT DISTINCT queue FROM ins) AS q
-            WHERE NOT pg_try_advisory_xact_lock_shared(27249, hashtext(q.queue))
+            INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts)
+            SELECT $1, $2, a::jsonb, $3, $4 FROM unnest($5::text[]) AS a
+            RETURNING id
         )
-        SELECT array_agg(ins.id ORDER BY ins.id) AS ids,
-               (SELECT count(*) FROM notified) AS queues
+        SELECT array_agg(id ORDER BY id) AS ids,
+            CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext($2))
+                 THEN pg_notify('jobq_insert', $2)::text END
         FROM ins",
     )
-    .bind(kinds)
-    .bind(queues)
-    .bind(args)
-    .bind(priorities)
-    .bind(attempts)
-    .bind(run_at)
+    .bind(batch.kind)
+    .bind(batch.queue)
+    .bind(batch.priority)
+    .bind(batch.max_attempts)
+    .bind(&batch.args)
     .fetch_one(conn)
     .await?;
     row.try_get("ids")
