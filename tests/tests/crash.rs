@@ -123,6 +123,39 @@ async fn cancelling_a_running_job_fires_its_token_and_ends_it_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_missed_while_not_listening_is_read_back_on_reconnect() {
+    let db = TestDb::new("cancel_replay").await;
+    let id = until_cancelled::enqueue(&db.pool, until_cancelled::Args {})
+        .await
+        .unwrap();
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_for_event(&db, "started").await;
+    // A cancellation whose notification never arrives, as when it is sent
+    // while the worker's LISTEN connection is down.
+    sqlx::query("UPDATE jobq_jobs SET cancel_requested_at = now() WHERE id = $1")
+        .bind(id.0)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let dropped = db
+        .count(
+            "SELECT count(*) FROM (
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = current_database() AND query LIKE 'LISTEN%') AS t",
+        )
+        .await;
+    assert_eq!(dropped, 1, "the worker's LISTEN connection");
+    wait_for_state(&db, id, "cancelled").await;
+    worker.stop().await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM test_runs WHERE event = 'saw cancellation'")
+            .await,
+        1
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_can_snooze_retry_at_a_time_or_discard_itself() {
     let db = TestDb::new("controls").await;
     let enqueue = |action: &str| {

@@ -331,6 +331,19 @@ pub(crate) async fn cancel(conn: &mut PgConnection, id: i64) -> sqlx::Result<Opt
     .await
 }
 
+/// This worker's running (or buffered) jobs whose cancellation was asked:
+/// for replaying requests whose NOTIFY was missed while the listener was
+/// disconnected.
+pub(crate) async fn cancel_requested(pool: &PgPool, worker_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT id FROM jobq_jobs
+         WHERE state = 'running' AND attempted_by = $1 AND cancel_requested_at IS NOT NULL",
+    )
+    .bind(worker_id)
+    .fetch_all(pool)
+    .await
+}
+
 /// What one rescue pass did.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Rescued {

@@ -72,6 +72,11 @@ async fn attempt_once(
     let handle = shared
         .running
         .insert(job.id, shared.stop_jobs.child_token());
+    if handle.was_cancel_requested() {
+        // Cancelled while it waited in the buffer: it never starts.
+        shared.running.remove(job.id);
+        return Outcome::Cancelled;
+    }
     let ctx = JobContext::new(
         JobId(job.id),
         def,

@@ -1,7 +1,8 @@
 //! LISTEN/NOTIFY: wakes a queue's producer when a job is committed to it, and
 //! passes cancellation requests to running jobs.
-//! After every (re)connection all producers are woken, so a notification lost
-//! while the connection was down delays nothing.
+//! After every (re)connection all producers are woken and cancellation
+//! requests for this worker's jobs are read back from the table, so a
+//! notification lost while the connection was down delays nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::outage::Outage;
 use super::running::RunningJobs;
-use crate::store::{CONTROL_CHANNEL, INSERT_CHANNEL};
+use crate::store::{self, CONTROL_CHANNEL, INSERT_CHANNEL};
 
 pub(super) async fn run(
     pool: PgPool,
+    worker_id: i64,
     wakers: HashMap<String, Arc<Notify>>,
     running: RunningJobs,
     stop: CancellationToken,
@@ -46,6 +48,21 @@ pub(super) async fn run(
         };
         outage.recovered();
         wake_all();
+        // Now that requests arrive again, catch up on the ones missed.
+        match store::cancel_requested(&pool, worker_id).await {
+            Ok(ids) => {
+                for id in ids {
+                    if running.request_cancel(id) {
+                        tracing::info!(
+                            job.id = id,
+                            "cancellation requested while jobq was not listening; firing the job's token"
+                        );
+                    }
+                }
+            }
+            // The connection drops again; the next reconnection retries.
+            Err(e) => tracing::warn!(error = %e, "could not read back cancellation requests"),
+        }
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -58,10 +75,11 @@ pub(super) async fn run(
                         w.notify_one();
                     }
                 }
-                // The connection dropped; the next call reconnects. Catch up.
+                // The connection dropped. Reconnect here rather than inside
+                // the listener, so the catch-up above runs once listening.
                 Ok(None) => {
                     tracing::warn!("jobq lost its LISTEN connection; reconnecting");
-                    wake_all();
+                    break;
                 }
                 Err(e) => {
                     let wait = outage.failed(&e);

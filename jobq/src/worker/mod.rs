@@ -326,6 +326,7 @@ impl Worker {
         ));
         services.spawn(listen::run(
             pool.clone(),
+            worker_id,
             wakers.clone(),
             running,
             stop_services.clone(),
