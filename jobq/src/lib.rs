@@ -195,6 +195,7 @@ pub use cancel::{Cancellation, cancel};
 pub use enqueue::{Enqueue, Inserted, enqueue, enqueue_many};
 pub use error::{Error, Result};
 pub use job::{CatchUp, Control, Job, JobContext, JobDef, JobId, JobState, Outcome, State};
+pub use maintenance::pruner::{Keep, Retention};
 pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};
 pub use store::migrate;
