@@ -132,6 +132,13 @@
 //! job at once with serde's message. A job whose kind no running worker knows
 //! waits, untouched, for a worker that does.
 //!
+//! # Retention
+//!
+//! Finished jobs stay in the table for a while, then the worker's pruner
+//! deletes them: completed jobs after 24 hours, cancelled and discarded ones
+//! after 7 days, or as [`Retention`] says. A job that has not finished is never
+//! deleted, nor a finished job whose unique key still holds in its state.
+//!
 //! # Delivery guarantee: at least once
 //!
 //! A committed job runs until one attempt completes. It runs *more* than once
