@@ -210,9 +210,12 @@ async fn main() -> anyhow::Result<()> {
 /// `bench` queue at `concurrency` until its stdin closes.
 async fn worker(options: PgConnectOptions, concurrency: usize) -> anyhow::Result<()> {
     let pool = db::pool(&options.application_name("jobq-bench-worker"), 8).await?;
+    // The scale figure's history (finished 30 days ago) must stay in the
+    // table while it is measured: no pruning.
     let worker = jobq::Worker::new(pool)
         .registry(noop_registry()?)
-        .queue(QUEUE, concurrency);
+        .queue(QUEUE, concurrency)
+        .retention(jobq::Retention::keep_all());
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     println!("ready");
     match stdin.next_line().await? {

@@ -22,7 +22,8 @@ pub enum Cancellation {
     /// The job had already finished, in this state (`completed`,
     /// `discarded` or `cancelled`).
     AlreadyFinished(String),
-    /// There is no job with this id.
+    /// There is no job with this id (or it finished and was pruned: see
+    /// [`Retention`](crate::Retention)).
     NotFound,
 }
 

@@ -132,6 +132,13 @@
 //! job at once with serde's message. A job whose kind no running worker knows
 //! waits, untouched, for a worker that does.
 //!
+//! # Retention
+//!
+//! Finished jobs stay in the table for a while, then the worker's pruner
+//! deletes them: completed jobs after 24 hours, cancelled and discarded ones
+//! after 7 days, or as [`Retention`] says. A job that has not finished is never
+//! deleted, nor a finished job whose unique key still holds in its state.
+//!
 //! # Delivery guarantee: at least once
 //!
 //! A committed job runs until one attempt completes. It runs *more* than once
@@ -195,6 +202,7 @@ pub use cancel::{Cancellation, cancel};
 pub use enqueue::{Enqueue, Inserted, enqueue, enqueue_many};
 pub use error::{Error, Result};
 pub use job::{CatchUp, Control, Job, JobContext, JobDef, JobId, JobState, Outcome, State};
+pub use maintenance::pruner::{Keep, Retention};
 pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};
 pub use store::migrate;

@@ -2,4 +2,5 @@
 //! Each runs in every worker; a PostgreSQL advisory lock makes one process at
 //! a time do the work.
 
+pub(crate) mod pruner;
 pub(crate) mod rescuer;

@@ -22,6 +22,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_scheduling.sql",
         sql: include_str!("../../../migrations/0002_scheduling.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_retention.sql",
+        sql: include_str!("../../../migrations/0003_retention.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

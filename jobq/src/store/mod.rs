@@ -2,9 +2,11 @@
 //! this module speaks SQL, so a second backend would implement this seam.
 
 mod migrate;
+mod prune;
 mod schedule;
 
 pub use migrate::migrate;
+pub(crate) use prune::*;
 pub(crate) use schedule::*;
 
 use chrono::{DateTime, Utc};

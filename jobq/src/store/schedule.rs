@@ -5,6 +5,12 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use super::NewJob;
 
+/// How long a cron tick's row is kept at least after it finished, whatever
+/// the retention: a worker that comes back late with the same tick (within
+/// this time) still finds the row, and its key. Older ticks are refused by
+/// [`insert_cron_tick`] instead.
+pub(crate) const CRON_TICK_MIN_KEEP_MS: i64 = 3_600_000;
+
 /// A unique key and the states in which it holds, for one insert.
 pub(crate) struct Unique {
     pub key: String,
@@ -109,6 +115,12 @@ pub(crate) async fn cron_last_tick(
 /// its unique key holds in every state, so a second insert of the same tick
 /// is a no-op. Records the tick as the job's latest. Returns whether this
 /// call inserted it.
+///
+/// The key is jobq's own (bit 128 of `unique_states`, which is no state), so
+/// the pruner deletes the tick's row once it is old: the row is kept at least
+/// [`CRON_TICK_MIN_KEEP_MS`] after it finished, and a tick that is older than
+/// that and not newer than the job's latest recorded tick is refused here, so
+/// a worker that comes back very late cannot run a pruned tick again.
 pub(crate) async fn insert_cron_tick(
     pool: &PgPool,
     job: &NewJob,
@@ -119,9 +131,13 @@ pub(crate) async fn insert_cron_tick(
         "WITH ins AS (
             INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
                                    state, unique_key, unique_states)
-            VALUES ($1, $2, $3::jsonb, $4, $5, $6,
-                    CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
-                    $7, 127)
+            SELECT $1, $2, $3::jsonb, $4, $5, $6,
+                   CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
+                   $7, 255
+            WHERE NOT EXISTS (
+                SELECT 1 FROM jobq_cron
+                WHERE name = $1 AND last_tick >= $6
+                  AND $6 < now() - $8 * interval '1 millisecond')
             ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
@@ -143,6 +159,7 @@ pub(crate) async fn insert_cron_tick(
     .bind(job.max_attempts)
     .bind(tick)
     .bind(key)
+    .bind(CRON_TICK_MIN_KEEP_MS)
     .fetch_one(pool)
     .await?;
     Ok(inserted > 0)

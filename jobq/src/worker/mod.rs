@@ -3,7 +3,8 @@
 //! Background services, each in its own file and each stopping on the shutdown
 //! token: `fetch` (one producer per queue: claim, spawn), `execute` (one
 //! attempt), `complete` (batched result writes), `listen` (LISTEN/NOTIFY
-//! wake-ups), `heartbeat` (the worker's lease).
+//! wake-ups), `heartbeat` (the worker's lease). The maintenance services
+//! (lease rescuer, pruner) live in `crate::maintenance`.
 
 mod complete;
 mod conn;
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::job::States;
+use crate::maintenance::pruner::Retention;
 use crate::registry::Registry;
 use crate::store;
 
@@ -113,6 +115,7 @@ pub(crate) struct Config {
     pub backoff: Backoff,
     pub default_timeout: Option<Duration>,
     pub timeout_grace: Duration,
+    pub retention: Retention,
 }
 
 impl Default for Config {
@@ -125,6 +128,7 @@ impl Default for Config {
             backoff: Backoff::default(),
             default_timeout: None,
             timeout_grace: Duration::from_secs(1),
+            retention: Retention::default(),
         }
     }
 }
@@ -208,9 +212,16 @@ impl Worker {
         self
     }
 
+    /// How long finished jobs are kept before they are deleted (default:
+    /// completed 24 hours, cancelled and discarded 7 days; see [`Retention`]).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
     /// Runs until SIGTERM or ctrl-c, then shuts down gracefully and returns
     /// `Ok(())`. Fails before running anything when the set-up is wrong: no
-    /// jobs, duplicate names, a missing state, a bad queue name.
+    /// jobs, duplicate names, a missing state, a bad queue name or interval.
     pub async fn run(self) -> Result<()> {
         // Install the handlers before starting, so no signal slips through.
         let signal = shutdown_signal()?;
@@ -276,6 +287,7 @@ impl Worker {
                 config.heartbeat_interval, config.lease_timeout
             )));
         }
+        config.retention.validate()?;
 
         // The cron jobs whose queue this worker runs: it enqueues their ticks.
         let cron_jobs = registry
@@ -354,6 +366,13 @@ impl Worker {
             rescue_every,
             stop_services.clone(),
         ));
+        if config.retention.prunes() {
+            services.spawn(crate::maintenance::pruner::run(
+                pool.clone(),
+                config.retention,
+                stop_services.clone(),
+            ));
+        }
         let producers = TaskTracker::new();
         for (queue, concurrency) in queues {
             let wake = wakers[&queue].clone();

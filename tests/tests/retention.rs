@@ -1,0 +1,257 @@
+//! Retention: the pruner deletes finished jobs past their state's retention,
+//! and nothing else. Finished rows are put in place with plain SQL and an old
+//! `finalized_at`; the worker runs with a short pruning interval.
+
+use std::time::Duration;
+
+use jobq::{Error, JobState, Keep, Retention};
+use jobq_tests::{InProcess, TestDb, record, test_worker, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Inserts a job in `state`, finalized `ago` (an SQL interval, or never),
+/// with an optional unique key and the states it holds in. It sits in a queue
+/// no test worker runs, so only the pruner and the rescuer look at it.
+async fn insert_job(db: &TestDb, state: &str, ago: Option<&str>, key: Option<(&str, i32)>) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO jobq_jobs (kind, queue, args, state, max_attempts, attempt, finalized_at,
+                               unique_key, unique_states)
+         VALUES ('record', 'parked', '{\"n\": 0}', $1::jobq_state, 5, 1,
+                 now() - $2::interval, $3, $4)
+         RETURNING id",
+    )
+    .bind(state)
+    .bind(ago)
+    .bind(key.map(|k| k.0))
+    .bind(key.map(|k| k.1))
+    .fetch_one(&db.pool)
+    .await
+    .expect("insert a job")
+}
+
+async fn ids_left(db: &TestDb, ids: &[i64]) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM jobq_jobs WHERE id = ANY($1) ORDER BY id")
+        .bind(ids)
+        .fetch_all(&db.pool)
+        .await
+        .expect("ids left")
+}
+
+/// Waits until every job of `ids` is gone.
+async fn wait_pruned(db: &TestDb, ids: &[i64]) {
+    wait_until("old finished jobs to be pruned", DEADLINE, || async {
+        ids_left(db, ids).await.is_empty()
+    })
+    .await;
+}
+
+/// A `unique_states` mask, as the enqueue API builds it.
+fn mask(states: &[JobState]) -> i32 {
+    states
+        .iter()
+        .map(|s| 1 << (*s as i32))
+        .fold(0, |m, b| m | b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_finished_jobs_are_pruned_and_everything_else_is_kept() {
+    let db = TestDb::new("prune").await;
+    let unfinished = mask(&JobState::UNFINISHED);
+    let once_done = unfinished | mask(&[JobState::Completed]);
+    let all = mask(&JobState::ALL);
+    let cron = all | 128;
+    let (mut gone, mut kept) = (Vec::new(), Vec::new());
+
+    // Each final state by its own retention.
+    gone.push(insert_job(&db, "completed", Some("30 minutes"), None).await);
+    kept.push(insert_job(&db, "completed", Some("5 minutes"), None).await);
+    gone.push(insert_job(&db, "cancelled", Some("150 minutes"), None).await);
+    kept.push(insert_job(&db, "cancelled", Some("90 minutes"), None).await);
+    gone.push(insert_job(&db, "discarded", Some("10 days"), None).await);
+    kept.push(insert_job(&db, "discarded", Some("150 minutes"), None).await);
+    // Unfinished jobs, however old their finalized_at (a job retried by hand).
+    for state in ["available", "scheduled", "retryable", "running"] {
+        kept.push(insert_job(&db, state, Some("10 days"), None).await);
+    }
+    // Unique keys: kept while the key holds in the job's state.
+    kept.push(
+        insert_job(
+            &db,
+            "completed",
+            Some("10 days"),
+            Some(("record:ever", all)),
+        )
+        .await,
+    );
+    gone.push(
+        insert_job(
+            &db,
+            "completed",
+            Some("10 days"),
+            Some(("record:a", unfinished)),
+        )
+        .await,
+    );
+    kept.push(
+        insert_job(
+            &db,
+            "completed",
+            Some("10 days"),
+            Some(("record:b", once_done)),
+        )
+        .await,
+    );
+    gone.push(
+        insert_job(
+            &db,
+            "discarded",
+            Some("10 days"),
+            Some(("record:c", once_done)),
+        )
+        .await,
+    );
+    // Cron ticks: their key is jobq's; kept an hour at least.
+    let tick = |t: &'static str| Some((t, cron));
+    gone.push(insert_job(&db, "completed", Some("90 minutes"), tick("record:cron:1")).await);
+    kept.push(insert_job(&db, "completed", Some("30 minutes"), tick("record:cron:2")).await);
+
+    let worker = InProcess::start(test_worker(&db.pool).retention(Retention {
+        completed: Keep::For(10 * MINUTE),
+        cancelled: Keep::For(120 * MINUTE),
+        discarded: Keep::For(180 * MINUTE),
+        interval: Duration::from_millis(50),
+    }));
+    // Every state has a job to prune, and each state's jobs go in one
+    // statement: once they are gone, every state has been pruned.
+    wait_pruned(&db, &gone).await;
+    kept.sort();
+    assert_eq!(ids_left(&db, &kept).await, kept);
+
+    // It goes on: a job that gets old later is pruned by a later pass.
+    let later = insert_job(&db, "completed", Some("1 day"), None).await;
+    wait_pruned(&db, &[later]).await;
+    worker.stop().await.unwrap();
+    assert_eq!(ids_left(&db, &kept).await, kept);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_for_ever_survives_pruning_and_still_refuses_duplicates() {
+    let db = TestDb::new("prune_unique").await;
+    let worker = InProcess::start(test_worker(&db.pool).retention(Retention {
+        completed: Keep::For(MINUTE),
+        interval: Duration::from_millis(50),
+        ..Retention::default()
+    }));
+    let once = || {
+        record::builder(record::Args { n: 1 })
+            .unique_key("welcome")
+            .unique_states(&JobState::ALL)
+    };
+    let first = once().insert(&db.pool).await.unwrap();
+    wait_until("the unique job to complete", DEADLINE, || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+            .await
+            == 1
+    })
+    .await;
+    sqlx::query("UPDATE jobq_jobs SET finalized_at = now() - interval '30 days'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // A plain job as old: once it is gone, a pass has looked at both.
+    let marker = insert_job(&db, "completed", Some("30 days"), None).await;
+    wait_pruned(&db, &[marker]).await;
+    assert_eq!(ids_left(&db, &[first.id.0]).await, vec![first.id.0]);
+    let again = once().insert(&db.pool).await.unwrap();
+    assert!(again.duplicate, "the key still holds");
+    assert_eq!(again.id, first.id);
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_forever_keeps_that_state() {
+    let db = TestDb::new("keep_forever").await;
+    let completed = insert_job(&db, "completed", Some("1000 days"), None).await;
+    let cancelled = insert_job(&db, "cancelled", Some("1000 days"), None).await;
+    let discarded = insert_job(&db, "discarded", Some("2 hours"), None).await;
+    let worker = InProcess::start(test_worker(&db.pool).retention(Retention {
+        completed: Keep::Forever,
+        cancelled: Keep::Forever,
+        discarded: Keep::For(60 * MINUTE),
+        interval: Duration::from_millis(50),
+    }));
+    wait_pruned(&db, &[discarded]).await;
+    worker.stop().await.unwrap();
+    assert_eq!(
+        ids_left(&db, &[completed, cancelled]).await,
+        vec![completed, cancelled]
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pass_at_start_prunes_batch_after_batch() {
+    let db = TestDb::new("prune_batches").await;
+    // Two and a half batches of 10,000.
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, state, max_attempts, attempt, finalized_at)
+         SELECT 'record', 'parked', '{\"n\": 0}', 'completed', 1, 1, now() - interval '2 days'
+         FROM generate_series(1, 25000)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let recent = insert_job(&db, "completed", Some("1 hour"), None).await;
+    // The defaults (24 hours) with an interval no test waits for: only the
+    // pass the worker makes when it starts can prune.
+    let worker = InProcess::start(test_worker(&db.pool).retention(Retention {
+        interval: Duration::from_secs(3600),
+        ..Retention::default()
+    }));
+    wait_until("25,000 old jobs to be pruned", DEADLINE, || async {
+        db.count("SELECT count(*) FROM jobq_jobs").await == 1
+    })
+    .await;
+    worker.stop().await.unwrap();
+    assert_eq!(ids_left(&db, &[recent]).await, vec![recent]);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonsense_retention_is_refused_at_start() {
+    let db = TestDb::new("retention_config").await;
+    let err = test_worker(&db.pool)
+        .retention(Retention {
+            interval: Duration::ZERO,
+            ..Retention::default()
+        })
+        .run_until(async {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("retention interval (how often finished jobs are pruned) must be longer"),
+        "{err}"
+    );
+
+    let err = test_worker(&db.pool)
+        .retention(Retention {
+            discarded: Keep::For(Duration::MAX),
+            ..Retention::default()
+        })
+        .run_until(async {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(
+        err.to_string().contains("retention of discarded jobs")
+            && err.to_string().contains("use `Keep::Forever`"),
+        "{err}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM jobq_workers").await, 0);
+    db.cleanup().await;
+}
