@@ -81,7 +81,7 @@ impl Default for Opts {
         Opts {
             jobs: 100_000,
             single: 5_000,
-            rounds: 3,
+            rounds: 7,
             batch_jobs: 100_000,
             batch_size: 1_000,
             latency_jobs: 2_000,
