@@ -8,6 +8,24 @@ use super::CRON_TICK_MIN_KEEP_MS;
 /// Key of the advisory lock that makes one process at a time prune.
 const PRUNE_LOCK: i64 = 0x6a6f_6271_7072_756e; // "jobqprun"
 
+/// Which rows a batch may delete: `$1` state, `$2` its retention in ms, `$3`
+/// the least a cron tick is kept. The inner select needs it to walk
+/// `jobq_jobs_prunable` (migration 3), whose predicate it repeats word for
+/// word; the delete repeats it so that a row changed meanwhile is checked
+/// again.
+macro_rules! prunable {
+    () => {
+        "state = $1::jobq_state
+          AND finalized_at < now() - $2 * interval '1 millisecond'
+          AND state IN ('completed', 'discarded', 'cancelled')
+          AND (unique_key IS NULL
+               OR (unique_states & jobq_state_bit(state)) = 0
+               OR (unique_states & 128) <> 0)
+          AND (unique_key IS NULL OR (unique_states & 128) = 0
+               OR finalized_at < now() - $3 * interval '1 millisecond')"
+    };
+}
+
 /// Deletes up to `limit` jobs in state `state` (`completed`, `discarded` or
 /// `cancelled`) finalized more than `keep_ms` ago, oldest first, in a
 /// transaction of its own. Returns how many, or `None` when another process
@@ -48,28 +66,14 @@ pub(crate) async fn prune_finished(
     if !locked {
         return Ok(None);
     }
-    let done = sqlx::query(
+    let done = sqlx::query(concat!(
         "DELETE FROM jobq_jobs WHERE id IN (
-            SELECT id FROM jobq_jobs
-            WHERE state = $1::jobq_state
-              AND finalized_at < now() - $2 * interval '1 millisecond'
-              AND state IN ('completed', 'discarded', 'cancelled')
-              AND (unique_key IS NULL
-                   OR (unique_states & jobq_state_bit(state)) = 0
-                   OR (unique_states & 128) <> 0)
-              AND (unique_key IS NULL OR (unique_states & 128) = 0
-                   OR finalized_at < now() - $3 * interval '1 millisecond')
-            ORDER BY finalized_at
-            LIMIT $4)
-          AND state = $1::jobq_state
-          AND finalized_at < now() - $2 * interval '1 millisecond'
-          AND state IN ('completed', 'discarded', 'cancelled')
-          AND (unique_key IS NULL
-               OR (unique_states & jobq_state_bit(state)) = 0
-               OR (unique_states & 128) <> 0)
-          AND (unique_key IS NULL OR (unique_states & 128) = 0
-               OR finalized_at < now() - $3 * interval '1 millisecond')",
-    )
+            SELECT id FROM jobq_jobs WHERE ",
+        prunable!(),
+        " ORDER BY finalized_at LIMIT $4)
+        AND ",
+        prunable!()
+    ))
     .bind(state)
     .bind(keep_ms)
     .bind(CRON_TICK_MIN_KEEP_MS)
