@@ -105,6 +105,11 @@ impl Report {
             raw("raw_insert_4c_per_s"),
         );
         pair(
+            "enqueue, 4 clients, idle worker",
+            "enqueue_single_4c_idle_worker_per_s",
+            raw("raw_insert_4c_per_s"),
+        );
+        pair(
             "enqueue, batch",
             "enqueue_batch_per_s",
             raw("raw_insert_batch_per_s"),

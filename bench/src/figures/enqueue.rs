@@ -1,7 +1,8 @@
 //! Enqueue figures: single `enqueue` calls (each its own transaction) from 1
-//! and 4 clients, `enqueue_many` in batches; and their raw-SQL baselines,
-//! one-row `INSERT` commits with and without `pg_notify`, and an `unnest`
-//! batch insert.
+//! and 4 clients (and, with 4, again with an idle worker listening, so that
+//! every enqueue notifies), `enqueue_many` in batches; and their raw-SQL
+//! baselines, one-row `INSERT` commits with and without `pg_notify`, and an
+//! `unnest` batch insert.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::db::{self, FigureDb};
 use crate::jobs::{noop, noop_args};
+use crate::figures::process::IdleWorker;
 use crate::{Ctx, progress, sql};
 
 /// Runs `total` calls of `call(pool, i)` from `clients` concurrent tasks
@@ -52,6 +54,8 @@ fn raw_args(n: u64) -> String {
 #[derive(Debug, Clone, Copy)]
 enum Single {
     Jobq,
+    /// jobq with a worker process sleeping on the queue: it is notified.
+    JobqIdleWorker,
     Raw,
     RawNotify,
 }
@@ -67,6 +71,10 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
             format!("enqueue_single_{c}c_per_s"),
             format!("enqueue_{c}c"),
         ),
+        (Single::JobqIdleWorker, c) => (
+            format!("enqueue_single_{c}c_idle_worker_per_s"),
+            format!("enqueue_{c}c_idle_worker"),
+        ),
         (Single::Raw, c) => (format!("raw_insert_{c}c_per_s"), format!("raw_insert_{c}c")),
         (Single::RawNotify, c) => (
             format!("raw_insert_notify_{c}c_per_s"),
@@ -76,8 +84,12 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
     let db = db::fresh(ctx, &db_name).await?;
     let pool = db.pool(clients as u32).await?;
     db::settle(&db.pool).await?;
+    let worker = match what {
+        Single::JobqIdleWorker => Some(IdleWorker::start(ctx, &db).await?),
+        _ => None,
+    };
     let took = match what {
-        Single::Jobq => {
+        Single::Jobq | Single::JobqIdleWorker => {
             run_clients(&pool, clients, total, |pool, i| async move {
                 noop::enqueue(&pool, noop_args(i)).await?;
                 Ok(())
@@ -96,6 +108,9 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
             .await?
         }
     };
+    if let Some(worker) = worker {
+        worker.stop().await?;
+    }
     pool.close().await;
     check_count(&db, total).await?;
     db::finish(ctx, db, total).await?;
@@ -115,7 +130,18 @@ pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
              {rounds} round(s)"
         ),
     );
-    let kinds = [Single::Jobq, Single::Raw, Single::RawNotify];
+    // The idle-worker figure shows what NOTIFY costs when a worker sleeps on
+    // the queue; it matters only when several clients commit at once.
+    let kinds: &[Single] = if clients > 1 {
+        &[
+            Single::Jobq,
+            Single::JobqIdleWorker,
+            Single::Raw,
+            Single::RawNotify,
+        ]
+    } else {
+        &[Single::Jobq, Single::Raw, Single::RawNotify]
+    };
     let mut rates: Vec<(String, Vec<f64>)> = Vec::new();
     for _ in 0..rounds {
         for (i, what) in kinds.iter().enumerate() {

@@ -118,6 +118,45 @@ async fn spawn_workers(
     Ok(workers)
 }
 
+/// One `jobq-bench worker` process, concurrency 16, told to start and left
+/// idle: its producer sleeps on the `bench` queue's wake lock, so enqueues
+/// notify it. For the single-enqueue figure with a listening worker.
+pub struct IdleWorker(Vec<WorkerProc>);
+
+impl IdleWorker {
+    /// Starts the worker and waits until it sleeps on the queue.
+    pub async fn start(ctx: &Ctx, db: &FigureDb) -> anyhow::Result<IdleWorker> {
+        let mut workers = spawn_workers(ctx, db, 1, 16).await?;
+        for w in &mut workers {
+            w.stdin.write_all(b"go\n").await?;
+            w.stdin.flush().await?;
+        }
+        let start = Instant::now();
+        loop {
+            let sleeping: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks
+                 WHERE locktype = 'advisory' AND classid = 27249 AND granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&db.pool)
+            .await?;
+            if sleeping > 0 {
+                return Ok(IdleWorker(workers));
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "the worker did not go to sleep on its queue within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the worker gracefully.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        stop_workers(self.0).await
+    }
+}
+
 /// Stops worker processes gracefully (closing their stdin) and waits.
 async fn stop_workers(workers: Vec<WorkerProc>) -> anyhow::Result<()> {
     let mut children = Vec::with_capacity(workers.len());
