@@ -13,10 +13,7 @@
 //! producer whose claim came back short takes its queue's wake lock and
 //! claims once more ([`store::take_wake_lock`] says why that loses no job);
 //! it lets the lock go when a claim comes back full, since a busy producer
-//! claims again by itself. While jobs trickle in (a short claim that still
-//! found some), it polls every [`TRICKLE_POLL`] without the lock instead, so
-//! a steady stream of enqueues does not pay for NOTIFY; it sleeps on the
-//! lock once a claim finds nothing.
+//! claims again by itself.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -45,9 +42,6 @@ const WAKE_LOCK_WAIT: Duration = Duration::from_millis(20);
 const FIRST_RECHECK: Duration = Duration::from_millis(1);
 /// The longest poll while an enqueue that did not notify stays open.
 const MAX_RECHECK: Duration = Duration::from_millis(100);
-/// How soon a producer whose last claim found some jobs, but fewer than it
-/// asked for, claims again.
-const TRICKLE_POLL: Duration = Duration::from_millis(1);
 
 /// The producer's connection. The queue's wake lock is a session lock, so
 /// it lives and dies with this connection.
@@ -124,8 +118,6 @@ pub(super) async fn run(
     let mut release = false;
     // Set while an enqueue that did not notify stays open: poll this soon.
     let mut recheck: Option<Duration> = None;
-    // Whether the last claim found any job.
-    let mut found = false;
     // Stamps of claims that failed in flight: they may have committed.
     let mut lost_claims: Vec<DateTime<Utc>> = Vec::new();
     let mut last_stamp = DateTime::<Utc>::MIN_UTC;
@@ -206,7 +198,6 @@ pub(super) async fn run(
                 Ok(jobs) => {
                     outage.recovered();
                     exhausted = jobs.len() < room;
-                    found = !jobs.is_empty();
                     release = conn.wake_lock && !exhausted;
                     buffer.extend(jobs);
                 }
@@ -225,24 +216,7 @@ pub(super) async fn run(
 
         // Here rather than right after a claim, so the jobs it took start
         // first.
-        if exhausted && found {
-            // Jobs trickle in: poll for the next ones rather than have every
-            // enqueue notify.
-            if conn.wake_lock {
-                let released = match conn.get().await {
-                    Ok(c) => store::release_wake_lock(c, &queue, false).await,
-                    Err(e) => Err(e),
-                };
-                match released {
-                    Ok(()) => conn.wake_lock = false,
-                    Err(e) => {
-                        conn.discard();
-                        outage.failed(&e);
-                    }
-                }
-            }
-            recheck = Some(TRICKLE_POLL);
-        } else if exhausted && !conn.wake_lock && !covered {
+        if exhausted && !conn.wake_lock && !covered {
             let taken = match conn.get().await {
                 Ok(c) => store::take_wake_lock(c, &queue, WAKE_LOCK_WAIT).await,
                 Err(e) => Err(e),
@@ -271,7 +245,7 @@ pub(super) async fn run(
             }
         } else if release && !exhausted {
             let released = match conn.get().await {
-                Ok(c) => store::release_wake_lock(c, &queue, true).await,
+                Ok(c) => store::release_wake_lock(c, &queue).await,
                 Err(e) => Err(e),
             };
             match released {
@@ -322,7 +296,7 @@ pub(super) async fn run(
     // The wake lock must not go back to the pool with the connection.
     if conn.wake_lock {
         let released = match conn.get().await {
-            Ok(c) => store::release_wake_lock(c, &queue, true).await,
+            Ok(c) => store::release_wake_lock(c, &queue).await,
             Err(e) => Err(e),
         };
         if released.is_err() {
