@@ -179,6 +179,53 @@ async fn a_job_committed_while_the_worker_goes_to_sleep_still_wakes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_stream_of_single_enqueues_all_run_without_the_poll_fallback() {
+    let db = TestDb::new("fast_stream").await;
+    // Polling once an hour: every job must be found by a notification or by
+    // the producer's own polling of a fast stream, never by the fallback.
+    let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
+    wait_until("the worker to sleep", DEADLINE, || async {
+        db.count(WAKE_LOCKS_HELD).await == 1
+    })
+    .await;
+    // Four clients, each enqueuing as fast as it can, then a pause, twice:
+    // the producer switches to polling and back to sleeping on its lock.
+    for round in 0..2 {
+        let clients = (0..4).map(|c| {
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                for n in 0..250 {
+                    record::enqueue(
+                        &pool,
+                        record::Args {
+                            n: round * 1000 + c * 250 + n,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+        });
+        for c in clients {
+            c.await.unwrap();
+        }
+        let want = (round + 1) * 1000;
+        wait_until(&format!("{want} jobs to complete"), DEADLINE, || async {
+            db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+                .await
+                == want
+        })
+        .await;
+        wait_until("the worker to sleep again", DEADLINE, || async {
+            db.count(WAKE_LOCKS_HELD).await == 1
+        })
+        .await;
+    }
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueues_notify_only_queues_a_worker_sleeps_on() {
     let db = TestDb::new("notify_sleepers").await;
     let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)

@@ -11,8 +11,8 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use crate::db::{self, FigureDb};
-use crate::jobs::{noop, noop_args};
 use crate::figures::process::IdleWorker;
+use crate::jobs::{noop, noop_args};
 use crate::{Ctx, progress, sql};
 
 /// Runs `total` calls of `call(pool, i)` from `clients` concurrent tasks

@@ -538,13 +538,21 @@ pub(crate) async fn take_wake_lock(
 }
 
 /// Releases the wake lock of `queue` held by this session (its producer has
-/// work again, or stops), and notifies the queue so that producers that
-/// slept on this one's lock look again.
-pub(crate) async fn release_wake_lock(conn: &mut PgConnection, queue: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2)), pg_notify('jobq_insert', $2)")
-        .bind(WAKE_LOCK_CLASS)
-        .bind(queue)
-        .execute(conn)
-        .await?;
+/// work again, polls, or stops). With `notify`, tells the queue's other
+/// producers, which may have slept on this one's lock, to look again.
+pub(crate) async fn release_wake_lock(
+    conn: &mut PgConnection,
+    queue: &str,
+    notify: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_unlock($1, hashtext($2)),
+                CASE WHEN $3 THEN pg_notify('jobq_insert', $2)::text END",
+    )
+    .bind(WAKE_LOCK_CLASS)
+    .bind(queue)
+    .bind(notify)
+    .execute(conn)
+    .await?;
     Ok(())
 }

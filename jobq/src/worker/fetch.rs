@@ -14,6 +14,13 @@
 //! claims once more ([`store::take_wake_lock`] says why that loses no job);
 //! it lets the lock go when a claim comes back full, since a busy producer
 //! claims again by itself.
+//!
+//! A producer that keeps up with a fast stream of enqueues would be woken by
+//! every one of them, and each would pay for NOTIFY. So when notifications
+//! come in quick succession ([`FAST_WAKES`] within [`FAST_WAKE`] of each
+//! other), the producer lets the lock go and polls every [`FAST_POLL`]
+//! instead, for as long as its polls find jobs and [`POLL_SPAN`] after.
+//! A queue fed slowly is woken by NOTIFY as before.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -42,6 +49,14 @@ const WAKE_LOCK_WAIT: Duration = Duration::from_millis(20);
 const FIRST_RECHECK: Duration = Duration::from_millis(1);
 /// The longest poll while an enqueue that did not notify stays open.
 const MAX_RECHECK: Duration = Duration::from_millis(100);
+/// Notifications this close together count as a fast stream...
+const FAST_WAKE: Duration = Duration::from_millis(2);
+/// ...when this many come in a row.
+const FAST_WAKES: u32 = 3;
+/// How often a producer polls while the stream is fast.
+const FAST_POLL: Duration = Duration::from_millis(1);
+/// How long it keeps polling after its last poll that found jobs.
+const POLL_SPAN: Duration = Duration::from_millis(50);
 
 /// The producer's connection. The queue's wake lock is a session lock, so
 /// it lives and dies with this connection.
@@ -118,6 +133,12 @@ pub(super) async fn run(
     let mut release = false;
     // Set while an enqueue that did not notify stays open: poll this soon.
     let mut recheck: Option<Duration> = None;
+    // Fast-stream detection (see the module's doc), and until when to poll.
+    let mut last_notified = Instant::now();
+    let mut fast_wakes = 0;
+    let mut poll_until: Option<Instant> = None;
+    // Whether the last claim found any job.
+    let mut found = false;
     // Stamps of claims that failed in flight: they may have committed.
     let mut lost_claims: Vec<DateTime<Utc>> = Vec::new();
     let mut last_stamp = DateTime::<Utc>::MIN_UTC;
@@ -198,6 +219,7 @@ pub(super) async fn run(
                 Ok(jobs) => {
                     outage.recovered();
                     exhausted = jobs.len() < room;
+                    found = !jobs.is_empty();
                     release = conn.wake_lock && !exhausted;
                     buffer.extend(jobs);
                 }
@@ -216,7 +238,28 @@ pub(super) async fn run(
 
         // Here rather than right after a claim, so the jobs it took start
         // first.
-        if exhausted && !conn.wake_lock && !covered {
+        let now = Instant::now();
+        if found && poll_until.is_some() {
+            poll_until = Some(now + POLL_SPAN);
+        }
+        if exhausted && poll_until.is_some_and(|t| now < t) {
+            // A fast stream: poll rather than have every enqueue notify.
+            if conn.wake_lock {
+                let released = match conn.get().await {
+                    Ok(c) => store::release_wake_lock(c, &queue, false).await,
+                    Err(e) => Err(e),
+                };
+                match released {
+                    Ok(()) => conn.wake_lock = false,
+                    Err(e) => {
+                        conn.discard();
+                        outage.failed(&e);
+                    }
+                }
+            }
+            recheck = Some(FAST_POLL);
+        } else if exhausted && !conn.wake_lock && !covered {
+            poll_until = None;
             let taken = match conn.get().await {
                 Ok(c) => store::take_wake_lock(c, &queue, WAKE_LOCK_WAIT).await,
                 Err(e) => Err(e),
@@ -245,7 +288,7 @@ pub(super) async fn run(
             }
         } else if release && !exhausted {
             let released = match conn.get().await {
-                Ok(c) => store::release_wake_lock(c, &queue).await,
+                Ok(c) => store::release_wake_lock(c, &queue, true).await,
                 Err(e) => Err(e),
             };
             match released {
@@ -261,7 +304,9 @@ pub(super) async fn run(
 
         // Nothing to do now: wait for a slot to free (when there is work to
         // give it), a notification, or the next due time / poll interval.
-        let idle_sleep = if exhausted {
+        let idle_sleep = if exhausted && recheck == Some(FAST_POLL) {
+            FAST_POLL
+        } else if exhausted {
             let mut sleep = recheck.unwrap_or(shared.config.poll_interval);
             let due = match conn.get().await {
                 Ok(c) => store::next_due(c, &queue).await,
@@ -285,6 +330,11 @@ pub(super) async fn run(
             _ = wake.notified() => {
                 exhausted = false;
                 covered = false;
+                fast_wakes = if last_notified.elapsed() < FAST_WAKE { fast_wakes + 1 } else { 0 };
+                last_notified = Instant::now();
+                if fast_wakes >= FAST_WAKES {
+                    poll_until = Some(last_notified + POLL_SPAN);
+                }
             }
             slot = slots.clone().acquire_owned(), if has_work => drop(slot),
             _ = tokio::time::sleep(idle_sleep), if exhausted => {
@@ -296,7 +346,7 @@ pub(super) async fn run(
     // The wake lock must not go back to the pool with the connection.
     if conn.wake_lock {
         let released = match conn.get().await {
-            Ok(c) => store::release_wake_lock(c, &queue).await,
+            Ok(c) => store::release_wake_lock(c, &queue, true).await,
             Err(e) => Err(e),
         };
         if released.is_err() {
