@@ -76,6 +76,20 @@ impl ProducerConn {
         self.held.discard();
         self.wake_lock = false;
     }
+
+    /// Lets the queue's wake lock go (see [`store::release_wake_lock`]).
+    /// On an error the session, and the lock with it, is dropped anyway.
+    async fn release_wake_lock(&mut self, queue: &str, notify: bool) -> sqlx::Result<()> {
+        let released = match self.get().await {
+            Ok(c) => store::release_wake_lock(c, queue, notify).await,
+            Err(e) => Err(e),
+        };
+        match released {
+            Ok(()) => self.wake_lock = false,
+            Err(_) => self.discard(),
+        }
+        released
+    }
 }
 
 /// Jobs started per second, measured over [`RATE_WINDOW`]s, smoothed.
@@ -244,18 +258,10 @@ pub(super) async fn run(
         }
         if exhausted && poll_until.is_some_and(|t| now < t) {
             // A fast stream: poll rather than have every enqueue notify.
-            if conn.wake_lock {
-                let released = match conn.get().await {
-                    Ok(c) => store::release_wake_lock(c, &queue, false).await,
-                    Err(e) => Err(e),
-                };
-                match released {
-                    Ok(()) => conn.wake_lock = false,
-                    Err(e) => {
-                        conn.discard();
-                        outage.failed(&e);
-                    }
-                }
+            if conn.wake_lock
+                && let Err(e) = conn.release_wake_lock(&queue, false).await
+            {
+                outage.failed(&e);
             }
             recheck = Some(FAST_POLL);
         } else if exhausted && !conn.wake_lock && !covered {
@@ -287,17 +293,8 @@ pub(super) async fn run(
                 }
             }
         } else if release && !exhausted {
-            let released = match conn.get().await {
-                Ok(c) => store::release_wake_lock(c, &queue, true).await,
-                Err(e) => Err(e),
-            };
-            match released {
-                Ok(()) => conn.wake_lock = false,
-                // The session, and the lock with it, is gone.
-                Err(e) => {
-                    conn.discard();
-                    outage.failed(&e);
-                }
+            if let Err(e) = conn.release_wake_lock(&queue, true).await {
+                outage.failed(&e);
             }
             release = false;
         }
@@ -345,13 +342,7 @@ pub(super) async fn run(
     }
     // The wake lock must not go back to the pool with the connection.
     if conn.wake_lock {
-        let released = match conn.get().await {
-            Ok(c) => store::release_wake_lock(c, &queue, true).await,
-            Err(e) => Err(e),
-        };
-        if released.is_err() {
-            conn.discard();
-        }
+        let _ = conn.release_wake_lock(&queue, true).await;
     }
     // Shutting down: jobs claimed but never started go back untouched.
     for job in buffer {
