@@ -256,14 +256,14 @@ pub(super) async fn run(
         if found && poll_until.is_some() {
             poll_until = Some(now + POLL_SPAN);
         }
-        if exhausted && poll_until.is_some_and(|t| now < t) {
+        let polling = exhausted && poll_until.is_some_and(|t| now < t);
+        if polling {
             // A fast stream: poll rather than have every enqueue notify.
             if conn.wake_lock
                 && let Err(e) = conn.release_wake_lock(&queue, false).await
             {
                 outage.failed(&e);
             }
-            recheck = Some(FAST_POLL);
         } else if exhausted && !conn.wake_lock && !covered {
             poll_until = None;
             let taken = match conn.get().await {
@@ -301,7 +301,7 @@ pub(super) async fn run(
 
         // Nothing to do now: wait for a slot to free (when there is work to
         // give it), a notification, or the next due time / poll interval.
-        let idle_sleep = if exhausted && recheck == Some(FAST_POLL) {
+        let idle_sleep = if polling {
             FAST_POLL
         } else if exhausted {
             let mut sleep = recheck.unwrap_or(shared.config.poll_interval);
