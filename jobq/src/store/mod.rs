@@ -1,6 +1,23 @@
 //! Every SQL statement jobq runs, each named for what it does. Nothing outside
 //! this module speaks SQL, so a second backend would implement this seam.
 
+/// The SQL expression by which an enqueue notifies the queue named by `$q`
+/// (an SQL expression) only if a producer sleeps on it: it tries the queue's
+/// wake lock shared, for the rest of the transaction, and notifies when it
+/// cannot get it (see [`take_wake_lock`]). The first key is
+/// [`WAKE_LOCK_CLASS`].
+macro_rules! notify_if_asleep {
+    ($q:literal) => {
+        concat!(
+            "CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext(",
+            $q,
+            ")) THEN pg_notify('jobq_insert', ",
+            $q,
+            ")::text END"
+        )
+    };
+}
+
 mod migrate;
 mod prune;
 mod schedule;
@@ -34,14 +51,13 @@ pub(crate) struct NewJob {
 /// Inserts one job and notifies its queue if a producer sleeps on it, in one
 /// round trip.
 pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(concat!(
         "INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at, state)
         VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
                 CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state)
-        RETURNING id,
-            CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext(queue))
-                 THEN pg_notify('jobq_insert', queue)::text END",
-    )
+        RETURNING id, ",
+        notify_if_asleep!("queue")
+    ))
     .bind(job.kind)
     .bind(&job.queue)
     .bind(&job.args)
@@ -74,17 +90,16 @@ pub(crate) async fn insert_many(
     if batch.args.is_empty() {
         return Ok(Vec::new());
     }
-    let row = sqlx::query(
+    let row = sqlx::query(concat!(
         "WITH ins AS (
             INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts)
             SELECT $1, $2, a::jsonb, $3, $4 FROM unnest($5::text[]) AS a
             RETURNING id
         )
-        SELECT array_agg(id ORDER BY id) AS ids,
-            CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext($2))
-                 THEN pg_notify('jobq_insert', $2)::text END
-        FROM ins",
-    )
+        SELECT array_agg(id ORDER BY id) AS ids, ",
+        notify_if_asleep!("$2"),
+        " FROM ins"
+    ))
     .bind(batch.kind)
     .bind(batch.queue)
     .bind(batch.priority)
@@ -463,7 +478,7 @@ pub(crate) async fn deregister_worker(pool: &PgPool, worker_id: i64) -> sqlx::Re
 }
 
 /// First key of the per-queue wake locks; the second is `hashtext(queue)`.
-/// Also spelled out in the enqueue statements.
+/// Spelled out in `notify_if_asleep!` too (a unit test keeps them equal).
 const WAKE_LOCK_CLASS: i32 = 27249;
 
 /// What [`take_wake_lock`] found.
@@ -555,4 +570,18 @@ pub(crate) async fn release_wake_lock(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enqueues_try_the_lock_sleeping_producers_hold() {
+        let expr = notify_if_asleep!("queue");
+        assert!(
+            expr.contains(&format!("({WAKE_LOCK_CLASS}, hashtext(queue))")),
+            "{expr}"
+        );
+    }
 }

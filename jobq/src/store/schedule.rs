@@ -28,7 +28,7 @@ pub(crate) async fn insert_unique(
     // The key's holder can leave its unique states between the two
     // statements; then the insert is tried again.
     for _ in 0..5 {
-        let inserted: Option<i64> = sqlx::query_scalar(
+        let inserted: Option<i64> = sqlx::query_scalar(concat!(
             "INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
                                    state, unique_key, unique_states)
             VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
@@ -37,10 +37,9 @@ pub(crate) async fn insert_unique(
             ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
-            RETURNING id,
-                CASE WHEN NOT pg_try_advisory_xact_lock_shared(27249, hashtext(queue))
-                     THEN pg_notify('jobq_insert', queue)::text END",
-        )
+            RETURNING id, ",
+            notify_if_asleep!("queue")
+        ))
         .bind(job.kind)
         .bind(&job.queue)
         .bind(&job.args)
