@@ -54,8 +54,11 @@ pub struct Opts {
     /// `enqueue` calls for the single-enqueue figures (5,000).
     pub single: u64,
     /// Interleaved rounds of the single-enqueue figures; each records its
-    /// median (3).
+    /// median (7).
     pub rounds: u64,
+    /// Interleaved rounds of the batch-enqueue and process figures; each
+    /// records its median (5).
+    pub bulk_rounds: u64,
     /// Jobs for the batch-enqueue figure (100,000).
     pub batch_jobs: u64,
     /// Batch size for the batch-enqueue figure (1,000).
@@ -82,6 +85,7 @@ impl Default for Opts {
             jobs: 100_000,
             single: 5_000,
             rounds: 7,
+            bulk_rounds: 5,
             batch_jobs: 100_000,
             batch_size: 1_000,
             latency_jobs: 2_000,

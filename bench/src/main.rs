@@ -36,6 +36,10 @@ struct OptArgs {
     /// Interleaved rounds of the single-enqueue figures (the median is kept).
     #[arg(long, global = true, default_value_t = Opts::default().rounds)]
     rounds: u64,
+    /// Interleaved rounds of the batch-enqueue and process figures (the
+    /// median is kept).
+    #[arg(long, global = true, default_value_t = Opts::default().bulk_rounds)]
+    bulk_rounds: u64,
     /// Jobs for the batch-enqueue figure.
     #[arg(long, global = true, default_value_t = Opts::default().batch_jobs)]
     batch_jobs: u64,
@@ -69,6 +73,7 @@ impl From<&OptArgs> for Opts {
             jobs: a.jobs,
             single: a.single,
             rounds: a.rounds,
+            bulk_rounds: a.bulk_rounds,
             batch_jobs: a.batch_jobs,
             batch_size: a.batch_size,
             latency_jobs: a.latency_jobs,
@@ -188,15 +193,17 @@ async fn main() -> anyhow::Result<()> {
             procs,
             claim,
         } => {
-            process::figure(
-                &mut ctx,
-                process::Runner::Jobq { procs, concurrency },
-                claim,
-            )
-            .await?
+            let runner = process::Runner::Jobq { procs, concurrency };
+            let (claim_ms, run) = process::figure(&ctx, runner, claim).await?;
+            if let Some(ms) = claim_ms {
+                ctx.report.record("claim_ms", ms, "ms");
+            }
+            process::record(&mut ctx, "", runner, run);
         }
         Cmd::Raw { batch, clients } => {
-            process::figure(&mut ctx, process::Runner::Raw { batch, clients }, false).await?
+            let runner = process::Runner::Raw { batch, clients };
+            let (_, run) = process::figure(&ctx, runner, false).await?;
+            process::record(&mut ctx, "", runner, run);
         }
         Cmd::Latency => latency::latency(&mut ctx).await?,
         Cmd::Scale => scale::scale(&mut ctx).await?,

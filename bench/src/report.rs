@@ -20,6 +20,40 @@ pub struct Report {
     figures: Vec<Figure>,
 }
 
+/// Figures measured over several interleaved rounds (the disk's and the
+/// host's mood drift over seconds, so back-to-back runs of one figure and
+/// then another would compare two different machines). Each is recorded as
+/// its median; the rounds, when more than one, are printed as a comment
+/// line.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    figures: Vec<(String, &'static str, Vec<f64>)>,
+}
+
+impl Rounds {
+    /// Adds one round's value of figure `name`.
+    pub fn add(&mut self, name: impl Into<String>, value: f64, unit: &'static str) {
+        let name = name.into();
+        match self.figures.iter_mut().find(|(n, ..)| *n == name) {
+            Some((_, _, values)) => values.push(value),
+            None => self.figures.push((name, unit, vec![value])),
+        }
+    }
+
+    /// Prints each figure's rounds and records its median in `report`, in
+    /// the order the figures were first added.
+    pub fn record(self, report: &mut Report) {
+        for (name, unit, mut values) in self.figures {
+            if values.len() > 1 {
+                let shown: Vec<String> = values.iter().map(|v| fmt_value(*v, unit)).collect();
+                println!("# {name} rounds: {}", shown.join(" "));
+            }
+            values.sort_by(f64::total_cmp);
+            report.record(name, values[values.len() / 2], unit);
+        }
+    }
+}
+
 /// Formats `value` with the precision its unit deserves.
 pub fn fmt_value(value: f64, unit: &str) -> String {
     match unit {

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::db::{self, FigureDb};
 use crate::figures::process::IdleWorker;
 use crate::jobs::{noop, noop_args};
+use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
 /// Runs `total` calls of `call(pool, i)` from `clients` concurrent tasks
@@ -122,12 +123,12 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
 /// mood, so they run in `rounds` interleaved rounds (jobq, raw, raw + notify,
 /// jobq, ...) and each records its median; the rounds are printed too.
 pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
-    let rounds = ctx.opts.rounds.max(1);
+    let rounds_n = ctx.opts.rounds.max(1);
     progress(
         ctx,
         format!(
             "enqueue, single, {clients} client(s): jobq, raw insert, raw insert+notify, \
-             {rounds} round(s)"
+             {rounds_n} round(s)"
         ),
     );
     // The idle-worker figure shows what NOTIFY costs when a worker sleeps on
@@ -142,22 +143,14 @@ pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
     } else {
         &[Single::Jobq, Single::Raw, Single::RawNotify]
     };
-    let mut rates: Vec<(String, Vec<f64>)> = Vec::new();
-    for _ in 0..rounds {
-        for (i, what) in kinds.iter().enumerate() {
+    let mut rounds = Rounds::default();
+    for _ in 0..rounds_n {
+        for what in kinds {
             let (name, rate) = single_figure(ctx, *what, clients).await?;
-            if rates.len() <= i {
-                rates.push((name, Vec::new()));
-            }
-            rates[i].1.push(rate);
+            rounds.add(name, rate, "jobs/s");
         }
     }
-    for (name, mut values) in rates {
-        let shown: Vec<String> = values.iter().map(|v| format!("{v:.0}")).collect();
-        println!("# {name} rounds: {}", shown.join(" "));
-        values.sort_by(f64::total_cmp);
-        ctx.report.record(name, values[values.len() / 2], "jobs/s");
-    }
+    rounds.record(&mut ctx.report);
     Ok(())
 }
 
@@ -175,54 +168,61 @@ pub async fn enqueue_in_batches(pool: &PgPool, n: u64, batch: u64) -> anyhow::Re
 }
 
 /// The batch figures: `enqueue_many` and the raw `unnest` insert, each of
-/// `batch_jobs` jobs in batches of `batch_size`, one client.
+/// `batch_jobs` jobs in batches of `batch_size`, one client, in
+/// `bulk_rounds` interleaved rounds (each records its median).
 pub async fn batch(ctx: &mut Ctx) -> anyhow::Result<()> {
     let (n, size) = (ctx.opts.batch_jobs, ctx.opts.batch_size);
+    let rounds_n = ctx.opts.bulk_rounds.max(1);
     progress(
         ctx,
-        format!("enqueue, batch: {n} jobs in batches of {size}: jobq, raw insert"),
+        format!(
+            "enqueue, batch: {n} jobs in batches of {size}: jobq, raw insert, {rounds_n} round(s)"
+        ),
     );
-    for raw in [false, true] {
-        let db = db::fresh(
-            ctx,
-            if raw {
-                "raw_insert_batch"
-            } else {
-                "enqueue_batch"
-            },
-        )
-        .await?;
-        db::settle(&db.pool).await?;
-        let pool = db.pool(1).await?;
-        let start = Instant::now();
-        if raw {
-            let mut next = 0;
-            while next < n {
-                let end = (next + size).min(n);
-                let args: Vec<String> = (next..end).map(raw_args).collect();
-                let ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_MANY)
-                    .bind(args)
-                    .fetch_all(&pool)
-                    .await?;
-                anyhow::ensure!(ids.len() as u64 == end - next, "raw batch lost rows");
-                next = end;
-            }
-        } else {
-            enqueue_in_batches(&pool, n, size).await?;
+    let mut rounds = Rounds::default();
+    for _ in 0..rounds_n {
+        for raw in [false, true] {
+            let (name, rate) = batch_figure(ctx, raw).await?;
+            rounds.add(name, rate, "jobs/s");
         }
-        let took = start.elapsed();
-        pool.close().await;
-        let name = if raw {
-            "raw_insert_batch_per_s"
-        } else {
-            "enqueue_batch_per_s"
-        };
-        ctx.report
-            .record(name, n as f64 / took.as_secs_f64(), "jobs/s");
-        check_count(&db, n).await?;
-        db::finish(ctx, db, n).await?;
     }
+    rounds.record(&mut ctx.report);
     Ok(())
+}
+
+/// One run of a batch figure on a fresh database: jobq's `enqueue_many`, or
+/// the raw `unnest` insert. Returns the figure's name and its rate.
+async fn batch_figure(ctx: &Ctx, raw: bool) -> anyhow::Result<(&'static str, f64)> {
+    let (n, size) = (ctx.opts.batch_jobs, ctx.opts.batch_size);
+    let (name, db_name) = if raw {
+        ("raw_insert_batch_per_s", "raw_insert_batch")
+    } else {
+        ("enqueue_batch_per_s", "enqueue_batch")
+    };
+    let db = db::fresh(ctx, db_name).await?;
+    db::settle(&db.pool).await?;
+    let pool = db.pool(1).await?;
+    let start = Instant::now();
+    if raw {
+        let mut next = 0;
+        while next < n {
+            let end = (next + size).min(n);
+            let args: Vec<String> = (next..end).map(raw_args).collect();
+            let ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_MANY)
+                .bind(args)
+                .fetch_all(&pool)
+                .await?;
+            anyhow::ensure!(ids.len() as u64 == end - next, "raw batch lost rows");
+            next = end;
+        }
+    } else {
+        enqueue_in_batches(&pool, n, size).await?;
+    }
+    let took = start.elapsed();
+    pool.close().await;
+    check_count(&db, n).await?;
+    db::finish(ctx, db, n).await?;
+    Ok((name, n as f64 / took.as_secs_f64()))
 }
 
 async fn check_count(db: &FigureDb, n: u64) -> anyhow::Result<()> {

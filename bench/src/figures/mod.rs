@@ -6,6 +6,7 @@ pub mod latency;
 pub mod process;
 pub mod scale;
 
+use crate::report::Rounds;
 use crate::{Ctx, db, progress};
 use process::Runner;
 
@@ -22,39 +23,48 @@ pub async fn machine(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// The process figures of the full run: jobq at concurrency 16 (with the
-/// claim-cost probe) and 64, two worker processes at `procs_concurrency`
-/// each, and the raw cycle at batch 100 and 500 with 4 clients.
+/// claim-cost probe in the first round) and 64, two worker processes at
+/// `procs_concurrency` each, and the raw cycle at batch 100 and 500 with 4
+/// clients; in `bulk_rounds` interleaved rounds, each recording its median.
 pub async fn process_all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Result<()> {
-    process::figure(
-        ctx,
+    let runners = [
         Runner::Jobq {
             procs: 1,
             concurrency: 16,
         },
-        true,
-    )
-    .await?;
-    process::figure(
-        ctx,
         Runner::Jobq {
             procs: 1,
             concurrency: 64,
         },
-        false,
-    )
-    .await?;
-    process::figure(
-        ctx,
         Runner::Jobq {
             procs: 2,
             concurrency: procs_concurrency,
         },
-        false,
-    )
-    .await?;
-    for batch in [100, 500] {
-        process::figure(ctx, Runner::Raw { batch, clients: 4 }, false).await?;
+        Runner::Raw {
+            batch: 100,
+            clients: 4,
+        },
+        Runner::Raw {
+            batch: 500,
+            clients: 4,
+        },
+    ];
+    let rounds_n = ctx.opts.bulk_rounds.max(1);
+    let mut rounds = Rounds::default();
+    for round in 0..rounds_n {
+        progress(
+            ctx,
+            format!("process figures, round {} of {rounds_n}", round + 1),
+        );
+        for (i, runner) in runners.into_iter().enumerate() {
+            let (claim_ms, run) = process::figure(ctx, runner, round == 0 && i == 0).await?;
+            if let Some(ms) = claim_ms {
+                ctx.report.record("claim_ms", ms, "ms");
+            }
+            process::add(&mut rounds, "", runner, run);
+        }
     }
+    rounds.record(&mut ctx.report);
     Ok(())
 }
 

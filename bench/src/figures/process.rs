@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use super::enqueue::enqueue_in_batches;
 use crate::db::{self, FigureDb};
+use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
 /// What finishes the jobs.
@@ -256,39 +257,48 @@ pub async fn drain(
     })
 }
 
-/// Records a drain's figures under `prefix` + the runner's name.
-pub fn record(ctx: &mut Ctx, prefix: &str, runner: Runner, run: Run) {
+/// Adds a drain's figures to `rounds`, under `prefix` + the runner's name.
+pub fn add(rounds: &mut Rounds, prefix: &str, runner: Runner, run: Run) {
     let name = format!("{prefix}{}", runner.name());
-    ctx.report
-        .record(format!("{name}_per_s"), run.per_s, "jobs/s");
-    ctx.report
-        .record(format!("{name}_wal_per_job"), run.wal_per_job, "bytes");
+    rounds.add(format!("{name}_per_s"), run.per_s, "jobs/s");
+    rounds.add(format!("{name}_wal_per_job"), run.wal_per_job, "bytes");
 }
 
-/// One process figure on a fresh database: enqueue `jobs`, optionally time
-/// jobq's claim statement, drain with `runner`.
-pub async fn figure(ctx: &mut Ctx, runner: Runner, claim_probe: bool) -> anyhow::Result<()> {
+/// Records a drain's figures under `prefix` + the runner's name.
+pub fn record(ctx: &mut Ctx, prefix: &str, runner: Runner, run: Run) {
+    let mut rounds = Rounds::default();
+    add(&mut rounds, prefix, runner, run);
+    rounds.record(&mut ctx.report);
+}
+
+/// One process figure on a fresh database: enqueue `jobs`, drain with
+/// `runner`. With `claim_probe`, first times jobq's claim statement (see
+/// [`claim_cost`]), returns that too and prints its plan.
+pub async fn figure(
+    ctx: &Ctx,
+    runner: Runner,
+    claim_probe: bool,
+) -> anyhow::Result<(Option<f64>, Run)> {
     let n = ctx.opts.jobs;
     progress(ctx, format!("process: {} over {n} jobs", runner.name()));
     let db = db::fresh(ctx, &runner.name()).await?;
     let after = prepare(ctx, &db, n).await?;
-    if claim_probe {
-        claim_cost(ctx, &db, "claim_ms", 16).await?;
-    }
+    let claim_ms = if claim_probe {
+        let ms = claim_cost(&db, 16).await?;
+        print_claim_plan(&db, "claim_ms", 16).await?;
+        Some(ms)
+    } else {
+        None
+    };
     let run = drain(ctx, &db, runner, n, after).await?;
-    record(ctx, "", runner, run);
-    db::finish(ctx, db, n).await
+    db::finish(ctx, db, n).await?;
+    Ok((claim_ms, run))
 }
 
-/// Times jobq's own claim statement (`jobq::__private::CLAIM_SQL`) taking `limit`
-/// jobs, each time in a transaction rolled back so nothing is consumed:
-/// records the median as `name`, and prints the plan once.
-pub async fn claim_cost(
-    ctx: &mut Ctx,
-    db: &FigureDb,
-    name: &str,
-    limit: i64,
-) -> anyhow::Result<()> {
+/// Times jobq's own claim statement (`jobq::__private::CLAIM_SQL`) taking
+/// `limit` jobs, 200 times, each in a transaction rolled back so nothing is
+/// consumed; returns the median in milliseconds.
+pub async fn claim_cost(db: &FigureDb, limit: i64) -> anyhow::Result<f64> {
     db::settle(&db.pool).await?;
     let kinds = vec!["noop".to_owned()];
     let mut times = Vec::with_capacity(200);
@@ -308,8 +318,12 @@ pub async fn claim_cost(
         tx.rollback().await?;
     }
     times.sort_by(f64::total_cmp);
-    ctx.report.record(name, times[times.len() / 2], "ms");
+    Ok(times[times.len() / 2])
+}
 
+/// Prints the plan of jobq's claim statement taking `limit` jobs (rolled
+/// back), under the heading `name`.
+pub async fn print_claim_plan(db: &FigureDb, name: &str, limit: i64) -> anyhow::Result<()> {
     let explain = format!(
         "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}",
         jobq::__private::CLAIM_SQL

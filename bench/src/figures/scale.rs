@@ -95,7 +95,9 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
     };
     progress(ctx, format!("  {} over {n} jobs", jobq.name()));
     let after = process::prepare(ctx, &db, n).await?;
-    process::claim_cost(ctx, &db, "scale_claim_ms", 16).await?;
+    let claim_ms = process::claim_cost(&db, 16).await?;
+    ctx.report.record("scale_claim_ms", claim_ms, "ms");
+    process::print_claim_plan(&db, "scale_claim_ms", 16).await?;
     let run = process::drain(ctx, &db, jobq, n, after).await?;
     process::record(ctx, "scale_", jobq, run);
 
