@@ -236,6 +236,26 @@ pub async fn settle(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time the machine has spent busy (user, nice, system, interrupts; not
+/// idle, I/O wait or steal) since boot, summed over cores, from
+/// `/proc/stat`; `None` where that file is missing. Measures every process,
+/// so it is meaningful for a server on this machine only.
+pub fn busy_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| ticks.get(i).copied().unwrap_or(0))
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(busy * 10))
+}
+
 /// The server's current WAL position, in bytes.
 pub async fn wal_lsn(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(

@@ -58,6 +58,10 @@ pub struct Run {
     pub per_s: f64,
     /// WAL written per job, in bytes.
     pub wal_per_job: f64,
+    /// CPU time the whole machine spent per job (every process: PostgreSQL,
+    /// the workers), in microseconds. Unlike the rate, this barely moves
+    /// when the host steals time from this VM.
+    pub cpu_us_per_job: f64,
 }
 
 /// Enqueues `n` waiting no-op jobs (`enqueue_many`, batches of 1,000) and
@@ -219,6 +223,7 @@ pub async fn drain(
 ) -> anyhow::Result<Run> {
     db::settle(&db.pool).await?;
     let wal0 = db::wal_lsn(&db.pool).await?;
+    let cpu0 = db::busy_cpu();
     let secs = match runner {
         Runner::Jobq { procs, concurrency } => {
             let mut workers = spawn_workers(ctx, db, procs, concurrency).await?;
@@ -244,6 +249,7 @@ pub async fn drain(
             start.elapsed().as_secs_f64()
         }
     };
+    let cpu = db::busy_cpu().zip(cpu0).map(|(c1, c0)| c1 - c0);
     let wal1 = db::wal_lsn(&db.pool).await?;
     let completed = db::completed_after(&db.pool, after).await?;
     anyhow::ensure!(
@@ -254,6 +260,7 @@ pub async fn drain(
     Ok(Run {
         per_s: n as f64 / secs,
         wal_per_job: (wal1 - wal0) as f64 / n as f64,
+        cpu_us_per_job: cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / n as f64),
     })
 }
 
@@ -262,6 +269,9 @@ pub fn add(rounds: &mut Rounds, prefix: &str, runner: Runner, run: Run) {
     let name = format!("{prefix}{}", runner.name());
     rounds.add(format!("{name}_per_s"), run.per_s, "jobs/s");
     rounds.add(format!("{name}_wal_per_job"), run.wal_per_job, "bytes");
+    if run.cpu_us_per_job.is_finite() {
+        rounds.add(format!("{name}_cpu_per_job"), run.cpu_us_per_job, "us");
+    }
 }
 
 /// Records a drain's figures under `prefix` + the runner's name.
