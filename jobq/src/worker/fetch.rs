@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::HeldConn;
@@ -105,7 +105,13 @@ impl StartRate {
         let elapsed = self.since.elapsed();
         if elapsed >= RATE_WINDOW {
             let now = self.started as f64 / elapsed.as_secs_f64();
-            self.per_s = (self.per_s + now) / 2.0;
+            // Smoothed, except out of idleness: a backlog met at start-up or
+            // after a quiet spell is claimed in full batches at once.
+            self.per_s = if self.per_s < 1.0 {
+                now
+            } else {
+                (self.per_s + now) / 2.0
+            };
             self.started = 0;
             self.since = Instant::now();
         }
@@ -115,6 +121,19 @@ impl StartRate {
     fn prefetch(&self) -> usize {
         ((self.per_s * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
     }
+}
+
+/// Starts the first buffered job on `slot`.
+fn start(
+    shared: &Arc<Shared>,
+    queue: &str,
+    buffer: &mut VecDeque<ClaimedJob>,
+    slot: OwnedSemaphorePermit,
+) {
+    let job = buffer.pop_front().expect("checked non-empty");
+    shared
+        .jobs
+        .spawn(execute::run(shared.clone(), queue.to_owned(), job, slot));
 }
 
 pub(super) async fn run(
@@ -163,10 +182,7 @@ pub(super) async fn run(
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break;
             };
-            let job = buffer.pop_front().expect("checked non-empty");
-            shared
-                .jobs
-                .spawn(execute::run(shared.clone(), queue.clone(), job, slot));
+            start(&shared, &queue, &mut buffer, slot);
             started += 1;
         }
         rate.record(started);
@@ -215,17 +231,30 @@ pub(super) async fn run(
                 }
             }
             // Not raced against `stop`: jobs this claim takes are handled.
+            // While it runs, buffered jobs keep starting as slots free, so
+            // short jobs do not wait for the claim's round trip and commit.
             let claimed = match conn.get().await {
                 Ok(c) => {
-                    store::claim_batch(
+                    let claim = store::claim_batch(
                         c,
                         &queue,
                         &shared.kinds,
                         room as i64,
                         shared.worker_id,
                         claim_at,
-                    )
-                    .await
+                    );
+                    tokio::pin!(claim);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            claimed = &mut claim => break claimed,
+                            slot = slots.clone().acquire_owned(), if !buffer.is_empty() => {
+                                let slot = slot.expect("the semaphore is never closed");
+                                start(&shared, &queue, &mut buffer, slot);
+                                rate.record(1);
+                            }
+                        }
+                    }
                 }
                 Err(e) => Err(e),
             };
