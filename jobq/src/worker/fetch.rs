@@ -244,14 +244,22 @@ pub(super) async fn run(
                         claim_at,
                     );
                     tokio::pin!(claim);
+                    // No job starts once the worker is stopping.
+                    let mut starting = true;
                     loop {
                         tokio::select! {
                             biased;
                             claimed = &mut claim => break claimed,
-                            slot = slots.clone().acquire_owned(), if !buffer.is_empty() => {
+                            slot = slots.clone().acquire_owned(),
+                                if starting && !buffer.is_empty() =>
+                            {
                                 let slot = slot.expect("the semaphore is never closed");
-                                start(&shared, &queue, &mut buffer, slot);
-                                rate.record(1);
+                                if stop.is_cancelled() {
+                                    starting = false;
+                                } else {
+                                    start(&shared, &queue, &mut buffer, slot);
+                                    rate.record(1);
+                                }
                             }
                         }
                     }
