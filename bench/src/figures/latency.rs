@@ -34,15 +34,60 @@ fn ms(a: Instant, b: Instant) -> f64 {
     }
 }
 
-/// Latencies of one run, sorted, in milliseconds.
+/// Latencies of one run, in milliseconds.
+#[derive(Default)]
 struct Latencies {
     from_commit: Vec<f64>,
     from_call: Vec<f64>,
 }
 
-/// Enqueues `WARMUP` then `n` jobs with `enqueue` (returning the job's id once
-/// committed) at `rate` per second, waits until `starts` has seen them all,
-/// and returns the latencies of the `n`.
+impl Latencies {
+    fn extend(&mut self, other: Latencies) {
+        self.from_commit.extend(other.from_commit);
+        self.from_call.extend(other.from_call);
+    }
+
+    fn sort(&mut self) {
+        self.from_commit.sort_by(f64::total_cmp);
+        self.from_call.sort_by(f64::total_cmp);
+    }
+}
+
+/// Enqueues `WARMUP` jobs with `enqueue`, 5 ms apart (they pay for prepared
+/// statements and wake the pickup path), and waits until they started.
+async fn warm_up<F, Fut>(starts: &Starts, mut enqueue: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<i64>>,
+{
+    let mut ids = Vec::with_capacity(WARMUP as usize);
+    for _ in 0..WARMUP {
+        ids.push(enqueue().await?);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_started(starts, &ids).await
+}
+
+/// Waits until every job of `ids` has started; fails after 30 s.
+async fn wait_started(starts: &Starts, ids: &[i64]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = ids.iter().filter(|id| starts.get(**id).is_none()).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{missing} of {} jobs never started",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Enqueues `n` jobs with `enqueue` (returning the job's id once committed)
+/// at `rate` per second, waits until `starts` has seen them all, and returns
+/// their latencies.
 async fn drive<F, Fut>(
     n: u64,
     rate: u64,
@@ -53,10 +98,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<i64>>,
 {
-    for _ in 0..WARMUP {
-        enqueue().await?;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent = Vec::with_capacity(n as usize);
@@ -67,31 +108,15 @@ where
         let committed = Instant::now();
         sent.push((id, called, committed));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while starts.len() < (n + WARMUP) as usize {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {} jobs started",
-            starts.len(),
-            n + WARMUP
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut from_commit = Vec::with_capacity(sent.len());
-    let mut from_call = Vec::with_capacity(sent.len());
+    let ids: Vec<i64> = sent.iter().map(|(id, ..)| *id).collect();
+    wait_started(starts, &ids).await?;
+    let mut out = Latencies::default();
     for (id, called, committed) in sent {
-        let started = starts
-            .get(id)
-            .ok_or_else(|| anyhow::anyhow!("job {id} never started"))?;
-        from_commit.push(ms(committed, started));
-        from_call.push(ms(called, started));
+        let started = starts.get(id).expect("waited for");
+        out.from_commit.push(ms(committed, started));
+        out.from_call.push(ms(called, started));
     }
-    from_commit.sort_by(f64::total_cmp);
-    from_call.sort_by(f64::total_cmp);
-    Ok(Latencies {
-        from_commit,
-        from_call,
-    })
+    Ok(out)
 }
 
 /// Records p50/p95/p99 of sorted `values` as `<prefix>_pNN_ms`.
@@ -102,59 +127,64 @@ fn record(ctx: &mut Ctx, prefix: &str, values: &[f64]) {
     }
 }
 
-/// Runs the latency figure and its baseline. jobq: an in-process worker
-/// (concurrency 16) on its own pool, `latency_jobs` probes enqueued through
-/// another pool at `latency_rate` per second, each in its own autocommit
-/// transaction. Baseline: the same rate of raw `INSERT` + `pg_notify`, a
-/// `LISTEN` connection, and the raw claim run on each notification.
+/// Interleaved rounds of the latency figure and its baseline: the disk's
+/// commit time drifts within a minute, and both should see the same disk.
+const ROUNDS: u64 = 4;
+
+/// Runs the latency figure and its baseline, in [`ROUNDS`] interleaved
+/// rounds of `latency_jobs / ROUNDS` jobs each. jobq: an in-process worker
+/// (concurrency 16) on its own pool, probes enqueued through another pool at
+/// `latency_rate` per second, each in its own autocommit transaction.
+/// Baseline: the same rate of raw `INSERT` + `pg_notify`, a `LISTEN`
+/// connection that runs the raw claim on each notification, and a second
+/// connection that completes what was claimed, as jobq's completer does.
 pub async fn latency(ctx: &mut Ctx) -> anyhow::Result<()> {
     let (n, rate) = (ctx.opts.latency_jobs, ctx.opts.latency_rate.max(1));
     progress(
         ctx,
-        format!("latency: {n} jobs, one at a time, {rate}/s, idle worker; then raw LISTEN + claim"),
+        format!(
+            "latency: {n} jobs, one at a time, {rate}/s, idle worker, and raw LISTEN + claim; \
+             {ROUNDS} interleaved rounds"
+        ),
     );
 
-    let db = db::fresh(ctx, "latency").await?;
-    db::settle(&db.pool).await?;
-    let starts = Starts::default();
-    let worker_pool = db.pool(8).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // jobq's side.
+    let jobq_db = db::fresh(ctx, "latency").await?;
+    db::settle(&jobq_db.pool).await?;
+    let jobq_starts = Starts::default();
+    let worker_pool = jobq_db.pool(8).await?;
+    let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = jobq::Worker::new(worker_pool)
         .registry(probe_registry()?)
-        .state(starts.clone())
+        .state(jobq_starts.clone())
         .queue(LATENCY_QUEUE, 16)
         .run_until(async move {
             let _ = stopped.await;
         });
     let worker = tokio::spawn(worker);
-    // Let the worker register and LISTEN before the first job.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let pool = db.pool(1).await?;
-    let jobq = drive(n, rate, &starts, || {
-        let pool = pool.clone();
+    let jobq_pool = jobq_db.pool(1).await?;
+    let jobq_enqueue = || {
+        let pool = jobq_pool.clone();
         async move { Ok(probe::enqueue(&pool, probe::Args {}).await?.0) }
-    })
-    .await?;
-    let _ = stop.send(());
-    worker.await??;
-    pool.close().await;
-    record(ctx, "latency", &jobq.from_commit);
-    record(ctx, "latency_call", &jobq.from_call);
-    db::finish(ctx, db, n).await?;
+    };
 
-    let db = db::fresh(ctx, "raw_latency").await?;
-    db::settle(&db.pool).await?;
-    let starts = Starts::default();
-    // Two connections: the listener holds one of its pool's for good.
-    let claim_pool = db.pool(2).await?;
+    // The baseline's side.
+    let raw_db = db::fresh(ctx, "raw_latency").await?;
+    db::settle(&raw_db.pool).await?;
+    let raw_starts = Starts::default();
+    // The listener holds one of its pool's connections for good; the claims
+    // take another.
+    let claim_pool = raw_db.pool(2).await?;
+    let complete_pool = raw_db.pool(1).await?;
     let mut listener = PgListener::connect_with(&claim_pool).await?;
     listener.listen("jobq_bench_raw").await?;
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let seen = starts.clone();
+    let (stop_claimer, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let seen = raw_starts.clone();
     let claimer = tokio::spawn(async move {
+        let mut completions = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
-                _ = &mut stopped => return anyhow::Ok(()),
+                _ = &mut stopped => break,
                 note = listener.recv() => { note?; }
             }
             loop {
@@ -164,29 +194,58 @@ pub async fn latency(ctx: &mut Ctx) -> anyhow::Result<()> {
                     .fetch_all(&claim_pool)
                     .await?;
                 let now = Instant::now();
-                for (id, _args) in &rows {
+                let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+                for id in &ids {
                     seen.record(*id, now);
                 }
+                let complete_pool = complete_pool.clone();
+                completions.spawn(async move {
+                    sqlx::query(sql::COMPLETE)
+                        .bind(&ids)
+                        .execute(&complete_pool)
+                        .await
+                });
                 if rows.len() < 16 {
                     break;
                 }
             }
         }
+        while let Some(done) = completions.join_next().await {
+            done??;
+        }
+        anyhow::Ok(())
     });
-    let pool = db.pool(1).await?;
-    let raw = drive(n, rate, &starts, || {
-        let pool = pool.clone();
+    let raw_pool = raw_db.pool(1).await?;
+    let raw_enqueue = || {
+        let pool = raw_pool.clone();
         async move {
             Ok(sqlx::query_scalar(sql::INSERT_ONE_NOTIFY_ID)
                 .bind("{\"n\":0}")
                 .fetch_one(&pool)
                 .await?)
         }
-    })
-    .await?;
-    let _ = stop.send(());
+    };
+
+    warm_up(&jobq_starts, jobq_enqueue).await?;
+    warm_up(&raw_starts, raw_enqueue).await?;
+    let (mut jobq, mut raw) = (Latencies::default(), Latencies::default());
+    for round in 0..ROUNDS {
+        let this = n / ROUNDS + u64::from(round < n % ROUNDS);
+        jobq.extend(drive(this, rate, &jobq_starts, jobq_enqueue).await?);
+        raw.extend(drive(this, rate, &raw_starts, raw_enqueue).await?);
+    }
+    jobq.sort();
+    raw.sort();
+
+    let _ = stop_worker.send(());
+    worker.await??;
+    let _ = stop_claimer.send(());
     claimer.await??;
-    pool.close().await;
+    jobq_pool.close().await;
+    raw_pool.close().await;
+    record(ctx, "latency", &jobq.from_commit);
+    record(ctx, "latency_call", &jobq.from_call);
     record(ctx, "raw_latency", &raw.from_commit);
-    db::finish(ctx, db, n).await
+    db::finish(ctx, jobq_db, n).await?;
+    db::finish(ctx, raw_db, n).await
 }
