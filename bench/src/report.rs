@@ -225,6 +225,12 @@ impl Report {
                     "jobs/s",
                 ),
                 (
+                    "process c16, CPU per job",
+                    "scale_process_c16_cpu_per_job",
+                    "process_c16_cpu_per_job",
+                    "us",
+                ),
+                (
                     "raw claim+complete b100 c4",
                     "scale_raw_process_b100_c4_per_s",
                     "raw_process_b100_c4_per_s",
