@@ -46,6 +46,15 @@ async fn wait_pruned(db: &TestDb, ids: &[i64]) {
     .await;
 }
 
+/// A parked job of the pruning test: whether it should be pruned, its state,
+/// how long ago it finished, and its unique key with the states it holds in.
+type Case = (
+    bool,
+    &'static str,
+    &'static str,
+    Option<(&'static str, i32)>,
+);
+
 /// A `unique_states` mask, as the enqueue API builds it.
 fn mask(states: &[JobState]) -> i32 {
     states
@@ -61,60 +70,34 @@ async fn old_finished_jobs_are_pruned_and_everything_else_is_kept() {
     let once_done = unfinished | mask(&[JobState::Completed]);
     let all = mask(&JobState::ALL);
     let cron = all | 128;
+    let tick = |key| Some((key, cron));
+    let jobs: &[Case] = &[
+        // Each final state by its own retention.
+        (true, "completed", "30 minutes", None),
+        (false, "completed", "5 minutes", None),
+        (true, "cancelled", "150 minutes", None),
+        (false, "cancelled", "90 minutes", None),
+        (true, "discarded", "10 days", None),
+        (false, "discarded", "150 minutes", None),
+        // Unfinished jobs, however old their finalized_at (a job retried by hand).
+        (false, "available", "10 days", None),
+        (false, "scheduled", "10 days", None),
+        (false, "retryable", "10 days", None),
+        (false, "running", "10 days", None),
+        // Unique keys: kept while the key holds in the job's state.
+        (false, "completed", "10 days", Some(("record:ever", all))),
+        (true, "completed", "10 days", Some(("record:a", unfinished))),
+        (false, "completed", "10 days", Some(("record:b", once_done))),
+        (true, "discarded", "10 days", Some(("record:c", once_done))),
+        // Cron ticks: their key is jobq's; kept an hour at least.
+        (true, "completed", "90 minutes", tick("record:cron:1")),
+        (false, "completed", "30 minutes", tick("record:cron:2")),
+    ];
     let (mut gone, mut kept) = (Vec::new(), Vec::new());
-
-    // Each final state by its own retention.
-    gone.push(insert_job(&db, "completed", Some("30 minutes"), None).await);
-    kept.push(insert_job(&db, "completed", Some("5 minutes"), None).await);
-    gone.push(insert_job(&db, "cancelled", Some("150 minutes"), None).await);
-    kept.push(insert_job(&db, "cancelled", Some("90 minutes"), None).await);
-    gone.push(insert_job(&db, "discarded", Some("10 days"), None).await);
-    kept.push(insert_job(&db, "discarded", Some("150 minutes"), None).await);
-    // Unfinished jobs, however old their finalized_at (a job retried by hand).
-    for state in ["available", "scheduled", "retryable", "running"] {
-        kept.push(insert_job(&db, state, Some("10 days"), None).await);
+    for &(pruned, state, ago, key) in jobs {
+        let id = insert_job(&db, state, Some(ago), key).await;
+        if pruned { gone.push(id) } else { kept.push(id) }
     }
-    // Unique keys: kept while the key holds in the job's state.
-    kept.push(
-        insert_job(
-            &db,
-            "completed",
-            Some("10 days"),
-            Some(("record:ever", all)),
-        )
-        .await,
-    );
-    gone.push(
-        insert_job(
-            &db,
-            "completed",
-            Some("10 days"),
-            Some(("record:a", unfinished)),
-        )
-        .await,
-    );
-    kept.push(
-        insert_job(
-            &db,
-            "completed",
-            Some("10 days"),
-            Some(("record:b", once_done)),
-        )
-        .await,
-    );
-    gone.push(
-        insert_job(
-            &db,
-            "discarded",
-            Some("10 days"),
-            Some(("record:c", once_done)),
-        )
-        .await,
-    );
-    // Cron ticks: their key is jobq's; kept an hour at least.
-    let tick = |t: &'static str| Some((t, cron));
-    gone.push(insert_job(&db, "completed", Some("90 minutes"), tick("record:cron:1")).await);
-    kept.push(insert_job(&db, "completed", Some("30 minutes"), tick("record:cron:2")).await);
 
     let worker = InProcess::start(test_worker(&db.pool).retention(Retention {
         completed: Keep::For(10 * MINUTE),
