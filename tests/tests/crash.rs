@@ -169,7 +169,9 @@ async fn a_job_can_snooze_retry_at_a_time_or_discard_itself() {
     let snooze = enqueue("snooze").await.unwrap();
     let retry = enqueue("retry_at").await.unwrap();
     let discard = enqueue("discard").await.unwrap();
-    let worker = InProcess::start(test_worker(&db.pool));
+    // No polling to fall back on: the snooze and the retry must start when
+    // they are due because the worker knows when that is.
+    let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
     wait_for_state(&db, snooze, "completed").await;
     wait_for_state(&db, retry, "completed").await;
     wait_for_state(&db, discard, "discarded").await;

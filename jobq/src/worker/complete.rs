@@ -1,8 +1,10 @@
 //! The completer: writes attempts' results in batches, one statement per
 //! flush, retrying through database outages until they are written.
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::Config;
 use super::conn::HeldConn;
@@ -88,12 +90,16 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Runs until every sender is gone and every result is written.
+/// Runs until every sender is gone and every result is written. After
+/// writing a retry or a snooze, it has every producer of this worker claim
+/// again: the claim tells when that job is due, so it starts on time rather
+/// than up to a poll interval late.
 pub(super) async fn run(
     pool: PgPool,
     worker_id: i64,
     config: Config,
     mut rx: mpsc::Receiver<Completion>,
+    rescans: Vec<Arc<Notify>>,
 ) {
     let mut outage = Outage::new("record results");
     let mut conn = HeldConn::new(pool);
@@ -114,6 +120,12 @@ pub(super) async fn run(
             match written {
                 Ok(written) => {
                     outage.recovered();
+                    if batch
+                        .iter()
+                        .any(|f| matches!(f.state, "retryable" | "scheduled"))
+                    {
+                        rescans.iter().for_each(|r| r.notify_one());
+                    }
                     let refused = batch.len() as u64 - written;
                     if refused > 0 {
                         tracing::warn!(

@@ -136,11 +136,20 @@ fn start(
         .spawn(execute::run(shared.clone(), queue.to_owned(), job, slot));
 }
 
+/// What wakes a sleeping producer besides its timer and free slots.
+pub(super) struct Wakes {
+    /// An enqueue's notification to the queue, through the listener.
+    pub notified: Arc<Notify>,
+    /// The completer wrote a retry or a snooze: claim again to learn when it
+    /// is due.
+    pub rescan: Arc<Notify>,
+}
+
 pub(super) async fn run(
     shared: Arc<Shared>,
     queue: String,
     concurrency: usize,
-    wake: Arc<Notify>,
+    wakes: Wakes,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -361,7 +370,7 @@ pub(super) async fn run(
         let has_work = !buffer.is_empty() || !exhausted;
         tokio::select! {
             _ = stop.cancelled() => {}
-            _ = wake.notified() => {
+            _ = wakes.notified.notified() => {
                 exhausted = false;
                 covered = false;
                 fast_wakes = if last_notified.elapsed() < FAST_WAKE { fast_wakes + 1 } else { 0 };
@@ -369,6 +378,10 @@ pub(super) async fn run(
                 if fast_wakes >= FAST_WAKES {
                     poll_until = Some(last_notified + POLL_SPAN);
                 }
+            }
+            _ = wakes.rescan.notified() => {
+                exhausted = false;
+                covered = false;
             }
             slot = slots.clone().acquire_owned(), if has_work => drop(slot),
             _ = tokio::time::sleep(idle_sleep), if exhausted => {

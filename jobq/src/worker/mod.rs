@@ -329,12 +329,18 @@ impl Worker {
             .keys()
             .map(|q| (q.clone(), Arc::new(Notify::new())))
             .collect();
+        // Woken by the completer after it writes a retry or a snooze.
+        let rescans: HashMap<String, Arc<Notify>> = queues
+            .keys()
+            .map(|q| (q.clone(), Arc::new(Notify::new())))
+            .collect();
         let services = TaskTracker::new();
         let completer = tokio::spawn(complete::run(
             pool.clone(),
             worker_id,
             config.clone(),
             completions_rx,
+            rescans.values().cloned().collect(),
         ));
         services.spawn(listen::run(
             pool.clone(),
@@ -375,12 +381,15 @@ impl Worker {
         }
         let producers = TaskTracker::new();
         for (queue, concurrency) in queues {
-            let wake = wakers[&queue].clone();
+            let wakes = fetch::Wakes {
+                notified: wakers[&queue].clone(),
+                rescan: rescans[&queue].clone(),
+            };
             producers.spawn(fetch::run(
                 shared.clone(),
                 queue,
                 concurrency,
-                wake,
+                wakes,
                 stop_fetching.clone(),
             ));
         }
