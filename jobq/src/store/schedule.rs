@@ -70,22 +70,6 @@ pub(crate) async fn insert_unique(
     )))
 }
 
-/// How long until the next future job of `queue` is due, if any (measured on
-/// the server's clock).
-pub(crate) async fn next_due(
-    conn: &mut PgConnection,
-    queue: &str,
-) -> sqlx::Result<Option<std::time::Duration>> {
-    let ms: Option<f64> = sqlx::query_scalar(
-        "SELECT (extract(epoch FROM min(scheduled_at) - now()) * 1000)::float8 FROM jobq_jobs
-         WHERE queue = $1 AND state IN ('scheduled', 'retryable') AND scheduled_at > now()",
-    )
-    .bind(queue)
-    .fetch_one(conn)
-    .await?;
-    Ok(ms.map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
-}
-
 /// The latest tick enqueued for cron job `name`; records `now` as its start
 /// when the job has never ticked.
 pub(crate) async fn cron_last_tick(

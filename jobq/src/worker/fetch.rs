@@ -181,6 +181,8 @@ pub(super) async fn run(
     let mut poll_until: Option<Instant> = None;
     // Whether the last claim found any job.
     let mut found = false;
+    // When the queue's next future job is due, as of the last claim.
+    let mut due_at: Option<Instant> = None;
     // Stamps of claims that failed in flight: they may have committed.
     let mut lost_claims: Vec<DateTime<Utc>> = Vec::new();
     let mut last_stamp = DateTime::<Utc>::MIN_UTC;
@@ -276,12 +278,13 @@ pub(super) async fn run(
                 Err(e) => Err(e),
             };
             match claimed {
-                Ok(jobs) => {
+                Ok(claim) => {
                     outage.recovered();
-                    exhausted = jobs.len() < room;
-                    found = !jobs.is_empty();
+                    exhausted = claim.jobs.len() < room;
+                    found = !claim.jobs.is_empty();
                     release = conn.wake_lock && !exhausted;
-                    buffer.extend(jobs);
+                    due_at = claim.next_due.map(|d| Instant::now() + d);
+                    buffer.extend(claim.jobs);
                 }
                 Err(e) => {
                     conn.discard();
@@ -350,20 +353,8 @@ pub(super) async fn run(
         let idle_sleep = if polling {
             FAST_POLL
         } else if exhausted {
-            let mut sleep = recheck.unwrap_or(shared.config.poll_interval);
-            let due = match conn.get().await {
-                Ok(c) => store::next_due(c, &queue).await,
-                Err(e) => Err(e),
-            };
-            match due {
-                Ok(Some(due)) => sleep = sleep.min(due),
-                Ok(None) => {}
-                Err(e) => {
-                    conn.discard();
-                    sleep = sleep.min(outage.failed(&e));
-                }
-            }
-            sleep
+            let sleep = recheck.unwrap_or(shared.config.poll_interval);
+            due_at.map_or(sleep, |at| sleep.min(at.saturating_duration_since(now)))
         } else {
             shared.config.poll_interval
         };
