@@ -261,6 +261,7 @@ impl Report {
                 ("  jobq, from the enqueue's commit", "latency"),
                 ("  jobq, from the enqueue call", "latency_call"),
                 ("  raw LISTEN + claim, from commit", "raw_latency"),
+                ("  raw LISTEN + claim, from the call", "raw_latency_call"),
             ] {
                 let v = |p: &str| {
                     self.get(&format!("{prefix}_{p}_ms"))

@@ -246,6 +246,7 @@ pub async fn latency(ctx: &mut Ctx) -> anyhow::Result<()> {
     record(ctx, "latency", &jobq.from_commit);
     record(ctx, "latency_call", &jobq.from_call);
     record(ctx, "raw_latency", &raw.from_commit);
+    record(ctx, "raw_latency_call", &raw.from_call);
     db::finish(ctx, jobq_db, n).await?;
     db::finish(ctx, raw_db, n).await
 }
