@@ -18,6 +18,16 @@ macro_rules! notify_if_asleep {
     };
 }
 
+/// The SQL expression for how long, in milliseconds (float8), until the next
+/// future job of the queue `$1` is due; null when there is none.
+macro_rules! next_due_sql {
+    () => {
+        "SELECT (extract(epoch FROM min(scheduled_at) - now()) * 1000)::float8
+         FROM jobq_jobs
+         WHERE queue = $1 AND state IN ('scheduled', 'retryable') AND scheduled_at > now()"
+    };
+}
+
 mod migrate;
 mod prune;
 mod schedule;
@@ -123,12 +133,13 @@ pub(crate) struct ClaimedJob {
 }
 
 /// The claim: `$1` queue, `$2` kinds, `$3` limit, `$4` worker id, `$5` the
-/// claim's stamp (`attempted_at`). One row per claimed job, then one row with
-/// a null `id` whose `next_due_ms` says how long until the queue's next
-/// future job is due (null when there is none), so a producer about to sleep
-/// knows how long without another round trip. Reachable from `__private` so
-/// that the benchmark times this very statement.
-pub const CLAIM_SQL: &str = "WITH c AS (
+/// claim's stamp (`attempted_at`). Each row also carries `next_due_ms`, how
+/// long until the queue's next future job is due (null when there is none),
+/// so a producer about to sleep knows how long without another round trip;
+/// it is computed once per statement. Reachable from `__private` so that the
+/// benchmark times this very statement.
+pub const CLAIM_SQL: &str = concat!(
+    "WITH c AS (
             SELECT id FROM jobq_jobs
             WHERE state IN ('available', 'scheduled', 'retryable')
               AND queue = $1
@@ -139,22 +150,33 @@ pub const CLAIM_SQL: &str = "WITH c AS (
             ORDER BY priority, scheduled_at, id
             LIMIT $3
             FOR UPDATE SKIP LOCKED
-        ), claimed AS (
-            UPDATE jobq_jobs AS j
-            SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
-            FROM c
-            WHERE j.id = c.id
-            RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.max_attempts,
-                      j.priority, j.scheduled_at
         )
-        SELECT id, kind, args, attempt, max_attempts, priority, scheduled_at,
-               NULL::float8 AS next_due_ms
-        FROM claimed
-        UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               (SELECT extract(epoch FROM min(scheduled_at) - now()) * 1000 FROM jobq_jobs
-                WHERE queue = $1 AND state IN ('scheduled', 'retryable')
-                  AND scheduled_at > now())::float8";
+        UPDATE jobq_jobs AS j
+        SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
+        FROM c
+        WHERE j.id = c.id
+        RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.max_attempts, j.priority,
+                  j.scheduled_at, (",
+    next_due_sql!(),
+    ") AS next_due_ms"
+);
+
+fn millis_to_duration(ms: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// How long until the next future job of `queue` is due, if any (measured on
+/// the server's clock).
+pub(crate) async fn next_due(
+    conn: &mut PgConnection,
+    queue: &str,
+) -> sqlx::Result<Option<std::time::Duration>> {
+    let ms: Option<f64> = sqlx::query_scalar(next_due_sql!())
+        .bind(queue)
+        .fetch_one(conn)
+        .await?;
+    Ok(ms.map(millis_to_duration))
+}
 
 /// What one claim took, and when the queue's next future job is due.
 #[derive(Debug)]
@@ -162,7 +184,9 @@ pub(crate) struct Claim {
     /// In (priority, scheduled_at, id) order.
     pub jobs: Vec<ClaimedJob>,
     /// How long from the claim until the next job not yet due is, measured
-    /// on the server's clock; `None` when no job waits for a future time.
+    /// on the server's clock; `None` when no job waits for a future time,
+    /// and when the claim took nothing (it has no row to say it on: ask
+    /// [`next_due`]).
     pub next_due: Option<std::time::Duration>,
 }
 
@@ -185,30 +209,29 @@ pub(crate) async fn claim_batch(
         .bind(claim_at)
         .fetch_all(conn)
         .await?;
-    let mut claim = Claim {
-        jobs: Vec::with_capacity(rows.len()),
-        next_due: None,
+    let next_due_ms: Option<f64> = match rows.first() {
+        Some(r) => r.try_get("next_due_ms")?,
+        None => None,
     };
-    for r in rows {
-        let Some(id) = r.try_get::<Option<i64>, _>("id")? else {
-            let ms: Option<f64> = r.try_get("next_due_ms")?;
-            claim.next_due = ms.map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-            continue;
-        };
-        claim.jobs.push(ClaimedJob {
-            id,
-            kind: r.try_get("kind")?,
-            args: r.try_get("args")?,
-            attempt: r.try_get("attempt")?,
-            max_attempts: r.try_get("max_attempts")?,
-            priority: r.try_get("priority")?,
-            scheduled_at: r.try_get("scheduled_at")?,
-        });
-    }
-    claim
-        .jobs
-        .sort_by_key(|j| (j.priority, j.scheduled_at, j.id));
-    Ok(claim)
+    let mut jobs = rows
+        .into_iter()
+        .map(|r| {
+            Ok(ClaimedJob {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                args: r.try_get("args")?,
+                attempt: r.try_get("attempt")?,
+                max_attempts: r.try_get("max_attempts")?,
+                priority: r.try_get("priority")?,
+                scheduled_at: r.try_get("scheduled_at")?,
+            })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    jobs.sort_by_key(|j| (j.priority, j.scheduled_at, j.id));
+    Ok(Claim {
+        jobs,
+        next_due: next_due_ms.map(millis_to_duration),
+    })
 }
 
 /// Puts back the jobs of claims whose answer never reached this worker (the

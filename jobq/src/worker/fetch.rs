@@ -353,7 +353,22 @@ pub(super) async fn run(
         let idle_sleep = if polling {
             FAST_POLL
         } else if exhausted {
-            let sleep = recheck.unwrap_or(shared.config.poll_interval);
+            let mut sleep = recheck.unwrap_or(shared.config.poll_interval);
+            // A claim that took jobs said when the next one is due; one that
+            // took nothing could not.
+            if !found {
+                let due = match conn.get().await {
+                    Ok(c) => store::next_due(c, &queue).await,
+                    Err(e) => Err(e),
+                };
+                match due {
+                    Ok(due) => due_at = due.map(|d| Instant::now() + d),
+                    Err(e) => {
+                        conn.discard();
+                        sleep = sleep.min(outage.failed(&e));
+                    }
+                }
+            }
             due_at.map_or(sleep, |at| sleep.min(at.saturating_duration_since(now)))
         } else {
             shared.config.poll_interval
