@@ -19,7 +19,9 @@
 //! every one of them, and each would pay for NOTIFY. So when notifications
 //! come in quick succession ([`FAST_WAKES`] within [`FAST_WAKE`] of each
 //! other), the producer lets the lock go and polls every [`FAST_POLL`]
-//! instead, for as long as its polls find jobs and [`POLL_SPAN`] after.
+//! instead, until [`QUIET_POLLS`] polls in a row find nothing: then the
+//! stream is too slow for polling to pay, and every poll would add up to
+//! [`FAST_POLL`] to a job's wait, so it sleeps on NOTIFY again.
 //! A queue fed slowly is woken by NOTIFY as before.
 
 use std::collections::VecDeque;
@@ -55,8 +57,8 @@ const FAST_WAKE: Duration = Duration::from_millis(2);
 const FAST_WAKES: u32 = 3;
 /// How often a producer polls while the stream is fast.
 const FAST_POLL: Duration = Duration::from_millis(1);
-/// How long it keeps polling after its last poll that found jobs.
-const POLL_SPAN: Duration = Duration::from_millis(50);
+/// Polls in a row that find nothing before a producer stops polling.
+const QUIET_POLLS: u32 = 3;
 
 /// The producer's connection. The queue's wake lock is a session lock, so
 /// it lives and dies with this connection.
@@ -175,12 +177,13 @@ pub(super) async fn run(
     let mut release = false;
     // Set while an enqueue that did not notify stays open: poll this soon.
     let mut recheck: Option<Duration> = None;
-    // Fast-stream detection (see the module's doc), and until when to poll.
+    // Fast-stream detection (see the module's doc), and whether to poll.
     let mut last_notified = Instant::now();
     let mut fast_wakes = 0;
-    let mut poll_until: Option<Instant> = None;
-    // Whether the last claim found any job.
+    let mut fast = false;
+    // Whether the last claim found any job, and how many in a row did not.
     let mut found = false;
+    let mut empty_claims = 0;
     // When the queue's next future job is due, as of the last claim.
     let mut due_at: Option<Instant> = None;
     // Stamps of claims that failed in flight: they may have committed.
@@ -282,6 +285,10 @@ pub(super) async fn run(
                     outage.recovered();
                     exhausted = claim.jobs.len() < room;
                     found = !claim.jobs.is_empty();
+                    empty_claims = if found { 0 } else { empty_claims + 1 };
+                    if empty_claims >= QUIET_POLLS {
+                        fast = false;
+                    }
                     release = conn.wake_lock && !exhausted;
                     due_at = claim.next_due.map(|d| Instant::now() + d);
                     buffer.extend(claim.jobs);
@@ -302,10 +309,7 @@ pub(super) async fn run(
         // Here rather than right after a claim, so the jobs it took start
         // first.
         let now = Instant::now();
-        if found && poll_until.is_some() {
-            poll_until = Some(now + POLL_SPAN);
-        }
-        let polling = exhausted && poll_until.is_some_and(|t| now < t);
+        let polling = exhausted && fast;
         if polling {
             // A fast stream: poll rather than have every enqueue notify.
             if conn.wake_lock
@@ -314,7 +318,6 @@ pub(super) async fn run(
                 outage.failed(&e);
             }
         } else if exhausted && !conn.wake_lock && !covered {
-            poll_until = None;
             let taken = match conn.get().await {
                 Ok(c) => store::take_wake_lock(c, &queue, WAKE_LOCK_WAIT).await,
                 Err(e) => Err(e),
@@ -382,7 +385,8 @@ pub(super) async fn run(
                 fast_wakes = if last_notified.elapsed() < FAST_WAKE { fast_wakes + 1 } else { 0 };
                 last_notified = Instant::now();
                 if fast_wakes >= FAST_WAKES {
-                    poll_until = Some(last_notified + POLL_SPAN);
+                    fast = true;
+                    empty_claims = 0;
                 }
             }
             _ = wakes.rescan.notified() => {
