@@ -18,6 +18,8 @@ pub struct Figure {
 #[derive(Debug, Default)]
 pub struct Report {
     figures: Vec<Figure>,
+    /// Each round's value of the figures measured in interleaved rounds.
+    rounds: Vec<(String, Vec<f64>)>,
 }
 
 /// Figures measured over several interleaved rounds (the disk's and the
@@ -43,15 +45,21 @@ impl Rounds {
     /// Prints each figure's rounds and records its median in `report`, in
     /// the order the figures were first added.
     pub fn record(self, report: &mut Report) {
-        for (name, unit, mut values) in self.figures {
+        for (name, unit, values) in self.figures {
             if values.len() > 1 {
                 let shown: Vec<String> = values.iter().map(|v| fmt_value(*v, unit)).collect();
                 println!("# {name} rounds: {}", shown.join(" "));
             }
-            values.sort_by(f64::total_cmp);
-            report.record(name, values[values.len() / 2], unit);
+            report.record(name.clone(), median(values.clone()), unit);
+            report.rounds.push((name, values));
         }
     }
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Formats `value` with the precision its unit deserves.
@@ -81,6 +89,31 @@ impl Report {
             .map(|f| f.value)
     }
 
+    /// `a / b`. When both were measured in the same interleaved rounds, the
+    /// median of the rounds' own ratios: each round's pair saw the same
+    /// minute of the disk, while the two medians may come from different
+    /// rounds.
+    pub fn ratio(&self, a: &str, b: &str) -> Option<f64> {
+        let rounds = |name: &str| {
+            self.rounds
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+        };
+        if let (Some(ra), Some(rb)) = (rounds(a), rounds(b))
+            && ra.len() == rb.len()
+            && ra.len() > 1
+            && rb.iter().all(|v| *v > 0.0)
+        {
+            return Some(median(ra.iter().zip(rb).map(|(x, y)| x / y).collect()));
+        }
+        match (self.get(a), self.get(b)) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+
     /// Every figure, in the order measured.
     pub fn figures(&self) -> &[Figure] {
         &self.figures
@@ -93,10 +126,6 @@ impl Report {
         let cell = |name: &str| {
             self.get(name)
                 .map_or_else(|| "-".to_owned(), |v| fmt_value(v, "jobs/s"))
-        };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".to_owned(),
         };
         // The best raw claim-and-complete cycle: what PostgreSQL itself
         // finishes per second on this machine.
@@ -124,7 +153,8 @@ impl Report {
                     "{} ({base_name})",
                     base_value.map_or_else(|| "-".to_owned(), |v| fmt_value(v, "jobs/s"))
                 ),
-                ratio(self.get(jobq), base_value),
+                self.ratio(jobq, &base_name)
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
             ]);
         };
         let raw = |name: &str| self.get(name).map(|v| (v, name.to_owned()));
@@ -210,6 +240,10 @@ impl Report {
             for r in &rows {
                 line(r);
             }
+            println!(
+                "ratio: for figures measured in the same interleaved rounds, the median of \
+                 the rounds' own ratios"
+            );
         }
 
         // History: the same figure with and without the finished rows.
@@ -275,5 +309,30 @@ impl Report {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_of_interleaved_rounds_pairs_the_rounds() {
+        let mut report = Report::default();
+        let mut rounds = Rounds::default();
+        // Round by round a is 0.9, 1.1 and 0.9 of b; the medians' ratio
+        // (2200 / 2000) says 1.1.
+        for (a, b) in [(900.0, 1000.0), (2200.0, 2000.0), (2700.0, 3000.0)] {
+            rounds.add("a", a, "jobs/s");
+            rounds.add("b", b, "jobs/s");
+        }
+        rounds.add("c", 100.0, "jobs/s");
+        rounds.record(&mut report);
+        let r = report.ratio("a", "b").unwrap();
+        assert!((r - 0.9).abs() < 1e-9, "{r}");
+        // Without rounds to pair, the ratio of the figures.
+        report.record("d", 50.0, "jobs/s");
+        assert_eq!(report.ratio("d", "c"), Some(0.5));
+        assert_eq!(report.ratio("a", "missing"), None);
     }
 }
