@@ -290,6 +290,8 @@ pub(super) async fn run(
                         fast = false;
                     }
                     release = conn.wake_lock && !exhausted;
+                    // Counted from when the answer arrived, so the wait ends
+                    // late by the claim's own time, never early.
                     due_at = claim.next_due.map(|d| Instant::now() + d);
                     buffer.extend(claim.jobs);
                 }
@@ -308,7 +310,6 @@ pub(super) async fn run(
 
         // Here rather than right after a claim, so the jobs it took start
         // first.
-        let now = Instant::now();
         let polling = exhausted && fast;
         if polling {
             // A fast stream: poll rather than have every enqueue notify.
@@ -372,6 +373,9 @@ pub(super) async fn run(
                     }
                 }
             }
+            // Measured from now, after the wake lock and next-due round trips
+            // above, so their time does not add to the wait.
+            let now = Instant::now();
             due_at.map_or(sleep, |at| sleep.min(at.saturating_duration_since(now)))
         } else {
             shared.config.poll_interval
