@@ -169,9 +169,9 @@ impl Report {
             raw("raw_insert_4c_per_s"),
         );
         pair(
-            "enqueue, 4 clients, idle worker",
+            "enqueue, 4c, worker taking jobs",
             "enqueue_single_4c_idle_worker_per_s",
-            raw("raw_insert_4c_per_s"),
+            raw("raw_insert_notify_4c_listener_per_s"),
         );
         pair(
             "enqueue, batch",
@@ -208,13 +208,19 @@ impl Report {
         );
 
         if !rows.is_empty() {
-            let widths = [30, 10, 40, 6];
             let header = [
                 "figure (jobs/s)",
                 "measured",
                 "PostgreSQL baseline",
                 "ratio",
             ];
+            let widths: [usize; 4] = std::array::from_fn(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            });
             println!();
             let line = |r: &[String; 4]| {
                 println!(
@@ -290,7 +296,7 @@ impl Report {
 
         if self.get("latency_p50_ms").is_some() {
             println!();
-            println!("latency to handler start (ms):        p50      p95      p99");
+            println!("latency to handler start (ms):          p50      p95      p99");
             for (label, prefix) in [
                 ("  jobq, from the enqueue's commit", "latency"),
                 ("  jobq, from the enqueue call", "latency_call"),
@@ -302,7 +308,7 @@ impl Report {
                         .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
                 };
                 println!(
-                    "{label:<34} {:>8} {:>8} {:>8}",
+                    "{label:<36} {:>8} {:>8} {:>8}",
                     v("p50"),
                     v("p95"),
                     v("p99")

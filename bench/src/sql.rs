@@ -44,6 +44,10 @@ pub const HISTORY: &str = "INSERT INTO jobq_jobs
      SELECT 'noop', 'bench', '{\"n\":0}'::jsonb, 'completed', 1, 1, t, t, t, t, 0
      FROM (SELECT now() - interval '30 days' AS t) AS x, generate_series(1, $1::bigint)";
 
+/// The raw baseline's own notification channel (spelled out in
+/// [`INSERT_ONE_NOTIFY_ID`] too).
+pub const RAW_CHANNEL: &str = "jobq_bench_raw";
+
 /// One job inserted and announced on the baseline's own channel with its id,
 /// autocommit; returns the id (the latency baseline's enqueue).
 pub const INSERT_ONE_NOTIFY_ID: &str = "WITH ins AS (

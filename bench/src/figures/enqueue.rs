@@ -1,7 +1,8 @@
 //! Enqueue figures: single `enqueue` calls (each its own transaction) from 1
-//! and 4 clients (and, with 4, again with an idle worker listening, so that
-//! every enqueue notifies), `enqueue_many` in batches; and their raw-SQL
-//! baselines, one-row `INSERT` commits with and without `pg_notify`, and an
+//! and 4 clients (and, with 4, again while a worker that started idle takes
+//! every job), `enqueue_many` in batches; and their raw-SQL baselines,
+//! one-row `INSERT` commits with and without `pg_notify` (with 4 clients,
+//! also while a raw `LISTEN` + claim worker takes every job), and an
 //! `unnest` batch insert.
 
 use std::future::Future;
@@ -11,8 +12,9 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use crate::db::{self, FigureDb};
+use crate::figures::latency::RawListener;
 use crate::figures::process::IdleWorker;
-use crate::jobs::{noop, noop_args};
+use crate::jobs::{Starts, noop, noop_args};
 use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
@@ -51,6 +53,12 @@ fn raw_args(n: u64) -> String {
     format!("{{\"n\":{n}}}")
 }
 
+/// The worker taking the jobs while a single-insert figure runs.
+enum Worker {
+    Jobq(IdleWorker),
+    Raw(RawListener),
+}
+
 /// Which single-row insert a figure times.
 #[derive(Debug, Clone, Copy)]
 enum Single {
@@ -59,6 +67,9 @@ enum Single {
     JobqIdleWorker,
     Raw,
     RawNotify,
+    /// Raw `INSERT` + `pg_notify` with the raw `LISTEN` + claim worker
+    /// taking every job: the idle-worker figure's baseline.
+    RawListener,
 }
 
 /// One run of a single-insert figure on a fresh database: `total` inserts
@@ -81,12 +92,19 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
             format!("raw_insert_notify_{c}c_per_s"),
             format!("raw_insert_notify_{c}c"),
         ),
+        (Single::RawListener, c) => (
+            format!("raw_insert_notify_{c}c_listener_per_s"),
+            format!("raw_insert_notify_{c}c_listener"),
+        ),
     };
     let db = db::fresh(ctx, &db_name).await?;
     let pool = db.pool(clients as u32).await?;
     db::settle(&db.pool).await?;
     let worker = match what {
-        Single::JobqIdleWorker => Some(IdleWorker::start(ctx, &db).await?),
+        Single::JobqIdleWorker => Some(Worker::Jobq(IdleWorker::start(ctx, &db).await?)),
+        Single::RawListener => Some(Worker::Raw(
+            RawListener::start(&db, Starts::default()).await?,
+        )),
         _ => None,
     };
     let took = match what {
@@ -97,10 +115,11 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
             })
             .await?
         }
-        Single::Raw | Single::RawNotify => {
+        Single::Raw | Single::RawNotify | Single::RawListener => {
             let stmt = match what {
                 Single::Raw => sql::INSERT_ONE,
-                _ => sql::INSERT_ONE_NOTIFY,
+                Single::RawNotify => sql::INSERT_ONE_NOTIFY,
+                _ => sql::INSERT_ONE_NOTIFY_ID,
             };
             run_clients(&pool, clients, total, move |pool, i| async move {
                 sqlx::query(stmt).bind(raw_args(i)).execute(&pool).await?;
@@ -109,8 +128,10 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
             .await?
         }
     };
-    if let Some(worker) = worker {
-        worker.stop().await?;
+    match worker {
+        Some(Worker::Jobq(w)) => w.stop().await?,
+        Some(Worker::Raw(w)) => w.stop().await?,
+        None => {}
     }
     pool.close().await;
     check_count(&db, total).await?;
@@ -119,7 +140,8 @@ async fn single_figure(ctx: &Ctx, what: Single, clients: usize) -> anyhow::Resul
 }
 
 /// The single-enqueue figures for `clients` clients: jobq, raw `INSERT`,
-/// raw `INSERT` + `pg_notify`. Commit-bound figures drift with the disk's
+/// raw `INSERT` + `pg_notify`, and with several clients, jobq and raw
+/// `INSERT` + `pg_notify` again while a worker takes every job. Commit-bound figures drift with the disk's
 /// mood, so they run in `rounds` interleaved rounds (jobq, raw, raw + notify,
 /// jobq, ...) and each records its median; the rounds are printed too.
 pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
@@ -127,18 +149,22 @@ pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
     progress(
         ctx,
         format!(
-            "enqueue, single, {clients} client(s): jobq, raw insert, raw insert+notify, \
+            "enqueue, single, {clients} client(s): jobq, raw insert, raw insert+notify \
+             (with several, jobq and raw again with a worker taking the jobs), \
              {rounds_n} round(s)"
         ),
     );
-    // The idle-worker figure shows what NOTIFY costs when a worker sleeps on
-    // the queue; it matters only when several clients commit at once.
+    // The idle-worker figure shows what a worker taking every job costs the
+    // enqueues (its claims and completions share the disk, and NOTIFY while
+    // it sleeps), against a raw LISTEN + claim worker doing the same; it
+    // matters only when several clients commit at once.
     let kinds: &[Single] = if clients > 1 {
         &[
             Single::Jobq,
             Single::JobqIdleWorker,
             Single::Raw,
             Single::RawNotify,
+            Single::RawListener,
         ]
     } else {
         &[Single::Jobq, Single::Raw, Single::RawNotify]

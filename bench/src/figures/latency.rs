@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 
+use crate::db::{self, FigureDb};
 use crate::jobs::{LATENCY_QUEUE, Starts, probe, probe_registry};
-use crate::{Ctx, db, progress, sql};
+use crate::{Ctx, progress, sql};
 
 /// Jobs enqueued before the measured ones (they pay for prepared statements).
 const WARMUP: u64 = 20;
@@ -127,6 +128,71 @@ fn record(ctx: &mut Ctx, prefix: &str, values: &[f64]) {
     }
 }
 
+/// The raw-SQL worker: a `LISTEN` connection on [`sql::RAW_CHANNEL`] that
+/// runs the raw claim (16 at a time, until one comes back short) as each
+/// notification arrives, and a second connection that completes what was
+/// claimed, as jobq's completer does. Records each claimed job in `starts`.
+pub struct RawListener {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RawListener {
+    /// Starts listening on `db`; returns once the `LISTEN` is in place.
+    pub async fn start(db: &FigureDb, starts: Starts) -> anyhow::Result<RawListener> {
+        // The listener holds one of its pool's connections for good; the
+        // claims take another.
+        let claim_pool = db.pool(2).await?;
+        let complete_pool = db.pool(1).await?;
+        let mut listener = PgListener::connect_with(&claim_pool).await?;
+        listener.listen(sql::RAW_CHANNEL).await?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut completions = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    note = listener.recv() => { note?; }
+                }
+                loop {
+                    let rows: Vec<(i64, String)> = sqlx::query_as(sql::CLAIM)
+                        .bind(16i64)
+                        .bind(-1i64)
+                        .fetch_all(&claim_pool)
+                        .await?;
+                    let now = Instant::now();
+                    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+                    for id in &ids {
+                        starts.record(*id, now);
+                    }
+                    let complete_pool = complete_pool.clone();
+                    completions.spawn(async move {
+                        sqlx::query(sql::COMPLETE)
+                            .bind(&ids)
+                            .execute(&complete_pool)
+                            .await
+                    });
+                    if rows.len() < 16 {
+                        break;
+                    }
+                }
+            }
+            while let Some(done) = completions.join_next().await {
+                done??;
+            }
+            anyhow::Ok(())
+        });
+        Ok(RawListener { stop, task })
+    }
+
+    /// Stops listening once the claim in progress ends, and waits for the
+    /// completions in flight.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
 /// Interleaved rounds of the latency figure and its baseline: the disk's
 /// commit time drifts within a minute, and both should see the same disk.
 const ROUNDS: u64 = 4;
@@ -172,49 +238,7 @@ pub async fn latency(ctx: &mut Ctx) -> anyhow::Result<()> {
     let raw_db = db::fresh(ctx, "raw_latency").await?;
     db::settle(&raw_db.pool).await?;
     let raw_starts = Starts::default();
-    // The listener holds one of its pool's connections for good; the claims
-    // take another.
-    let claim_pool = raw_db.pool(2).await?;
-    let complete_pool = raw_db.pool(1).await?;
-    let mut listener = PgListener::connect_with(&claim_pool).await?;
-    listener.listen("jobq_bench_raw").await?;
-    let (stop_claimer, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let seen = raw_starts.clone();
-    let claimer = tokio::spawn(async move {
-        let mut completions = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                note = listener.recv() => { note?; }
-            }
-            loop {
-                let rows: Vec<(i64, String)> = sqlx::query_as(sql::CLAIM)
-                    .bind(16i64)
-                    .bind(-1i64)
-                    .fetch_all(&claim_pool)
-                    .await?;
-                let now = Instant::now();
-                let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
-                for id in &ids {
-                    seen.record(*id, now);
-                }
-                let complete_pool = complete_pool.clone();
-                completions.spawn(async move {
-                    sqlx::query(sql::COMPLETE)
-                        .bind(&ids)
-                        .execute(&complete_pool)
-                        .await
-                });
-                if rows.len() < 16 {
-                    break;
-                }
-            }
-        }
-        while let Some(done) = completions.join_next().await {
-            done??;
-        }
-        anyhow::Ok(())
-    });
+    let claimer = RawListener::start(&raw_db, raw_starts.clone()).await?;
     let raw_pool = raw_db.pool(1).await?;
     let raw_enqueue = || {
         let pool = raw_pool.clone();
@@ -239,8 +263,7 @@ pub async fn latency(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     let _ = stop_worker.send(());
     worker.await??;
-    let _ = stop_claimer.send(());
-    claimer.await??;
+    claimer.stop().await?;
     jobq_pool.close().await;
     raw_pool.close().await;
     record(ctx, "latency", &jobq.from_commit);
