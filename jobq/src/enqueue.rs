@@ -213,6 +213,9 @@ impl<J: Job> Enqueue<J> {
 
     /// Keeps the unique key within windows of `window` (aligned to the Unix
     /// epoch): a job with the same key in an earlier window is no duplicate.
+    /// With finished states among [`unique_states`](Self::unique_states) (at
+    /// most once per window, whatever happens), the job is kept until an
+    /// hour after its window ended, then pruned like any finished job.
     pub fn unique_for(mut self, window: Duration) -> Self {
         self.unique_for = Some(window);
         self
@@ -259,12 +262,19 @@ impl<J: Job> Enqueue<J> {
             None => None,
             Some(key) => {
                 let window = self.unique_for.or(def.unique_for);
-                let key = match window {
+                let (key, until) = match window {
                     Some(w) if !w.is_zero() => {
                         let now = Utc::now().timestamp_millis().max(0) as u128;
-                        format!("{}:{key}@{}", def.name, now / w.as_millis().max(1))
+                        let w = w.as_millis().max(1);
+                        let bucket = now / w;
+                        // A window too long to end within chrono's range
+                        // has no end: its row is kept like a key without one.
+                        let until = i64::try_from((bucket + 1) * w)
+                            .ok()
+                            .and_then(DateTime::from_timestamp_millis);
+                        (format!("{}:{key}@{bucket}", def.name), until)
                     }
-                    _ => format!("{}:{key}", def.name),
+                    _ => (format!("{}:{key}", def.name), None),
                 };
                 let states = self
                     .unique_states
@@ -277,7 +287,7 @@ impl<J: Job> Enqueue<J> {
                         "unique_states must name at least one state".into(),
                     ));
                 }
-                Some(Unique { key, states })
+                Some(Unique { key, states, until })
             }
         };
         let job = NewJob {

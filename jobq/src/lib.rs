@@ -137,7 +137,8 @@
 //! Finished jobs stay in the table for a while, then the worker's pruner
 //! deletes them: completed jobs after 24 hours, cancelled and discarded ones
 //! after 7 days, or as [`Retention`] says. A job that has not finished is never
-//! deleted, nor a finished job whose unique key still holds in its state.
+//! deleted, nor a finished job whose unique key still holds in its state; a
+//! key with a window (`unique_for`) stops holding when its window ends.
 //!
 //! # Delivery guarantee: at least once
 //!

@@ -238,3 +238,80 @@ async fn a_nonsense_retention_is_refused_at_start() {
     assert_eq!(db.count("SELECT count(*) FROM jobq_workers").await, 0);
     db.cleanup().await;
 }
+
+/// Inserts a completed job, finalized `ago`, whose key holds in every state
+/// within a window that ended `window_ended` ago (an SQL interval; negative
+/// while the window is still open).
+async fn insert_windowed(db: &TestDb, key: &str, ago: &str, window_ended: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO jobq_jobs (kind, queue, args, state, max_attempts, attempt, finalized_at,
+                               unique_key, unique_states, unique_until)
+         VALUES ('record', 'parked', '{\"n\": 0}', 'completed', 5, 1, now() - $1::interval,
+                 $2, $3, now() - $4::interval)
+         RETURNING id",
+    )
+    .bind(ago)
+    .bind(key)
+    .bind(mask(&JobState::ALL))
+    .bind(window_ended)
+    .fetch_one(&db.pool)
+    .await
+    .expect("insert a windowed job")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_a_window_is_pruned_an_hour_after_the_window_ended() {
+    let db = TestDb::new("prune_window").await;
+    // Enqueued for real: the row records the end of the current window.
+    let hourly = || {
+        record::builder(record::Args { n: 1 })
+            .queue("parked")
+            .unique_key("hourly")
+            .unique_for(Duration::from_secs(3600))
+            .unique_states(&JobState::ALL)
+    };
+    let first = hourly().insert(&db.pool).await.unwrap();
+    assert!(hourly().insert(&db.pool).await.unwrap().duplicate);
+    let (ends_ahead, on_the_hour): (bool, bool) = sqlx::query_as(
+        "SELECT unique_until > now() AND unique_until <= now() + interval '1 hour',
+                extract(epoch FROM unique_until)::bigint % 3600 = 0
+         FROM jobq_jobs WHERE id = $1",
+    )
+    .bind(first.id.0)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        ends_ahead && on_the_hour,
+        "the window ends at the next hour"
+    );
+
+    let gone = [
+        insert_windowed(&db, "record:a@1", "10 days", "2 hours").await,
+        insert_windowed(&db, "record:b@1", "3 hours", "61 minutes").await,
+    ];
+    let kept = [
+        // Finished longer ago than its retention, but its window is open.
+        insert_windowed(&db, "record:c@1", "10 days", "-1 hour").await,
+        // The window ended, but not an hour ago.
+        insert_windowed(&db, "record:d@1", "10 days", "30 minutes").await,
+        // The window ended long ago, but the job is within its retention.
+        insert_windowed(&db, "record:e@1", "5 minutes", "2 hours").await,
+        first.id.0,
+    ];
+    let worker = InProcess::start(test_worker(&db.pool).retention(Retention {
+        completed: Keep::For(10 * MINUTE),
+        interval: Duration::from_millis(50),
+        ..Retention::default()
+    }));
+    wait_pruned(&db, &gone).await;
+    // A plain job as old, inserted after: once it is gone, a later pass has
+    // looked at every row again.
+    let marker = insert_job(&db, "completed", Some("30 days"), None).await;
+    wait_pruned(&db, &[marker]).await;
+    worker.stop().await.unwrap();
+    let mut kept = kept.to_vec();
+    kept.sort();
+    assert_eq!(ids_left(&db, &kept).await, kept);
+    db.cleanup().await;
+}

@@ -31,9 +31,11 @@ pub enum Keep {
 /// It never deletes a job that has not finished, nor a finished job whose
 /// unique key still holds in its state: a job enqueued with
 /// `.unique_states(&JobState::ALL)` is kept for ever, since deleting it would
-/// let its key be used again. Cron ticks are the exception: their key is
-/// jobq's, and jobq remembers each cron job's latest tick, so their rows are
-/// deleted like any other, though never within an hour of finishing.
+/// let its key be used again. Two kinds of key no enqueue can use again are
+/// the exception, and their rows are deleted like any other: a cron tick's
+/// (jobq remembers each cron job's latest tick), though never within an hour
+/// of finishing; and a key with a window (`unique_for`), though never within
+/// an hour after its window ended.
 ///
 /// ```
 /// use std::time::Duration;

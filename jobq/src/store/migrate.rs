@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_retention.sql",
         sql: include_str!("../../../migrations/0003_retention.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_unique_windows.sql",
+        sql: include_str!("../../../migrations/0004_unique_windows.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

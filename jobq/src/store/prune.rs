@@ -26,6 +26,28 @@ macro_rules! prunable {
     };
 }
 
+/// Which rows of a held key whose window has ended a batch may delete: `$1`
+/// state, `$2` its retention in ms, `$3` how long after its window ended a
+/// key is kept. The inner select walks `jobq_jobs_window_ended` (migration
+/// 4), whose predicate it repeats; these are the rows `prunable!` leaves out
+/// because their key holds.
+macro_rules! window_ended {
+    () => {
+        "state = $1::jobq_state
+          AND finalized_at < now() - $2 * interval '1 millisecond'
+          AND unique_until IS NOT NULL
+          AND state IN ('completed', 'discarded', 'cancelled')
+          AND (unique_states & jobq_state_bit(state)) <> 0
+          AND unique_until < now() - $3 * interval '1 millisecond'"
+    };
+}
+
+/// How long a unique key with a window (`unique_for`) is kept at least after
+/// its window ended. The window is read off the enqueuing process's clock and
+/// the end compared with the database's, so this covers a clock that runs
+/// behind: an enqueue still in the window by its own clock finds the key.
+const WINDOW_MIN_KEEP_MS: i64 = 3_600_000;
+
 /// Deletes up to `limit` jobs in state `state` (`completed`, `discarded` or
 /// `cancelled`) finalized more than `keep_ms` ago, oldest first, in a
 /// transaction of its own. Returns how many, or `None` when another process
@@ -33,10 +55,15 @@ macro_rules! prunable {
 ///
 /// Never deleted: a job in any other state, and a finished job whose unique
 /// key still holds in its state (the user asked for the key to hold; deleting
-/// the row would free it). The one exception is a cron tick's key, which jobq
-/// owns (bit 128 of `unique_states`): its row goes once it is older than
-/// [`CRON_TICK_MIN_KEEP_MS`] too, as `jobq_cron.last_tick` then keeps the
-/// tick from being enqueued again.
+/// the row would free it). Two exceptions, keys that no enqueue can use again:
+/// - a cron tick's key, which jobq owns (bit 128 of `unique_states`): its row
+///   goes once it is older than [`CRON_TICK_MIN_KEEP_MS`] too, as
+///   `jobq_cron.last_tick` then keeps the tick from being enqueued again;
+/// - a key with a window (`unique_for`), once the window ended more than
+///   [`WINDOW_MIN_KEEP_MS`] ago: later enqueues use the next window's key.
+///   These rows are found through `jobq_jobs_window_ended`, by a second
+///   statement in the same transaction, when the first left room in the
+///   batch.
 ///
 /// The inner select walks `jobq_jobs_prunable` (migration 3), whose predicate
 /// it repeats word for word so that the planner can use it with any state.
@@ -79,7 +106,26 @@ pub(crate) async fn prune_finished(
     .bind(CRON_TICK_MIN_KEEP_MS)
     .bind(limit)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    let mut windows = 0;
+    if done < limit as u64 {
+        windows = sqlx::query(concat!(
+            "DELETE FROM jobq_jobs WHERE id IN (
+                SELECT id FROM jobq_jobs WHERE ",
+            window_ended!(),
+            " ORDER BY unique_until LIMIT $4)
+            AND ",
+            window_ended!()
+        ))
+        .bind(state)
+        .bind(keep_ms)
+        .bind(WINDOW_MIN_KEEP_MS)
+        .bind(limit - done as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
     tx.commit().await?;
-    Ok(Some(done.rows_affected()))
+    Ok(Some(done + windows))
 }

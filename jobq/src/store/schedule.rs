@@ -15,6 +15,9 @@ pub(crate) const CRON_TICK_MIN_KEEP_MS: i64 = 3_600_000;
 pub(crate) struct Unique {
     pub key: String,
     pub states: i32,
+    /// When the key's window ends (`unique_for`), after which no enqueue
+    /// uses this key again; `None` when it has no window.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Inserts one unique job, or finds the job that already holds its key.
@@ -30,10 +33,10 @@ pub(crate) async fn insert_unique(
     for _ in 0..5 {
         let inserted: Option<i64> = sqlx::query_scalar(concat!(
             "INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts, scheduled_at,
-                                   state, unique_key, unique_states)
+                                   state, unique_key, unique_states, unique_until)
             VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
                     CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
-                    $7, $8)
+                    $7, $8, $9)
             ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
@@ -48,6 +51,7 @@ pub(crate) async fn insert_unique(
         .bind(job.run_at)
         .bind(&unique.key)
         .bind(unique.states)
+        .bind(unique.until)
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(id) = inserted {
