@@ -191,21 +191,23 @@ async fn a_fast_stream_of_single_enqueues_all_run_without_the_poll_fallback() {
     // Four clients, each enqueuing as fast as it can, then a pause, twice:
     // the producer switches to polling and back to sleeping on its lock.
     for round in 0..2 {
-        let clients = (0..4).map(|c| {
-            let pool = db.pool.clone();
-            tokio::spawn(async move {
-                for n in 0..250 {
-                    record::enqueue(
-                        &pool,
-                        record::Args {
-                            n: round * 1000 + c * 250 + n,
-                        },
-                    )
-                    .await
-                    .unwrap();
-                }
+        let clients = (0..4)
+            .map(|c| {
+                let pool = db.pool.clone();
+                tokio::spawn(async move {
+                    for n in 0..250 {
+                        record::enqueue(
+                            &pool,
+                            record::Args {
+                                n: round * 1000 + c * 250 + n,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    }
+                })
             })
-        });
+            .collect::<Vec<_>>();
         for c in clients {
             c.await.unwrap();
         }
@@ -608,10 +610,12 @@ fn duplicate_job_names_are_a_startup_error_naming_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_twice_or_concurrently_is_safe_and_apart_from_sqlx() {
     let db = TestDb::empty("migrate").await;
-    let runs = (0..4).map(|_| {
-        let pool = db.pool.clone();
-        tokio::spawn(async move { jobq::migrate(&pool).await })
-    });
+    let runs = (0..4)
+        .map(|_| {
+            let pool = db.pool.clone();
+            tokio::spawn(async move { jobq::migrate(&pool).await })
+        })
+        .collect::<Vec<_>>();
     for run in runs {
         run.await.unwrap().unwrap();
     }
