@@ -30,7 +30,9 @@ where
 }
 
 /// Inserts many jobs of type `J` with one statement, whatever their number.
-/// Returns their ids in input order.
+/// Returns their ids in input order. For a `#[job(unique = "args")]` job,
+/// arguments whose key an unfinished job already holds, or that repeat
+/// earlier arguments of the batch, insert nothing and give that job's id.
 /// The arguments are serialized before the future is returned, so the
 /// iterator need not be `Send`.
 pub fn enqueue_many<'c, J: Job, A, I>(
@@ -44,9 +46,13 @@ where
     let def = &J::DEF;
     let prepared = if def.unique_by_args {
         args.into_iter()
-            .map(|a| Enqueue::<J>::new(a).prepare())
+            .map(|a| {
+                let (job, unique) = Enqueue::<J>::new(a).prepare()?;
+                let unique = unique.expect("a unique-by-args job always has a key");
+                Ok((job, unique))
+            })
             .collect::<Result<Vec<_>>>()
-            .map(Many::OneByOne)
+            .map(Many::Unique)
     } else {
         args.into_iter()
             .map(|a| {
@@ -61,13 +67,9 @@ where
     async move {
         let mut conn = db.acquire().await?;
         match prepared? {
-            // Unique jobs go one by one: each needs its own duplicate check.
-            Many::OneByOne(jobs) => {
-                let mut ids = Vec::with_capacity(jobs.len());
-                for (job, unique) in &jobs {
-                    ids.push(insert(&mut conn, job, unique.as_ref()).await?.id);
-                }
-                Ok(ids)
+            Many::Unique(jobs) => {
+                let ids = store::insert_unique_many(&mut conn, &jobs).await?;
+                Ok(ids.into_iter().map(JobId).collect())
             }
             Many::Batch(args) => {
                 let batch = store::NewBatch {
@@ -86,8 +88,9 @@ where
 
 /// The jobs of one `enqueue_many` call, ready to insert.
 enum Many {
-    /// Unique jobs, each with its key.
-    OneByOne(Vec<(NewJob, Option<Unique>)>),
+    /// Unique jobs, each with its key: one statement for all too, though
+    /// a job whose key changes hands meanwhile is settled on its own.
+    Unique(Vec<(NewJob, Unique)>),
     /// Every other kind: the serialized arguments, one statement for all.
     Batch(Vec<String>),
 }

@@ -216,20 +216,22 @@ async fn a_high_priority_job_is_not_starved_by_a_flood() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job() {
     let db = TestDb::new("unique").await;
-    let calls = (0..50).map(|_| {
-        let pool = db.pool.clone();
-        tokio::spawn(async move {
-            let mut tx = pool.begin().await.unwrap();
-            let inserted = dedup::builder(dedup::Args { key: "k1".into() })
-                .insert(&mut tx)
-                .await
-                .unwrap();
-            // The transaction is still usable after a duplicate.
-            sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
-            tx.commit().await.unwrap();
-            inserted
+    let calls = (0..50)
+        .map(|_| {
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                let inserted = dedup::builder(dedup::Args { key: "k1".into() })
+                    .insert(&mut tx)
+                    .await
+                    .unwrap();
+                // The transaction is still usable after a duplicate.
+                sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+                inserted
+            })
         })
-    });
+        .collect::<Vec<_>>();
     let mut results = Vec::new();
     for call in calls {
         results.push(call.await.unwrap());
@@ -280,6 +282,143 @@ async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job() {
         .unwrap();
     let b = ever("report-2026-11").await.unwrap();
     assert!(b.duplicate && b.id == a.id);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_many_of_unique_jobs_is_one_statement_and_keeps_keys_unique() {
+    let db = TestDb::new("unique_many").await;
+    let key = |n: i32| dedup::Args {
+        key: format!("k{n}"),
+    };
+    let held = dedup::enqueue(&db.pool, key(0)).await.unwrap();
+    // 1,000 arguments over 500 keys: k0 is held already, and every key
+    // comes twice.
+    let batch: Vec<i32> = (0..500).chain((0..500).rev()).collect();
+    // A plain connection: were this a loop of inserts, each would commit on
+    // its own, with its own transaction id.
+    let mut conn = db.connection().await;
+    let ids = dedup::enqueue_many(&mut conn, batch.iter().map(|&n| key(n)))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(ids[0], held, "a held key gives its job");
+    for (i, &n) in batch.iter().enumerate() {
+        let first = batch.iter().position(|&m| m == n).unwrap();
+        assert_eq!(ids[i], ids[first], "k{n} twice is one job");
+    }
+    let (rows, transactions, right_ids): (i64, i64, bool) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT j.xmin::text), bool_and(j.id = ids.id)
+         FROM jobq_jobs j
+         JOIN unnest($1::bigint[], $2::text[]) AS ids(id, key) ON j.args->>'key' = ids.key
+         WHERE j.id <> $3",
+    )
+    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|n| format!("k{n}")).collect::<Vec<_>>())
+    .bind(held.0)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // 499 new jobs, each matched by both of its arguments.
+    assert_eq!((rows, transactions, right_ids), (998, 1, true));
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 500);
+
+    // In a transaction, after a single enqueue of the same key: the batch
+    // sees the transaction's own job.
+    let mut tx = db.pool.begin().await.unwrap();
+    let own = dedup::enqueue(&mut *tx, key(1000)).await.unwrap();
+    let again = dedup::enqueue_many(&mut *tx, [key(1000), key(1001)])
+        .await
+        .unwrap();
+    assert_eq!(again[0], own);
+    assert_ne!(again[1], own);
+    tx.commit().await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 502);
+    let empty = dedup::enqueue_many(&db.pool, std::iter::empty())
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_batch_that_waits_on_another_transactions_keys_gets_their_jobs() {
+    let db = TestDb::new("unique_many_wait").await;
+    let keys = |range: std::ops::Range<i32>| {
+        range.map(|n| dedup::Args {
+            key: format!("k{n}"),
+        })
+    };
+    let mut first = db.pool.begin().await.unwrap();
+    let first_ids = dedup::enqueue_many(&mut *first, keys(0..100))
+        .await
+        .unwrap();
+    // Half of the second batch's keys are the open transaction's: its
+    // insert waits for that transaction, and the statement, begun before it
+    // committed, cannot see those jobs afterwards.
+    let pool = db.pool.clone();
+    let second =
+        tokio::spawn(async move { dedup::enqueue_many(&pool, keys(50..150)).await.unwrap() });
+    wait_until(
+        "the second batch to wait for the first",
+        DEADLINE,
+        || async {
+            db.count(
+                "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    first.commit().await.unwrap();
+    let second_ids = second.await.unwrap();
+    assert_eq!(second_ids[..50], first_ids[50..], "the shared keys' jobs");
+    assert!(
+        second_ids[50..].iter().all(|id| !first_ids.contains(id)),
+        "new keys, new jobs"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 150);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unique_batches_make_one_job_per_key_without_deadlock() {
+    let db = TestDb::new("unique_many_race").await;
+    // Eight batches of the same 500 keys at once, each in its own
+    // transaction, half of them in reverse order: were the keys inserted in
+    // input order, two batches could each wait on a key the other holds.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let calls = (0..8)
+        .map(|i| {
+            let pool = db.pool.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                let mut keys: Vec<i32> = (0..500).collect();
+                if i % 2 == 1 {
+                    keys.reverse();
+                }
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+                start.wait().await;
+                let args = keys.iter().map(|n| dedup::Args {
+                    key: format!("k{n}"),
+                });
+                let ids = dedup::enqueue_many(&mut *tx, args).await.unwrap();
+                tx.commit().await.unwrap();
+                let mut by_key: Vec<(i32, JobId)> = keys.into_iter().zip(ids).collect();
+                by_key.sort();
+                by_key
+            })
+        })
+        .collect::<Vec<_>>();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    assert!(results.iter().all(|r| *r == results[0]), "one id per key");
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 500);
     db.cleanup().await;
 }
 

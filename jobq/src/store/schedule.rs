@@ -74,6 +74,79 @@ pub(crate) async fn insert_unique(
     )))
 }
 
+/// Inserts unique jobs with one statement, or finds the jobs that already
+/// hold their keys; returns each job's id in input order. Every job must
+/// share the first's kind, queue, priority and attempt budget, and be due now
+/// (what `enqueue_many` builds). Two jobs of the batch with the same key make
+/// one job. Never raises a unique violation.
+///
+/// Rows go in in key order, so that two batches over the same keys wait on
+/// each other's keys in the same order and never deadlock.
+///
+/// A job whose key's holder is neither inserted by this statement nor
+/// visible to it (committed by another transaction after it began, or gone
+/// from its unique states meanwhile) is inserted again on its own with
+/// [`insert_unique`], which settles it.
+pub(crate) async fn insert_unique_many(
+    conn: &mut PgConnection,
+    jobs: &[(NewJob, Unique)],
+) -> sqlx::Result<Vec<i64>> {
+    let Some((first, _)) = jobs.first() else {
+        return Ok(Vec::new());
+    };
+    debug_assert!(jobs.iter().all(|(j, _)| j.kind == first.kind
+        && j.queue == first.queue
+        && j.priority == first.priority
+        && j.max_attempts == first.max_attempts
+        && j.run_at.is_none()));
+    let args: Vec<&str> = jobs.iter().map(|(j, _)| j.args.as_str()).collect();
+    let keys: Vec<&str> = jobs.iter().map(|(_, u)| u.key.as_str()).collect();
+    let states: Vec<i32> = jobs.iter().map(|(_, u)| u.states).collect();
+    let until: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, u)| u.until).collect();
+    let row = sqlx::query(concat!(
+        "WITH input AS (
+            SELECT * FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
+                WITH ORDINALITY AS t(a, k, s, u, ord)
+        ),
+        ins AS (
+            INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts,
+                                   unique_key, unique_states, unique_until)
+            SELECT $1, $2, a::jsonb, $3, $4, k, s, u FROM input ORDER BY k, ord
+            ON CONFLICT (unique_key)
+                WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
+                DO NOTHING
+            RETURNING id, unique_key
+        )
+        SELECT array_agg(coalesce(ins.id, held.id) ORDER BY input.ord) AS ids,
+               (SELECT ",
+        notify_if_asleep!("$2"),
+        " FROM ins LIMIT 1) AS notified
+        FROM input
+        LEFT JOIN ins ON ins.unique_key = input.k
+        LEFT JOIN jobq_jobs held
+            ON held.unique_key = input.k AND (held.unique_states & jobq_state_bit(held.state)) <> 0"
+    ))
+    .bind(first.kind)
+    .bind(&first.queue)
+    .bind(first.priority)
+    .bind(first.max_attempts)
+    .bind(&args)
+    .bind(&keys)
+    .bind(&states)
+    .bind(&until)
+    .fetch_one(&mut *conn)
+    .await?;
+    let found: Vec<Option<i64>> = row.try_get("ids")?;
+    let mut ids = Vec::with_capacity(found.len());
+    for (id, (job, unique)) in found.into_iter().zip(jobs) {
+        ids.push(match id {
+            Some(id) => id,
+            None => insert_unique(conn, job, unique).await?.0,
+        });
+    }
+    Ok(ids)
+}
+
 /// The latest tick enqueued for cron job `name`; records `now` as its start
 /// when the job has never ticked.
 pub(crate) async fn cron_last_tick(
