@@ -20,6 +20,14 @@ pub async fn noop(n: i64) -> Result<(), Infallible> {
     Ok(())
 }
 
+/// Does nothing, at most one unfinished job per argument: the unique
+/// batch-enqueue figure inserts it, no figure runs it.
+#[jobq::job(queue = "bench", retries = 0, unique = "args")]
+pub async fn noop_unique(n: i64) -> Result<(), Infallible> {
+    let _ = n;
+    Ok(())
+}
+
 /// When each probe's handler started, by job id. Clones share one map, so the
 /// bench keeps a clone of what it hands the worker.
 #[derive(Debug, Default, Clone)]

@@ -102,7 +102,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         clients: usize,
     },
-    /// Batch enqueue (jobq enqueue_many, raw unnest insert).
+    /// Batch enqueue (jobq enqueue_many of plain and unique jobs, raw unnest insert).
     Batch,
     /// jobq worker processes finishing pre-enqueued jobs.
     Process {

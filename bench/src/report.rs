@@ -178,6 +178,11 @@ impl Report {
             "enqueue_batch_per_s",
             raw("raw_insert_batch_per_s"),
         );
+        pair(
+            "enqueue, batch, unique jobs",
+            "enqueue_batch_unique_per_s",
+            raw("raw_insert_batch_per_s"),
+        );
         pair("process, 1 worker, c16", "process_c16_per_s", best_raw(""));
         pair("process, 1 worker, c64", "process_c64_per_s", best_raw(""));
         for f in &self.figures {

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::db::{self, FigureDb};
 use crate::figures::latency::RawListener;
 use crate::figures::process::IdleWorker;
-use crate::jobs::{Starts, noop, noop_args};
+use crate::jobs::{Starts, noop, noop_args, noop_unique};
 use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
@@ -193,7 +193,8 @@ pub async fn enqueue_in_batches(pool: &PgPool, n: u64, batch: u64) -> anyhow::Re
     Ok(())
 }
 
-/// The batch figures: `enqueue_many` and the raw `unnest` insert, each of
+/// The batch figures: `enqueue_many` of plain and of unique jobs (each with
+/// its own key, so none is a duplicate), and the raw `unnest` insert, each of
 /// `batch_jobs` jobs in batches of `batch_size`, one client, in
 /// `bulk_rounds` interleaved rounds (each records its median).
 pub async fn batch(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -202,13 +203,14 @@ pub async fn batch(ctx: &mut Ctx) -> anyhow::Result<()> {
     progress(
         ctx,
         format!(
-            "enqueue, batch: {n} jobs in batches of {size}: jobq, raw insert, {rounds_n} round(s)"
+            "enqueue, batch: {n} jobs in batches of {size}: jobq, jobq unique, raw insert, \
+             {rounds_n} round(s)"
         ),
     );
     let mut rounds = Rounds::default();
     for _ in 0..rounds_n {
-        for raw in [false, true] {
-            let (name, rate) = batch_figure(ctx, raw).await?;
+        for what in [Batch::Jobq, Batch::Unique, Batch::Raw] {
+            let (name, rate) = batch_figure(ctx, what).await?;
             rounds.add(name, rate, "jobs/s");
         }
     }
@@ -216,33 +218,55 @@ pub async fn batch(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One run of a batch figure on a fresh database: jobq's `enqueue_many`, or
-/// the raw `unnest` insert. Returns the figure's name and its rate.
-async fn batch_figure(ctx: &Ctx, raw: bool) -> anyhow::Result<(&'static str, f64)> {
+/// What a batch figure inserts.
+#[derive(Clone, Copy)]
+enum Batch {
+    /// `noop::enqueue_many`.
+    Jobq,
+    /// `noop_unique::enqueue_many`: each job with a key of its own.
+    Unique,
+    /// The raw `unnest` insert.
+    Raw,
+}
+
+/// One run of a batch figure on a fresh database. Returns the figure's name
+/// and its rate.
+async fn batch_figure(ctx: &Ctx, what: Batch) -> anyhow::Result<(&'static str, f64)> {
     let (n, size) = (ctx.opts.batch_jobs, ctx.opts.batch_size);
-    let (name, db_name) = if raw {
-        ("raw_insert_batch_per_s", "raw_insert_batch")
-    } else {
-        ("enqueue_batch_per_s", "enqueue_batch")
+    let (name, db_name) = match what {
+        Batch::Jobq => ("enqueue_batch_per_s", "enqueue_batch"),
+        Batch::Unique => ("enqueue_batch_unique_per_s", "enqueue_batch_unique"),
+        Batch::Raw => ("raw_insert_batch_per_s", "raw_insert_batch"),
     };
     let db = db::fresh(ctx, db_name).await?;
     db::settle(&db.pool).await?;
     let pool = db.pool(1).await?;
     let start = Instant::now();
-    if raw {
-        let mut next = 0;
-        while next < n {
-            let end = (next + size).min(n);
-            let args: Vec<String> = (next..end).map(raw_args).collect();
-            let ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_MANY)
-                .bind(args)
-                .fetch_all(&pool)
-                .await?;
-            anyhow::ensure!(ids.len() as u64 == end - next, "raw batch lost rows");
-            next = end;
+    match what {
+        Batch::Jobq => enqueue_in_batches(&pool, n, size).await?,
+        Batch::Unique => {
+            let mut next = 0;
+            while next < n {
+                let end = (next + size).min(n);
+                let args = (next..end).map(|n| noop_unique::Args { n: n as i64 });
+                let ids = noop_unique::enqueue_many(&pool, args).await?;
+                anyhow::ensure!(ids.len() as u64 == end - next, "enqueue_many lost jobs");
+                next = end;
+            }
         }
-    } else {
-        enqueue_in_batches(&pool, n, size).await?;
+        Batch::Raw => {
+            let mut next = 0;
+            while next < n {
+                let end = (next + size).min(n);
+                let args: Vec<String> = (next..end).map(raw_args).collect();
+                let ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_MANY)
+                    .bind(args)
+                    .fetch_all(&pool)
+                    .await?;
+                anyhow::ensure!(ids.len() as u64 == end - next, "raw batch lost rows");
+                next = end;
+            }
+        }
     }
     let took = start.elapsed();
     pool.close().await;
