@@ -33,6 +33,15 @@ where
 /// Returns their ids in input order. For a `#[job(unique = "args")]` job,
 /// arguments whose key an unfinished job already holds, or that repeat
 /// earlier arguments of the batch, insert nothing and give that job's id.
+///
+/// Like a transaction that enqueues several unique jobs, a unique batch
+/// holds the keys it has inserted until it ends, and waits for a key that
+/// an uncommitted transaction holds. Batches take their keys in sorted
+/// order, so two batches never deadlock each other; a transaction that
+/// takes the same keys in another order can, and PostgreSQL then aborts one
+/// of the two. Through a pool or a plain connection, a batch so aborted is
+/// retried one job at a time, each its own commit; inside a transaction, the
+/// error is returned.
 /// The arguments are serialized before the future is returned, so the
 /// iterator need not be `Send`.
 pub fn enqueue_many<'c, J: Job, A, I>(
@@ -45,9 +54,12 @@ where
 {
     let def = &J::DEF;
     let prepared = if def.unique_by_args {
+        // One clock reading for the batch: equal arguments fall in one
+        // window even when the batch straddles two.
+        let now = Utc::now();
         args.into_iter()
             .map(|a| {
-                let (job, unique) = Enqueue::<J>::new(a).prepare()?;
+                let (job, unique) = Enqueue::<J>::new(a).prepare_at(now)?;
                 let unique = unique.expect("a unique-by-args job always has a key");
                 Ok((job, unique))
             })
@@ -233,6 +245,12 @@ impl<J: Job> Enqueue<J> {
 
     /// The row to insert, and its unique key if it has one.
     fn prepare(self) -> Result<(NewJob, Option<Unique>)> {
+        self.prepare_at(Utc::now())
+    }
+
+    /// [`prepare`](Self::prepare) with the clock read at `now`: a delay and
+    /// a unique key's window count from it.
+    fn prepare_at(self, now: DateTime<Utc>) -> Result<(NewJob, Option<Unique>)> {
         let def = &J::DEF;
         let args = serde_json::to_string(&self.args).map_err(|source| Error::Serialize {
             job: def.name,
@@ -250,9 +268,8 @@ impl<J: Job> Enqueue<J> {
         let run_at = match (self.run_at, self.delay) {
             (Some(at), _) => Some(at),
             (None, Some(d)) => Some(
-                Utc::now()
-                    + chrono::Duration::from_std(d)
-                        .map_err(|_| Error::Config(format!("delay {d:?} is too long")))?,
+                now + chrono::Duration::from_std(d)
+                    .map_err(|_| Error::Config(format!("delay {d:?} is too long")))?,
             ),
             (None, None) => None,
         };
@@ -267,7 +284,7 @@ impl<J: Job> Enqueue<J> {
                 let window = self.unique_for.or(def.unique_for);
                 let (key, until) = match window {
                     Some(w) if !w.is_zero() => {
-                        let now = Utc::now().timestamp_millis().max(0) as u128;
+                        let now = now.timestamp_millis().max(0) as u128;
                         let w = w.as_millis().max(1);
                         let bucket = now / w;
                         // A window too long to end within chrono's range

@@ -341,45 +341,89 @@ async fn enqueue_many_of_unique_jobs_is_one_statement_and_keeps_keys_unique() {
     db.cleanup().await;
 }
 
+/// Waits until `n` sessions of the test database wait for a lock.
+async fn wait_lock_waiters(db: &TestDb, n: i64, what: &str) {
+    wait_until(what, DEADLINE, || async {
+        db.count(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+            == n
+    })
+    .await;
+}
+
+fn dedup_keys(range: std::ops::Range<i32>) -> impl Iterator<Item = dedup::Args> {
+    range.map(|n| dedup::Args {
+        key: format!("k{n}"),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_batch_that_waits_on_another_transactions_keys_gets_their_jobs() {
     let db = TestDb::new("unique_many_wait").await;
-    let keys = |range: std::ops::Range<i32>| {
-        range.map(|n| dedup::Args {
-            key: format!("k{n}"),
-        })
-    };
     let mut first = db.pool.begin().await.unwrap();
-    let first_ids = dedup::enqueue_many(&mut *first, keys(0..100))
+    let first_ids = dedup::enqueue_many(&mut *first, dedup_keys(0..100))
+        .await
+        .unwrap();
+    let old = dedup::enqueue(&db.pool, dedup_keys(120..121).next().unwrap())
         .await
         .unwrap();
     // Half of the second batch's keys are the open transaction's: its
-    // insert waits for that transaction, and the statement, begun before it
-    // committed, cannot see those jobs afterwards.
+    // insert waits for that transaction, whose jobs it cannot see afterwards.
     let pool = db.pool.clone();
-    let second =
-        tokio::spawn(async move { dedup::enqueue_many(&pool, keys(50..150)).await.unwrap() });
-    wait_until(
-        "the second batch to wait for the first",
-        DEADLINE,
-        || async {
-            db.count(
-                "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
+    let second = tokio::spawn(async move {
+        dedup::enqueue_many(&pool, dedup_keys(50..150))
             .await
-                == 1
-        },
-    )
-    .await;
+            .unwrap()
+    });
+    wait_lock_waiters(&db, 1, "the second batch to wait for the first").await;
+    // Meanwhile k120's job finishes and another takes the key: the batch
+    // must give the new holder, not the one it saw when it began.
+    sqlx::query("UPDATE jobq_jobs SET state = 'completed' WHERE id = $1")
+        .bind(old.0)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let new = dedup::enqueue(&db.pool, dedup_keys(120..121).next().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(new, old);
     first.commit().await.unwrap();
     let second_ids = second.await.unwrap();
     assert_eq!(second_ids[..50], first_ids[50..], "the shared keys' jobs");
+    assert_eq!(second_ids[70], new, "k120's current holder");
     assert!(
-        second_ids[50..].iter().all(|id| !first_ids.contains(id)),
+        second_ids[50..]
+            .iter()
+            .all(|id| !first_ids.contains(id) && *id != old),
         "new keys, new jobs"
     );
-    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 150);
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 151);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_batch_outside_a_transaction_survives_a_deadlock() {
+    let db = TestDb::new("unique_many_deadlock").await;
+    // A transaction takes k2; a batch through the pool takes k1 and waits
+    // for k2; then the transaction wants k1. PostgreSQL aborts the batch,
+    // which waited first; the batch then goes one job at a time.
+    let mut tx = db.pool.begin().await.unwrap();
+    let k2 = dedup::enqueue(&mut *tx, dedup_keys(2..3).next().unwrap())
+        .await
+        .unwrap();
+    let pool = db.pool.clone();
+    let batch = tokio::spawn(async move { dedup::enqueue_many(&pool, dedup_keys(1..3)).await });
+    wait_lock_waiters(&db, 1, "the batch to wait for k2").await;
+    let k1 = dedup::enqueue(&mut *tx, dedup_keys(1..2).next().unwrap())
+        .await
+        .expect("the transaction is not the one aborted");
+    tx.commit().await.unwrap();
+    let ids = batch.await.unwrap().expect("the batch settles one by one");
+    assert_eq!(ids, vec![k1, k2]);
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 2);
     db.cleanup().await;
 }
 

@@ -1,7 +1,9 @@
 //! SQL for unique jobs, delayed jobs, cron ticks, queue control and stats.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use std::collections::HashMap;
+
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use super::NewJob;
 
@@ -80,13 +82,18 @@ pub(crate) async fn insert_unique(
 /// (what `enqueue_many` builds). Two jobs of the batch with the same key make
 /// one job. Never raises a unique violation.
 ///
-/// Rows go in in key order, so that two batches over the same keys wait on
-/// each other's keys in the same order and never deadlock.
+/// The insert skips every key already held, waiting first for a holder that
+/// has not committed yet. A second statement, with a snapshot of its own,
+/// then finds the holders of the skipped keys; a key still without one (its
+/// holder left its unique states meanwhile) is settled by [`insert_unique`].
 ///
-/// A job whose key's holder is neither inserted by this statement nor
-/// visible to it (committed by another transaction after it began, or gone
-/// from its unique states meanwhile) is inserted again on its own with
-/// [`insert_unique`], which settles it.
+/// Rows go in in key order, so two batches over the same keys wait on each
+/// other's keys in the same order and never deadlock each other. A batch does
+/// hold the keys it inserted while it waits for later ones, as a transaction
+/// that enqueues several unique jobs does, so it can deadlock with such a
+/// transaction taking the same keys in another order. Outside a transaction,
+/// when PostgreSQL picks the batch to abort, nothing of it is kept, and the
+/// jobs are settled one by one, each statement committing on its own.
 pub(crate) async fn insert_unique_many(
     conn: &mut PgConnection,
     jobs: &[(NewJob, Unique)],
@@ -103,28 +110,24 @@ pub(crate) async fn insert_unique_many(
     let keys: Vec<&str> = jobs.iter().map(|(_, u)| u.key.as_str()).collect();
     let states: Vec<i32> = jobs.iter().map(|(_, u)| u.states).collect();
     let until: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, u)| u.until).collect();
-    let row = sqlx::query(concat!(
-        "WITH input AS (
-            SELECT * FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
-                WITH ORDINALITY AS t(a, k, s, u, ord)
-        ),
-        ins AS (
+    let own_transaction = !conn.is_in_transaction();
+    // The notification is an InitPlan: run once, and only if a row went in.
+    let inserted: sqlx::Result<Vec<(String, i64, Option<String>)>> = sqlx::query_as(concat!(
+        "WITH ins AS (
             INSERT INTO jobq_jobs (kind, queue, args, priority, max_attempts,
                                    unique_key, unique_states, unique_until)
-            SELECT $1, $2, a::jsonb, $3, $4, k, s, u FROM input ORDER BY k, ord
+            SELECT $1, $2, a::jsonb, $3, $4, k, s, u
+            FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
+                WITH ORDINALITY AS t(a, k, s, u, ord)
+            ORDER BY k, ord
             ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, unique_key
         )
-        SELECT array_agg(coalesce(ins.id, held.id) ORDER BY input.ord) AS ids,
-               (SELECT ",
+        SELECT unique_key, id, (SELECT ",
         notify_if_asleep!("$2"),
-        " FROM ins LIMIT 1) AS notified
-        FROM input
-        LEFT JOIN ins ON ins.unique_key = input.k
-        LEFT JOIN jobq_jobs held
-            ON held.unique_key = input.k AND (held.unique_states & jobq_state_bit(held.state)) <> 0"
+        ") FROM ins"
     ))
     .bind(first.kind)
     .bind(&first.queue)
@@ -134,17 +137,61 @@ pub(crate) async fn insert_unique_many(
     .bind(&keys)
     .bind(&states)
     .bind(&until)
-    .fetch_one(&mut *conn)
-    .await?;
-    let found: Vec<Option<i64>> = row.try_get("ids")?;
-    let mut ids = Vec::with_capacity(found.len());
-    for (id, (job, unique)) in found.into_iter().zip(jobs) {
-        ids.push(match id {
-            Some(id) => id,
-            None => insert_unique(conn, job, unique).await?.0,
-        });
+    .fetch_all(&mut *conn)
+    .await;
+    let inserted = match inserted {
+        Ok(rows) => rows,
+        Err(e) if own_transaction && is_deadlock(&e) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut ids: HashMap<&str, i64> = HashMap::with_capacity(jobs.len());
+    for (key, id, _) in &inserted {
+        if ids.insert(key.as_str(), *id).is_some() {
+            return Err(sqlx::Error::Protocol(format!(
+                "unique job key {key:?} was inserted twice by one batch"
+            )));
+        }
     }
-    Ok(ids)
+    let mut missing: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !ids.contains_key(k))
+        .collect();
+    let held: Vec<(String, i64)> = if missing.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT unique_key, id FROM jobq_jobs
+             WHERE unique_key = ANY($1) AND (unique_states & jobq_state_bit(state)) <> 0",
+        )
+        .bind(&missing)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    for (key, id) in &held {
+        ids.insert(key.as_str(), *id);
+    }
+    // What is left goes one by one, in key order too.
+    missing.retain(|k| !ids.contains_key(k));
+    missing.sort_unstable();
+    missing.dedup();
+    let mut settled = Vec::with_capacity(missing.len());
+    for key in missing {
+        let (job, unique) = jobs
+            .iter()
+            .find(|(_, u)| u.key == key)
+            .expect("a missing key is one of the batch's");
+        settled.push((key, insert_unique(conn, job, unique).await?.0));
+    }
+    ids.extend(settled);
+    Ok(keys.iter().map(|k| ids[k]).collect())
+}
+
+/// Whether `e` is PostgreSQL's `deadlock_detected` (40P01).
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01")
 }
 
 /// The latest tick enqueued for cron job `name`; records `now` as its start
