@@ -29,8 +29,9 @@ macro_rules! prunable {
 /// Which rows of a held key whose window has ended a batch may delete: `$1`
 /// state, `$2` its retention in ms, `$3` how long after its window ended a
 /// key is kept. The inner select walks `jobq_jobs_window_ended` (migration
-/// 4), whose predicate it repeats; these are the rows `prunable!` leaves out
-/// because their key holds.
+/// 4), whose predicate it repeats, by `finalized_at` like the other batch,
+/// so a pass steps over no row within its retention; these are the rows
+/// `prunable!` leaves out because their key holds.
 macro_rules! window_ended {
     () => {
         "state = $1::jobq_state
@@ -114,7 +115,7 @@ pub(crate) async fn prune_finished(
             "DELETE FROM jobq_jobs WHERE id IN (
                 SELECT id FROM jobq_jobs WHERE ",
             window_ended!(),
-            " ORDER BY unique_until LIMIT $4)
+            " ORDER BY finalized_at LIMIT $4)
             AND ",
             window_ended!()
         ))
