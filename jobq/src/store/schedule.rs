@@ -119,7 +119,7 @@ pub(crate) async fn insert_unique_many(
             SELECT $1, $2, a::jsonb, $3, $4, k, s, u
             FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
                 WITH ORDINALITY AS t(a, k, s, u, ord)
-            ORDER BY k, ord
+            ORDER BY k COLLATE \"C\", ord
             ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
@@ -171,7 +171,8 @@ pub(crate) async fn insert_unique_many(
     for (key, id) in &held {
         ids.insert(key.as_str(), *id);
     }
-    // What is left goes one by one, in key order too.
+    // What is left goes one by one, in the same key order (byte order, as
+    // `COLLATE "C"` above).
     missing.retain(|k| !ids.contains_key(k));
     missing.sort_unstable();
     missing.dedup();
