@@ -6,6 +6,7 @@
 //! `unnest` batch insert.
 
 use std::future::Future;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -183,11 +184,29 @@ pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
 /// Enqueues `n` no-op jobs with `enqueue_many` in batches of `batch`, from
 /// one client.
 pub async fn enqueue_in_batches(pool: &PgPool, n: u64, batch: u64) -> anyhow::Result<()> {
+    in_batches(n, batch, |jobs| async move {
+        Ok(noop::enqueue_many(pool, jobs.map(noop_args)).await?.len())
+    })
+    .await
+}
+
+/// Inserts jobs `0..n` in batches of `batch`, one after another: `insert`
+/// takes a batch's numbers and returns how many ids it got back, which must
+/// be all of them.
+async fn in_batches<F, Fut>(n: u64, batch: u64, mut insert: F) -> anyhow::Result<()>
+where
+    F: FnMut(Range<u64>) -> Fut,
+    Fut: Future<Output = anyhow::Result<usize>>,
+{
     let mut next = 0;
     while next < n {
         let end = (next + batch).min(n);
-        let ids = noop::enqueue_many(pool, (next..end).map(noop_args)).await?;
-        anyhow::ensure!(ids.len() as u64 == end - next, "enqueue_many lost jobs");
+        let got = insert(next..end).await?;
+        anyhow::ensure!(
+            got as u64 == end - next,
+            "a batch of {} lost jobs",
+            end - next
+        );
         next = end;
     }
     Ok(())
@@ -245,27 +264,22 @@ async fn batch_figure(ctx: &Ctx, what: Batch) -> anyhow::Result<(&'static str, f
     match what {
         Batch::Jobq => enqueue_in_batches(&pool, n, size).await?,
         Batch::Unique => {
-            let mut next = 0;
-            while next < n {
-                let end = (next + size).min(n);
-                let args = (next..end).map(|n| noop_unique::Args { n: n as i64 });
-                let ids = noop_unique::enqueue_many(&pool, args).await?;
-                anyhow::ensure!(ids.len() as u64 == end - next, "enqueue_many lost jobs");
-                next = end;
-            }
+            in_batches(n, size, |jobs| async {
+                let args = jobs.map(|n| noop_unique::Args { n: n as i64 });
+                Ok(noop_unique::enqueue_many(&pool, args).await?.len())
+            })
+            .await?
         }
         Batch::Raw => {
-            let mut next = 0;
-            while next < n {
-                let end = (next + size).min(n);
-                let args: Vec<String> = (next..end).map(raw_args).collect();
+            in_batches(n, size, |jobs| async {
+                let args: Vec<String> = jobs.map(raw_args).collect();
                 let ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_MANY)
                     .bind(args)
                     .fetch_all(&pool)
                     .await?;
-                anyhow::ensure!(ids.len() as u64 == end - next, "raw batch lost rows");
-                next = end;
-            }
+                Ok(ids.len())
+            })
+            .await?
         }
     }
     let took = start.elapsed();
