@@ -42,6 +42,7 @@ where
 /// of the two. Through a pool or a plain connection, a batch so aborted is
 /// retried one job at a time, each its own commit; inside a transaction, the
 /// error is returned.
+///
 /// The arguments are serialized before the future is returned, so the
 /// iterator need not be `Send`.
 pub fn enqueue_many<'c, J: Job, A, I>(

@@ -285,20 +285,28 @@ async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job() {
     db.cleanup().await;
 }
 
+/// The arguments of a `dedup` job with key `k{n}`.
+fn dedup_key(n: i32) -> dedup::Args {
+    dedup::Args {
+        key: format!("k{n}"),
+    }
+}
+
+fn dedup_keys(range: std::ops::Range<i32>) -> impl Iterator<Item = dedup::Args> {
+    range.map(dedup_key)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_many_of_unique_jobs_is_one_statement_and_keeps_keys_unique() {
     let db = TestDb::new("unique_many").await;
-    let key = |n: i32| dedup::Args {
-        key: format!("k{n}"),
-    };
-    let held = dedup::enqueue(&db.pool, key(0)).await.unwrap();
+    let held = dedup::enqueue(&db.pool, dedup_key(0)).await.unwrap();
     // 1,000 arguments over 500 keys: k0 is held already, and every key
     // comes twice.
     let batch: Vec<i32> = (0..500).chain((0..500).rev()).collect();
     // A plain connection: were this a loop of inserts, each would commit on
     // its own, with its own transaction id.
     let mut conn = db.connection().await;
-    let ids = dedup::enqueue_many(&mut conn, batch.iter().map(|&n| key(n)))
+    let ids = dedup::enqueue_many(&mut conn, batch.iter().map(|&n| dedup_key(n)))
         .await
         .unwrap();
     assert_eq!(ids.len(), 1000);
@@ -326,8 +334,8 @@ async fn enqueue_many_of_unique_jobs_is_one_statement_and_keeps_keys_unique() {
     // In a transaction, after a single enqueue of the same key: the batch
     // sees the transaction's own job.
     let mut tx = db.pool.begin().await.unwrap();
-    let own = dedup::enqueue(&mut *tx, key(1000)).await.unwrap();
-    let again = dedup::enqueue_many(&mut *tx, [key(1000), key(1001)])
+    let own = dedup::enqueue(&mut *tx, dedup_key(1000)).await.unwrap();
+    let again = dedup::enqueue_many(&mut *tx, [dedup_key(1000), dedup_key(1001)])
         .await
         .unwrap();
     assert_eq!(again[0], own);
@@ -354,12 +362,6 @@ async fn wait_lock_waiters(db: &TestDb, n: i64, what: &str) {
     .await;
 }
 
-fn dedup_keys(range: std::ops::Range<i32>) -> impl Iterator<Item = dedup::Args> {
-    range.map(|n| dedup::Args {
-        key: format!("k{n}"),
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_batch_that_waits_on_another_transactions_keys_gets_their_jobs() {
     let db = TestDb::new("unique_many_wait").await;
@@ -367,9 +369,7 @@ async fn a_unique_batch_that_waits_on_another_transactions_keys_gets_their_jobs(
     let first_ids = dedup::enqueue_many(&mut *first, dedup_keys(0..100))
         .await
         .unwrap();
-    let old = dedup::enqueue(&db.pool, dedup_keys(120..121).next().unwrap())
-        .await
-        .unwrap();
+    let old = dedup::enqueue(&db.pool, dedup_key(120)).await.unwrap();
     // Half of the second batch's keys are the open transaction's: its
     // insert waits for that transaction, whose jobs it cannot see afterwards.
     let pool = db.pool.clone();
@@ -386,9 +386,7 @@ async fn a_unique_batch_that_waits_on_another_transactions_keys_gets_their_jobs(
         .execute(&db.pool)
         .await
         .unwrap();
-    let new = dedup::enqueue(&db.pool, dedup_keys(120..121).next().unwrap())
-        .await
-        .unwrap();
+    let new = dedup::enqueue(&db.pool, dedup_key(120)).await.unwrap();
     assert_ne!(new, old);
     first.commit().await.unwrap();
     let second_ids = second.await.unwrap();
@@ -411,13 +409,11 @@ async fn a_unique_batch_outside_a_transaction_survives_a_deadlock() {
     // for k2; then the transaction wants k1. PostgreSQL aborts the batch,
     // which waited first; the batch then goes one job at a time.
     let mut tx = db.pool.begin().await.unwrap();
-    let k2 = dedup::enqueue(&mut *tx, dedup_keys(2..3).next().unwrap())
-        .await
-        .unwrap();
+    let k2 = dedup::enqueue(&mut *tx, dedup_key(2)).await.unwrap();
     let pool = db.pool.clone();
     let batch = tokio::spawn(async move { dedup::enqueue_many(&pool, dedup_keys(1..3)).await });
     wait_lock_waiters(&db, 1, "the batch to wait for k2").await;
-    let k1 = dedup::enqueue(&mut *tx, dedup_keys(1..2).next().unwrap())
+    let k1 = dedup::enqueue(&mut *tx, dedup_key(1))
         .await
         .expect("the transaction is not the one aborted");
     tx.commit().await.unwrap();
@@ -446,9 +442,7 @@ async fn concurrent_unique_batches_make_one_job_per_key_without_deadlock() {
                 let mut tx = pool.begin().await.unwrap();
                 sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
                 start.wait().await;
-                let args = keys.iter().map(|n| dedup::Args {
-                    key: format!("k{n}"),
-                });
+                let args = keys.iter().map(|&n| dedup_key(n));
                 let ids = dedup::enqueue_many(&mut *tx, args).await.unwrap();
                 tx.commit().await.unwrap();
                 let mut by_key: Vec<(i32, JobId)> = keys.into_iter().zip(ids).collect();

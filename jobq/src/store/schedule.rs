@@ -110,7 +110,8 @@ pub(crate) async fn insert_unique_many(
     let keys: Vec<&str> = jobs.iter().map(|(_, u)| u.key.as_str()).collect();
     let states: Vec<i32> = jobs.iter().map(|(_, u)| u.states).collect();
     let until: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|(_, u)| u.until).collect();
-    let own_transaction = !conn.is_in_transaction();
+    // Outside a transaction, the statement is one of its own.
+    let autocommit = !conn.is_in_transaction();
     // The notification is an InitPlan: run once, and only if a row went in.
     let inserted: sqlx::Result<Vec<(String, i64, Option<String>)>> = sqlx::query_as(concat!(
         "WITH ins AS (
@@ -141,7 +142,7 @@ pub(crate) async fn insert_unique_many(
     .await;
     let inserted = match inserted {
         Ok(rows) => rows,
-        Err(e) if own_transaction && is_deadlock(&e) => Vec::new(),
+        Err(e) if autocommit && is_deadlock(&e) => Vec::new(),
         Err(e) => return Err(e),
     };
     let mut ids: HashMap<&str, i64> = HashMap::with_capacity(jobs.len());
