@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_unique_windows.sql",
         sql: include_str!("../../../migrations/0004_unique_windows.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_hardening.sql",
+        sql: include_str!("../../../migrations/0005_hardening.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.
