@@ -1,5 +1,12 @@
 //! jobq's own schema history, kept in `jobq_migrations` so it never mixes with
 //! the application's sqlx migrations (`_sqlx_migrations`).
+//!
+//! The SQL comes from `jobq/migrations`, a symlink to the workspace's
+//! top-level `migrations/`, which stays the one source: `cargo package`
+//! follows the symlink and ships the files inside the `jobq` crate, so the
+//! `include_str!`s below resolve the same in the workspace and in the
+//! published crate. A new file must also be listed in `MIGRATIONS`; a test
+//! checks that none is missing.
 
 use sqlx::PgPool;
 
@@ -15,27 +22,27 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "0001_jobs.sql",
-        sql: include_str!("../../../migrations/0001_jobs.sql"),
+        sql: include_str!("../../migrations/0001_jobs.sql"),
     },
     Migration {
         version: 2,
         name: "0002_scheduling.sql",
-        sql: include_str!("../../../migrations/0002_scheduling.sql"),
+        sql: include_str!("../../migrations/0002_scheduling.sql"),
     },
     Migration {
         version: 3,
         name: "0003_retention.sql",
-        sql: include_str!("../../../migrations/0003_retention.sql"),
+        sql: include_str!("../../migrations/0003_retention.sql"),
     },
     Migration {
         version: 4,
         name: "0004_unique_windows.sql",
-        sql: include_str!("../../../migrations/0004_unique_windows.sql"),
+        sql: include_str!("../../migrations/0004_unique_windows.sql"),
     },
     Migration {
         version: 5,
         name: "0005_hardening.sql",
-        sql: include_str!("../../../migrations/0005_hardening.sql"),
+        sql: include_str!("../../migrations/0005_hardening.sql"),
     },
 ];
 
@@ -85,4 +92,32 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// A file in `migrations/` that is not listed would never be applied,
+    /// and one listed out of order would be applied in the wrong order.
+    #[test]
+    fn every_migration_file_is_listed_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, listed, "migrations/ and MIGRATIONS differ");
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{} is out of sequence", m.name);
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{} does not start with its version",
+                m.name
+            );
+        }
+    }
 }
