@@ -222,9 +222,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
                    + ::core::marker::Send
                    + 'c
             where
-                A: ::jobq::__private::sqlx::Acquire<'c, Database = ::jobq::__private::sqlx::Postgres>
-                    + ::core::marker::Send
-                    + 'c,
+                A: ::jobq::Db<'c>,
             {
                 ::jobq::enqueue::<Job, A>(db, args)
             }
@@ -238,9 +236,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
                 > + ::core::marker::Send
                    + 'c
             where
-                A: ::jobq::__private::sqlx::Acquire<'c, Database = ::jobq::__private::sqlx::Postgres>
-                    + ::core::marker::Send
-                    + 'c,
+                A: ::jobq::Db<'c>,
                 I: ::core::iter::IntoIterator<Item = Args>,
             {
                 ::jobq::enqueue_many::<Job, A, I>(db, args)

@@ -2,8 +2,7 @@
 
 use std::future::Future;
 
-use sqlx::{Acquire, Postgres};
-
+use crate::db::Db;
 use crate::error::Result;
 use crate::job::JobId;
 use crate::store;
@@ -32,7 +31,7 @@ pub enum Cancellation {
 /// hears of it, when the transaction commits.
 pub fn cancel<'c, A>(db: A, id: JobId) -> impl Future<Output = Result<Cancellation>> + Send + 'c
 where
-    A: Acquire<'c, Database = Postgres> + Send + 'c,
+    A: Db<'c>,
 {
     async move {
         let mut conn = db.acquire().await?;

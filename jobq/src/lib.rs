@@ -181,14 +181,32 @@
 //! within a grace period ([`Worker::shutdown_grace`]), then cancels the rest
 //! and puts them back to `available` (their attempt does not count), writes
 //! every result, and `run()` returns `Ok(())`.
+//!
+//! # sqlx
+//!
+//! jobq speaks to PostgreSQL through sqlx 0.9, and takes your pool,
+//! connection or transaction ([`Db`]) as they are. They must come from that
+//! same sqlx: use the one jobq re-exports, [`jobq::sqlx`](sqlx), or depend
+//! on `sqlx = "0.9"` yourself. A transaction of another sqlx version is a
+//! different type, and `enqueue` refuses it.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `anyhow` | yes | [`Control`] found inside an `anyhow::Error`, so a job returning `anyhow::Result` can snooze, retry at a time, or discard |
+//!
+//! On docs.rs, an item that needs a feature is marked with it.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 // Functions generic over `sqlx::Acquire` return `impl Future + Send` by hand:
 // written as `async fn` their futures would not be `Send`.
 #![allow(clippy::manual_async_fn)]
 
 mod cancel;
+mod db;
 mod enqueue;
 mod error;
 mod job;
@@ -200,6 +218,7 @@ mod store;
 mod worker;
 
 pub use cancel::{Cancellation, cancel};
+pub use db::Db;
 pub use enqueue::{Enqueue, Inserted, enqueue, enqueue_many};
 pub use error::{Error, Result};
 pub use job::{CatchUp, Control, Job, JobContext, JobDef, JobId, JobState, Outcome, State};
@@ -209,6 +228,16 @@ pub use registry::{Registry, registry};
 pub use store::migrate;
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
+
+/// The sqlx jobq is built on (0.9, with its `postgres`, `runtime-tokio`,
+/// `chrono` and `json` features).
+///
+/// Pools, connections and transactions handed to jobq must come from this
+/// very sqlx: one from another sqlx version is a different type, and
+/// `enqueue` rejects it. Use it as your own with `use jobq::sqlx;` and no
+/// `sqlx` dependency of yours, or depend on `sqlx = "0.9"` yourself so
+/// that cargo unifies the two (add any features you need there).
+pub use sqlx;
 
 /// Turns an `async fn` into a job.
 ///

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::{Acquire, PgPool, Postgres};
+use sqlx::PgPool;
 
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::job::JobState;
 use crate::store;
@@ -16,7 +17,7 @@ use crate::worker::check_queue_name;
 /// Running jobs finish normally.
 pub fn pause_queue<'c, A>(db: A, queue: &str) -> impl Future<Output = Result<()>> + Send + 'c
 where
-    A: Acquire<'c, Database = Postgres> + Send + 'c,
+    A: Db<'c>,
 {
     set_paused(db, queue.to_owned(), true)
 }
@@ -24,7 +25,7 @@ where
 /// Resumes a paused queue; workers hear of it at once (NOTIFY).
 pub fn resume_queue<'c, A>(db: A, queue: &str) -> impl Future<Output = Result<()>> + Send + 'c
 where
-    A: Acquire<'c, Database = Postgres> + Send + 'c,
+    A: Db<'c>,
 {
     set_paused(db, queue.to_owned(), false)
 }
@@ -35,7 +36,7 @@ fn set_paused<'c, A>(
     paused: bool,
 ) -> impl Future<Output = Result<()>> + Send + 'c
 where
-    A: Acquire<'c, Database = Postgres> + Send + 'c,
+    A: Db<'c>,
 {
     async move {
         check_queue_name(&queue)?;
