@@ -348,7 +348,7 @@ async fn settle_many(
             finalized_at = CASE WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END IN ('completed', 'discarded', 'cancelled')
                 THEN now() END,
             errors = CASE WHEN c.error IS NULL THEN j.errors
-                ELSE j.errors || jsonb_build_array(jsonb_build_object(
+                ELSE jobq_push_error(j.errors, jsonb_build_object(
                     'attempt', j.attempt, 'at', now(), 'kind', c.kind, 'error', c.error))
                 END
         -- The ordered subquery keeps a generic plan from re-running the
