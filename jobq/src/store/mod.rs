@@ -373,6 +373,68 @@ async fn settle_many(
     Ok(done.rows_affected())
 }
 
+/// Discards the attempt `attempt` of job `id` whose result PostgreSQL refused
+/// (see the completer), keeping `reason` in its error history under the kind
+/// `unrecordable`. Fenced like [`finish_many`]; returns how many rows were
+/// written (0 or 1). Nothing of the refused result is written but `reason`,
+/// which the caller makes from the database's message and cleans.
+pub(crate) async fn discard_unrecordable(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    id: i64,
+    attempt: i32,
+    reason: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
+            errors = jobq_push_error(errors, jsonb_build_object(
+                'attempt', attempt, 'at', now(), 'kind', 'unrecordable', 'error', $4::text))
+        WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(worker_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The last resort for a result PostgreSQL refused even as
+/// [`discard_unrecordable`]: the job is discarded with a fixed error entry,
+/// and nothing else the worker or the database could object to is written.
+///
+/// With `release_key`, the job also gives up its unique key. Passed when the
+/// refusal was a unique violation: `discarded` is then one of the states the
+/// key holds in, and another row holds it already, so this row may not. The
+/// key's guarantee (one row holds it) is kept by that other row, and a row
+/// without a key is in no unique index, so this write cannot conflict.
+/// Otherwise the key is kept: releasing it would let a new job take a key
+/// that the user asked to hold in `discarded`.
+pub(crate) async fn discard_unrecordable_minimal(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    id: i64,
+    attempt: i32,
+    release_key: bool,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
+            unique_key = CASE WHEN $4 THEN NULL ELSE unique_key END,
+            errors = jobq_push_error(errors, jsonb_build_object(
+                'attempt', attempt, 'at', now(), 'kind', 'unrecordable',
+                'error', 'could not record this attempt''s result'))
+        WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(worker_id)
+    .bind(release_key)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Cancels a job: one that waits ends `cancelled` at once; one that runs is
 /// marked, and its worker is told through NOTIFY to fire its token. Returns
 /// the job's state before the call, or `None` when there is no such job.

@@ -473,13 +473,19 @@ impl Running {
         drop(shared);
         // Results are retried through an outage, but not forever: past the
         // grace period the jobs stay `running` and are rescued after the lease.
-        match tokio::time::timeout(grace.max(Duration::from_secs(5)), completer).await {
+        let mut completer = completer;
+        match tokio::time::timeout(grace.max(Duration::from_secs(5)), &mut completer).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "jobq completer failed"),
-            Err(_) => tracing::error!(
-                "could not record every result before exiting; those jobs will run again after \
-                 their lease expires"
-            ),
+            Err(_) => {
+                // Stopped, not left running detached: it would go on writing
+                // (and retrying) after the worker has said it stopped.
+                completer.abort();
+                tracing::error!(
+                    "could not record every result before exiting; those jobs will run again \
+                     after their lease expires"
+                )
+            }
         }
         stop_services.cancel();
         services.wait().await;
