@@ -139,6 +139,15 @@ async fn insert(
     }
 }
 
+/// PostgreSQL's earliest `timestamptz`: 4714-11-24 BC (year -4713 counted
+/// as chrono does, with a year 0), midnight UTC.
+fn earliest_timestamp() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(-4713, 11, 24)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a valid date")
+        .and_utc()
+}
+
 /// One job about to be enqueued, with options that override the job's
 /// defaults. Start it with `my_job::builder(args)`:
 ///
@@ -205,14 +214,17 @@ impl<J: Job> Enqueue<J> {
         self
     }
 
-    /// Runs the job no earlier than `at`.
+    /// Runs the job no earlier than `at`. A time before 4714 BC, which
+    /// PostgreSQL cannot store, makes the enqueue fail with
+    /// [`Error::Enqueue`].
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         self.run_at = Some(at);
         self
     }
 
     /// Runs the job no earlier than `delay` from now (measured on this
-    /// machine's clock).
+    /// machine's clock). A delay that ends past the year 262142 makes the
+    /// enqueue fail with [`Error::Enqueue`].
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
         self
@@ -269,11 +281,29 @@ impl<J: Job> Enqueue<J> {
         let run_at = match (self.run_at, self.delay) {
             (Some(at), _) => Some(at),
             (None, Some(d)) => Some(
-                now + chrono::Duration::from_std(d)
-                    .map_err(|_| Error::Config(format!("delay {d:?} is too long")))?,
+                chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d))
+                    .ok_or_else(|| {
+                        Error::Enqueue(format!(
+                            "job `{}`: delay {d:?} is too long: it ends past the year 262142",
+                            def.name
+                        ))
+                    })?,
             ),
             (None, None) => None,
         };
+        // A chrono time is never past PostgreSQL's latest (294276 AD), but it
+        // can be before its earliest.
+        if let Some(at) = run_at
+            && at < earliest_timestamp()
+        {
+            return Err(Error::Enqueue(format!(
+                "job `{}`: run_at {at} is before 4714-11-24 BC, the earliest time PostgreSQL \
+                 stores",
+                def.name
+            )));
+        }
         let key = match (self.unique_key, def.unique_by_args) {
             (Some(key), _) => Some(key),
             (None, true) => Some(format!("args:{args}")),
