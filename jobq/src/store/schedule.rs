@@ -197,21 +197,24 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
 }
 
 /// The latest tick enqueued for cron job `name`; records `now` as its start
-/// when the job has never ticked.
+/// when the job has never ticked. Returns the tick and whether this call
+/// recorded it.
+///
+/// Always returns the row, even when many workers register the job at once:
+/// `DO UPDATE` waits for a concurrent insert of the same name to commit and
+/// then locks and returns that row, which `DO NOTHING` followed by a read
+/// would miss (the statement's snapshot predates the other insert). The
+/// update changes nothing (the name to itself); a row the statement updated
+/// has a non-zero `xmax`, one it inserted has none.
 pub(crate) async fn cron_last_tick(
     pool: &PgPool,
     name: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<(DateTime<Utc>, bool)> {
     let row = sqlx::query(
-        "WITH ins AS (
-            INSERT INTO jobq_cron (name, last_tick) VALUES ($1, $2)
-            ON CONFLICT (name) DO NOTHING
-            RETURNING last_tick
-        )
-        SELECT last_tick, true AS first FROM ins
-        UNION ALL
-        SELECT last_tick, false FROM jobq_cron WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
+        "INSERT INTO jobq_cron (name, last_tick) VALUES ($1, $2)
+        ON CONFLICT (name) DO UPDATE SET name = excluded.name
+        RETURNING last_tick, (xmax::text = '0') AS first",
     )
     .bind(name)
     .bind(now)
