@@ -27,6 +27,8 @@ pub enum Keep {
 /// do the work. Every `interval` it deletes the jobs that finished (their
 /// `finalized_at`) longer ago than their state's retention, oldest first, at
 /// most 10,000 per statement, each statement its own short transaction.
+/// Under a `statement_timeout` too short for that, it deletes fewer per
+/// statement (halving to as few as 10), and grows back slowly.
 ///
 /// It never deletes a job that has not finished, nor a finished job whose
 /// unique key still holds in its state: a job enqueued with
@@ -87,11 +89,51 @@ impl Default for Retention {
 /// The longest retention taken as a duration; past it, say `Keep::Forever`.
 const MAX_KEEP: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
 
-/// Rows deleted per statement: few enough that each transaction is short (60
-/// to 90 ms with 10 million finished jobs in the table) and writes little WAL
-/// (0.5 MB; up to about 12 MB when the pages it touches need full-page images
-/// after a checkpoint). A pass goes on until a batch comes back short.
-const BATCH: i64 = 10_000;
+/// Rows deleted per statement at most: few enough that each transaction is
+/// short (60 to 90 ms with 10 million finished jobs in the table) and writes
+/// little WAL (0.5 MB; up to about 12 MB when the pages it touches need
+/// full-page images after a checkpoint). A pass goes on until a batch comes
+/// back short.
+const MAX_BATCH: i64 = 10_000;
+
+/// Rows deleted per statement at least: when a statement this small is
+/// still cancelled by `statement_timeout`, the pass fails like one through
+/// an outage, and the next pass tries again.
+const MIN_BATCH: i64 = 10;
+
+/// How many rows the pruner deletes per statement: [`MAX_BATCH`] unless a
+/// statement ran out of time (`statement_timeout`, SQLSTATE 57014, set for
+/// the role or database), which halves it, down to [`MIN_BATCH`]. Each
+/// full batch that succeeds grows it back by an eighth, so after a time-out it
+/// takes many quick batches to reach the size that timed out again. Kept
+/// across passes.
+#[derive(Debug)]
+struct BatchSize(i64);
+
+impl BatchSize {
+    /// After a statement was cancelled: whether a smaller batch is left to
+    /// try.
+    fn shrink(&mut self) -> bool {
+        if self.0 <= MIN_BATCH {
+            return false;
+        }
+        self.0 = (self.0 / 2).max(MIN_BATCH);
+        true
+    }
+
+    /// After a batch went through.
+    fn grow(&mut self) {
+        self.0 = (self.0 + (self.0 / 8).max(1)).min(MAX_BATCH);
+    }
+}
+
+/// Whether `e` is PostgreSQL's `query_canceled` (57014): `statement_timeout`
+/// (or a cancel request) stopped the statement.
+fn is_canceled(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "57014")
+}
 
 impl Retention {
     /// Keeps every finished job: no pruning at all.
@@ -148,13 +190,14 @@ struct Pruned([u64; 3]);
 pub(crate) async fn run(pool: PgPool, retention: Retention, stop: CancellationToken) {
     let mut outage = Outage::new("prune finished jobs");
     let mut wait = Duration::ZERO;
+    let mut size = BatchSize(MAX_BATCH);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
         let mut pruned = Pruned::default();
-        let result = pass(&pool, &retention, &mut pruned, &stop).await;
+        let result = pass(&pool, &retention, &mut size, &mut pruned, &stop).await;
         let [completed, cancelled, discarded] = pruned.0;
         if completed + cancelled + discarded > 0 {
             tracing::info!(
@@ -174,11 +217,13 @@ pub(crate) async fn run(pool: PgPool, retention: Retention, stop: CancellationTo
     }
 }
 
-/// Prunes each state in batches until a batch comes back short. Stops early,
-/// without error, on `stop` or when another process holds the prune lock.
+/// Prunes each state in batches until a batch comes back short, with
+/// batches of `size` (see [`BatchSize`]). Stops early, without error, on
+/// `stop` or when another process holds the prune lock.
 async fn pass(
     pool: &PgPool,
     retention: &Retention,
+    size: &mut BatchSize,
     pruned: &mut Pruned,
     stop: &CancellationToken,
 ) -> sqlx::Result<()> {
@@ -187,19 +232,56 @@ async fn pass(
         // Validated: at most 100 years.
         let keep_ms = keep.as_millis() as i64;
         loop {
-            // A batch abandoned mid-way (shutdown) is rolled back.
+            let limit = size.0;
+            // A batch abandoned mid-way (shutdown, time-out) is rolled back.
             let batch = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                batch = store::prune_finished(pool, state, keep_ms, BATCH) => batch?,
+                batch = store::prune_finished(pool, state, keep_ms, limit) => batch,
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) if is_canceled(&e) && size.shrink() => {
+                    tracing::debug!(
+                        from = limit,
+                        to = size.0,
+                        "a prune statement ran out of time; deleting fewer rows per statement"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let Some(n) = batch else {
                 return Ok(()); // another process is pruning
             };
             pruned.0[i] += n;
-            if n < BATCH as u64 {
+            if n < limit as u64 {
                 break;
             }
+            // Only a full batch shows that one this size fits in time.
+            size.grow();
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_halves_to_a_floor_and_grows_back_by_an_eighth() {
+        let mut size = BatchSize(MAX_BATCH);
+        assert!(size.shrink());
+        assert_eq!(size.0, 5_000);
+        size.grow();
+        assert_eq!(size.0, 5_625);
+        while size.shrink() {}
+        assert_eq!(size.0, MIN_BATCH);
+        size.grow();
+        assert_eq!(size.0, 11);
+        for _ in 0..200 {
+            size.grow();
+        }
+        assert_eq!(size.0, MAX_BATCH);
+    }
 }
