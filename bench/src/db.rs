@@ -187,8 +187,11 @@ pub async fn machine(admin: &PgPool) -> anyhow::Result<String> {
 /// partial index even when statistics say every row is waiting, so a poll
 /// stays cheap however large the history.
 const BUSY: &str = "SELECT (SELECT id FROM jobq_jobs
-                        WHERE state IN ('available', 'scheduled', 'retryable') AND queue = 'bench'
-                        ORDER BY queue, priority, scheduled_at, id LIMIT 1) IS NOT NULL
+                        WHERE state = 'available' AND queue = 'bench' AND kind = 'noop'
+                        ORDER BY queue, kind, priority, scheduled_at, id LIMIT 1) IS NOT NULL
+                    OR (SELECT id FROM jobq_jobs
+                        WHERE state IN ('scheduled', 'retryable') AND queue = 'bench'
+                        ORDER BY queue, scheduled_at LIMIT 1) IS NOT NULL
                     OR (SELECT id FROM jobq_jobs WHERE state = 'running'
                         ORDER BY attempted_by LIMIT 1) IS NOT NULL";
 

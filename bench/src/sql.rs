@@ -22,8 +22,7 @@ pub const INSERT_MANY: &str = "INSERT INTO jobq_jobs (kind, queue, args, max_att
 /// Claims up to `$1` waiting jobs, skipping rows other clients hold.
 pub const CLAIM: &str = "WITH c AS (
          SELECT id FROM jobq_jobs
-         WHERE state IN ('available', 'scheduled', 'retryable') AND queue = 'bench'
-           AND scheduled_at <= now()
+         WHERE state = 'available' AND queue = 'bench' AND kind = 'noop'
          ORDER BY priority, scheduled_at, id
          LIMIT $1
          FOR UPDATE SKIP LOCKED)

@@ -251,6 +251,8 @@ impl<J: Job> Enqueue<J> {
 
     /// The states in which the unique key holds (default
     /// [`JobState::UNFINISHED`]); [`JobState::ALL`] for "at most once, ever".
+    /// They must include every unfinished state (enqueue fails otherwise):
+    /// only finished states may be added.
     pub fn unique_states(mut self, states: &[JobState]) -> Self {
         self.unique_states = Some(states.to_vec());
         self
@@ -333,10 +335,20 @@ impl<J: Job> Enqueue<J> {
                     .unwrap_or(&JobState::UNFINISHED)
                     .iter()
                     .fold(0, |mask, s| mask | s.bit());
-                if states == 0 {
-                    return Err(Error::Config(
-                        "unique_states must name at least one state".into(),
-                    ));
+                // A key must hold in every unfinished state: were it to hold
+                // in some only, the move of one job into another would meet a
+                // second job holding the same key, and could not be written.
+                let unfinished = JobState::UNFINISHED
+                    .iter()
+                    .fold(0, |mask, s| mask | s.bit());
+                if states & unfinished != unfinished {
+                    return Err(Error::Enqueue(format!(
+                        "job `{}`: unique_states must include every unfinished state \
+                         (available, scheduled, running, retryable), and may add finished \
+                         ones: for example `&JobState::UNFINISHED` (the default) or \
+                         `&JobState::ALL`",
+                        def.name
+                    )));
                 }
                 Some(Unique { key, states, until })
             }

@@ -128,14 +128,14 @@ async fn catch_up(pool: &PgPool, job: &CronJob, now: DateTime<Utc>) -> sqlx::Res
 }
 
 /// Enqueues every cron job's ticks as they come, until `stop`.
-pub(crate) async fn run(pool: PgPool, jobs: Vec<CronJob>, stop: CancellationToken) {
+pub(crate) async fn run(pool: PgPool, jobs: std::sync::Arc<Vec<CronJob>>, stop: CancellationToken) {
     if jobs.is_empty() {
         return;
     }
     let mut outage = Outage::new("schedule cron ticks");
     let started = Utc::now();
     let mut next = Vec::with_capacity(jobs.len());
-    for job in &jobs {
+    for job in jobs.iter() {
         loop {
             match catch_up(&pool, job, started).await {
                 Ok(n) => {

@@ -37,7 +37,7 @@ pub(crate) use prune::*;
 pub(crate) use schedule::*;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 /// The channel an insert notifies, with the queue's name as payload. Postgres
 /// delivers it on commit, and folds identical notifications of one
@@ -126,56 +126,99 @@ pub(crate) struct ClaimedJob {
     pub id: i64,
     pub kind: String,
     pub args: String,
+    /// Claims of this job so far, this one included: with the worker's id,
+    /// it fences this attempt's result.
     pub attempt: i32,
+    /// Of those claims, the ones lost with a worker: they do not count
+    /// against `max_attempts`.
+    pub lost_attempts: i32,
     pub max_attempts: i32,
     pub priority: i16,
     pub scheduled_at: DateTime<Utc>,
 }
 
+impl ClaimedJob {
+    /// This attempt's number as the job sees it: lost attempts do not count.
+    pub(crate) fn counted_attempt(&self) -> i32 {
+        self.attempt - self.lost_attempts
+    }
+}
+
 /// The claim: `$1` queue, `$2` kinds, `$3` limit, `$4` worker id, `$5` the
-/// claim's stamp (`attempted_at`). Each row also carries `next_due_ms`, how
-/// long until the queue's next future job is due (null when there is none),
-/// so a producer about to sleep knows how long without another round trip;
-/// it is computed once per statement. Reachable from `__private` so that the
-/// benchmark times this very statement.
+/// claim's stamp (`attempted_at`).
+///
+/// - Only `available` rows are read, per kind this worker runs, through
+///   `jobq_jobs_ready` (queue, kind, priority, scheduled_at, id): rows of
+///   other kinds and rows waiting for a future time are never visited, so
+///   they cost a claim nothing however many there are. Each kind gives at
+///   most `$3` rows, and the best `$3` of those are taken; the others stay
+///   locked until the statement ends, which only makes a concurrent claim
+///   skip them once. The claiming worker's claim was then full, so it
+///   claims again at once.
+/// - The same statement makes up to 1,000 due `scheduled` and `retryable`
+///   jobs of the queue `available` (`promoted`), for the next claim: a row
+///   cannot be changed twice by one statement.
+/// - Nothing is claimed unless the worker's row exists, and the row is
+///   locked (`FOR KEY SHARE`) first: a rescuer that removes the row waits
+///   for the claim to commit and then sees its jobs, and a claim that comes
+///   after the removal finds no row and takes nothing (`alive` is false).
+///   So a worker taken for dead cannot claim under its old identity.
+/// - Nothing is claimed while the queue is paused.
+/// - The statement always returns one row at least: with no job claimed, a
+///   row of nulls that still carries `promoted`, `alive` and
+///   `next_due_ms`, how long until the queue's next future job is due
+///   (null when there is none), so a producer about to sleep knows how long
+///   without another round trip.
+///
+/// Reachable from `__private` so that the benchmark times this very
+/// statement.
 pub const CLAIM_SQL: &str = concat!(
-    "WITH c AS (
-            SELECT id FROM jobq_jobs
-            WHERE state IN ('available', 'scheduled', 'retryable')
-              AND queue = $1
-              AND scheduled_at <= now()
-              AND kind = ANY($2)
+    "WITH promoted AS (
+            UPDATE jobq_jobs SET state = 'available'
+            WHERE id IN (
+                SELECT id FROM jobq_jobs
+                WHERE state IN ('scheduled', 'retryable') AND queue = $1 AND scheduled_at <= now()
+                ORDER BY scheduled_at
+                LIMIT 1000
+                FOR UPDATE SKIP LOCKED)
+            RETURNING 1
+        ),
+        me AS (
+            SELECT id FROM jobq_workers WHERE id = $4 FOR KEY SHARE
+        ),
+        c AS (
+            SELECT x.id
+            FROM unnest($2::text[]) AS k(kind)
+            CROSS JOIN LATERAL (
+                SELECT id, priority, scheduled_at FROM jobq_jobs
+                WHERE state = 'available' AND queue = $1 AND kind = k.kind
+                ORDER BY priority, scheduled_at, id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            ) AS x
+            WHERE EXISTS (SELECT 1 FROM me)
               AND NOT EXISTS (
                   SELECT 1 FROM jobq_queues q WHERE q.name = $1 AND q.paused_at IS NOT NULL)
-            ORDER BY priority, scheduled_at, id
+            ORDER BY x.priority, x.scheduled_at, x.id
             LIMIT $3
-            FOR UPDATE SKIP LOCKED
+        ),
+        claimed AS (
+            UPDATE jobq_jobs AS j
+            SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
+            FROM c
+            WHERE j.id = c.id
+            RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.lost_attempts,
+                      j.max_attempts, j.priority, j.scheduled_at
         )
-        UPDATE jobq_jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
-        FROM c
-        WHERE j.id = c.id
-        RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.max_attempts, j.priority,
-                  j.scheduled_at, (",
+        SELECT claimed.*, p.n AS promoted, EXISTS (SELECT 1 FROM me) AS alive, (",
     next_due_sql!(),
-    ") AS next_due_ms"
+    ") AS next_due_ms
+        FROM (SELECT count(*) AS n FROM promoted) AS p LEFT JOIN claimed ON true"
 );
 
 fn millis_to_duration(ms: f64) -> std::time::Duration {
-    std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0)
-}
-
-/// How long until the next future job of `queue` is due, if any (measured on
-/// the server's clock).
-pub(crate) async fn next_due(
-    conn: &mut PgConnection,
-    queue: &str,
-) -> sqlx::Result<Option<std::time::Duration>> {
-    let ms: Option<f64> = sqlx::query_scalar(next_due_sql!())
-        .bind(queue)
-        .fetch_one(conn)
-        .await?;
-    Ok(ms.map(millis_to_duration))
+    // Capped: a job due in year 9999 is about 2.5e11 s away.
+    std::time::Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(1e12))
 }
 
 /// What one claim took, and when the queue's next future job is due.
@@ -183,16 +226,19 @@ pub(crate) async fn next_due(
 pub(crate) struct Claim {
     /// In (priority, scheduled_at, id) order.
     pub jobs: Vec<ClaimedJob>,
+    /// How many due jobs the claim made `available` for the next claim.
+    pub promoted: i64,
+    /// Whether the worker's row exists; when it does not, nothing was
+    /// claimed: a rescuer took the worker for dead.
+    pub alive: bool,
     /// How long from the claim until the next job not yet due is, measured
-    /// on the server's clock; `None` when no job waits for a future time,
-    /// and when the claim took nothing (it has no row to say it on: ask
-    /// [`next_due`]).
+    /// on the server's clock; `None` when no job waits for a future time.
     pub next_due: Option<std::time::Duration>,
 }
 
 /// Claims up to `limit` due jobs of `queue` whose kind this worker knows, in
-/// (priority, scheduled_at, id) order, skipping rows other workers hold.
-/// Claims nothing while the queue is paused.
+/// (priority, scheduled_at, id) order, skipping rows other workers hold, and
+/// makes due future jobs available (see [`CLAIM_SQL`]).
 pub(crate) async fn claim_batch(
     conn: &mut PgConnection,
     queue: &str,
@@ -209,34 +255,96 @@ pub(crate) async fn claim_batch(
         .bind(claim_at)
         .fetch_all(conn)
         .await?;
-    let next_due_ms: Option<f64> = match rows.first() {
-        Some(r) => r.try_get("next_due_ms")?,
-        None => None,
-    };
-    let mut jobs = rows
-        .into_iter()
-        .map(|r| {
-            Ok(ClaimedJob {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                args: r.try_get("args")?,
-                attempt: r.try_get("attempt")?,
-                max_attempts: r.try_get("max_attempts")?,
-                priority: r.try_get("priority")?,
-                scheduled_at: r.try_get("scheduled_at")?,
-            })
-        })
-        .collect::<sqlx::Result<Vec<_>>>()?;
+    let first = rows
+        .first()
+        .ok_or_else(|| sqlx::Error::Protocol("the claim returned no row".into()))?;
+    let promoted: i64 = first.try_get("promoted")?;
+    let alive: bool = first.try_get("alive")?;
+    let next_due_ms: Option<f64> = first.try_get("next_due_ms")?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(id) = r.try_get::<Option<i64>, _>("id")? else {
+            continue; // the row of nulls: nothing claimed
+        };
+        jobs.push(ClaimedJob {
+            id,
+            kind: r.try_get("kind")?,
+            args: r.try_get("args")?,
+            attempt: r.try_get("attempt")?,
+            lost_attempts: r.try_get("lost_attempts")?,
+            max_attempts: r.try_get("max_attempts")?,
+            priority: r.try_get("priority")?,
+            scheduled_at: r.try_get("scheduled_at")?,
+        });
+    }
     jobs.sort_by_key(|j| (j.priority, j.scheduled_at, j.id));
     Ok(Claim {
         jobs,
+        promoted,
+        alive,
         next_due: next_due_ms.map(millis_to_duration),
     })
 }
 
+/// A server session, known by its process id and start time (a pid alone
+/// may be reused by a later session).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Backend {
+    pub pid: i32,
+    pub started: DateTime<Utc>,
+}
+
+/// The session `conn` talks to.
+pub(crate) async fn backend(conn: &mut PgConnection) -> sqlx::Result<Backend> {
+    let (pid, started): (i32, DateTime<Utc>) = sqlx::query_as(
+        "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Backend { pid, started })
+}
+
+/// Ends the server session `backend` if it still runs, and waits up to
+/// `wait` for it to be gone: an open transaction of it is rolled back, and a
+/// statement it is still running never commits. Returns whether it was
+/// still there.
+pub(crate) async fn terminate(
+    conn: &mut PgConnection,
+    backend: Backend,
+    wait: std::time::Duration,
+) -> sqlx::Result<bool> {
+    let ended: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, $3) FROM pg_stat_activity
+         WHERE pid = $1 AND backend_start = $2",
+    )
+    .bind(backend.pid)
+    .bind(backend.started)
+    .bind(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+    .fetch_optional(conn)
+    .await?;
+    Ok(ended.is_some())
+}
+
+/// Whether the server session `backend` still runs.
+pub(crate) async fn backend_exists(
+    conn: &mut PgConnection,
+    backend: Backend,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2)",
+    )
+    .bind(backend.pid)
+    .bind(backend.started)
+    .fetch_one(conn)
+    .await
+}
+
 /// Puts back the jobs of claims whose answer never reached this worker (the
 /// connection failed mid-claim, perhaps after the claim committed): none of
-/// them was started. Each claim is known by its `claim_at` stamp.
+/// them was started. Each claim is known by its `claim_at` stamp. The caller
+/// first makes sure the session that ran the claims is gone
+/// ([`terminate`]): a claim still running there could otherwise commit
+/// after this statement looked for its jobs.
 pub(crate) async fn release_lost_claims(
     conn: &mut PgConnection,
     worker_id: i64,
@@ -488,13 +596,31 @@ pub(crate) struct Rescued {
 /// Key of the advisory lock that makes one process at a time rescue.
 const RESCUE_LOCK: i64 = 0x6a6f_6271_7265_7363; // "jobqresc"
 
+/// How many attempts a job may lose with its worker (killed, cut off, taken
+/// for dead) before it is discarded. A lost attempt does not count against
+/// the job's own attempts, since the job may never have started (it waited
+/// in the worker's buffer), but a job that keeps killing the worker that
+/// runs it must still end.
+pub const MAX_LOST_ATTEMPTS: i32 = 5;
+
 /// When no other process is rescuing: removes workers whose heartbeat (or the
-/// server's start, after a restart) is older than `lease`, and puts the `running` jobs of workers that are gone
-/// back to `retryable` (or `discarded` when out of attempts, `cancelled` when
-/// a cancel was asked), with an error entry; their queues are notified.
-/// Returns `None` when another process holds the rescue lock.
-pub(crate) async fn rescue_expired(pool: &PgPool, lease_ms: i64) -> sqlx::Result<Option<Rescued>> {
-    let mut tx = pool.begin().await?;
+/// server's start, after a restart) is older than `lease`, then takes back
+/// the `running` jobs of every worker that has no row: `available` again at
+/// once, the attempt counted as lost rather than used (`cancelled` when a
+/// cancel was asked, `discarded` after [`MAX_LOST_ATTEMPTS`]), with an error
+/// entry; their queues are notified. Returns `None` when another process
+/// holds the rescue lock.
+///
+/// Two statements, in this order, in one transaction: the removal waits for
+/// every claim in flight under a removed worker's id (the claim locks the
+/// worker's row, see [`CLAIM_SQL`]), and the second statement, with a
+/// snapshot taken after those claims committed, sees the jobs they took.
+/// Claims after the removal find no row and take nothing.
+pub(crate) async fn rescue_expired(
+    conn: &mut PgConnection,
+    lease_ms: i64,
+) -> sqlx::Result<Option<Rescued>> {
+    let mut tx = conn.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(RESCUE_LOCK)
         .fetch_one(&mut *tx)
@@ -502,44 +628,54 @@ pub(crate) async fn rescue_expired(pool: &PgPool, lease_ms: i64) -> sqlx::Result
     if !locked {
         return Ok(None);
     }
-    let (workers, jobs): (i64, i64) = sqlx::query_as(
-        "WITH dead AS (
-            -- After a server restart every worker gets a full lease to beat
-            -- again: the outage was not theirs.
-            DELETE FROM jobq_workers
-            WHERE greatest(heartbeat_at, pg_postmaster_start_time())
-                  < now() - $1 * interval '1 millisecond'
-            RETURNING id
-        ),
-        lost AS (
+    // After a server restart every worker gets a full lease to beat again:
+    // the outage was not theirs.
+    let workers = sqlx::query(
+        "DELETE FROM jobq_workers
+         WHERE greatest(heartbeat_at, pg_postmaster_start_time())
+               < now() - $1 * interval '1 millisecond'",
+    )
+    .bind(lease_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let jobs: i64 = sqlx::query_scalar(
+        "WITH lost AS (
             UPDATE jobq_jobs AS j SET
                 state = CASE
                     WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                    WHEN j.attempt >= j.max_attempts THEN 'discarded'
-                    ELSE 'retryable' END::jobq_state,
+                    WHEN j.lost_attempts + 1 >= $1 THEN 'discarded'
+                    ELSE 'available' END::jobq_state,
+                lost_attempts = j.lost_attempts + 1,
                 scheduled_at = now(),
                 finalized_at = CASE
-                    WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts
+                    WHEN j.cancel_requested_at IS NOT NULL OR j.lost_attempts + 1 >= $1
                     THEN now() END,
-                errors = j.errors || jsonb_build_array(jsonb_build_object(
+                errors = jobq_push_error(j.errors, jsonb_build_object(
                     'attempt', j.attempt, 'at', now(), 'kind', 'lost',
                     'error', 'worker ' || j.attempted_by
-                        || ' stopped heartbeating while running this attempt'))
+                        || ' stopped heartbeating while running this attempt'
+                        || CASE WHEN j.cancel_requested_at IS NULL AND j.lost_attempts + 1 >= $1
+                           THEN '; discarded: ' || (j.lost_attempts + 1)
+                                || ' attempts of this job were lost with their worker'
+                           ELSE '' END))
             WHERE j.state = 'running'
-              AND (j.attempted_by IN (SELECT id FROM dead)
-                   OR NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = j.attempted_by))
+              AND NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = j.attempted_by)
             RETURNING j.queue
         ),
         told AS (
             SELECT pg_notify('jobq_insert', q.queue) FROM (SELECT DISTINCT queue FROM lost) AS q
         )
-        SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told)",
+        SELECT (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told)",
     )
-    .bind(lease_ms)
+    .bind(MAX_LOST_ATTEMPTS)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Some(Rescued { workers, jobs }))
+    Ok(Some(Rescued {
+        workers: i64::try_from(workers).unwrap_or(i64::MAX),
+        jobs,
+    }))
 }
 
 /// Records a live worker process; its id fences the jobs it claims.
@@ -559,28 +695,39 @@ pub(crate) async fn register_worker(
     .await
 }
 
-/// Marks the worker alive. A worker whose row was removed (presumed dead by
-/// a rescuer) is registered again under the same id; returns false then.
-pub(crate) async fn heartbeat(
-    pool: &PgPool,
+/// Marks the worker alive. Returns false when its row is gone: a rescuer
+/// took it for dead and took its running jobs back. The caller then drops
+/// what it still holds of them and [`reregister_worker`]s.
+pub(crate) async fn heartbeat(conn: &mut PgConnection, worker_id: i64) -> sqlx::Result<bool> {
+    let beat = sqlx::query("UPDATE jobq_workers SET heartbeat_at = now() WHERE id = $1")
+        .bind(worker_id)
+        .execute(conn)
+        .await?;
+    Ok(beat.rows_affected() > 0)
+}
+
+/// Registers a worker taken for dead again, under the same id. Its old
+/// attempts' results are refused all the same: the rescue left their jobs
+/// `available`, and a claim after this one counts a new attempt.
+pub(crate) async fn reregister_worker(
+    conn: &mut PgConnection,
     worker_id: i64,
     host: &str,
     pid: i32,
     queues: &[String],
-) -> sqlx::Result<bool> {
-    let existed: bool = sqlx::query_scalar(
+) -> sqlx::Result<()> {
+    sqlx::query(
         "INSERT INTO jobq_workers AS w (id, host, pid, queues)
          OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
-         RETURNING (xmax::text <> '0')",
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
     )
     .bind(worker_id)
     .bind(host)
     .bind(pid)
     .bind(queues)
-    .fetch_one(pool)
+    .execute(conn)
     .await?;
-    Ok(existed)
+    Ok(())
 }
 
 /// Removes a worker that stopped cleanly.

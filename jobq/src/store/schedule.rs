@@ -39,7 +39,7 @@ pub(crate) async fn insert_unique(
             VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
                     CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
                     $7, $8, $9)
-            ON CONFLICT (unique_key)
+            ON CONFLICT (jobq_key_hash(unique_key))
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, ",
@@ -61,7 +61,8 @@ pub(crate) async fn insert_unique(
         }
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobq_jobs
-             WHERE unique_key = $1 AND (unique_states & jobq_state_bit(state)) <> 0",
+             WHERE jobq_key_hash(unique_key) = jobq_key_hash($1) AND unique_key = $1
+               AND unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0",
         )
         .bind(&unique.key)
         .fetch_optional(&mut *conn)
@@ -121,7 +122,7 @@ pub(crate) async fn insert_unique_many(
             FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
                 WITH ORDINALITY AS t(a, k, s, u, ord)
             ORDER BY k COLLATE \"C\", ord
-            ON CONFLICT (unique_key)
+            ON CONFLICT (jobq_key_hash(unique_key))
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, unique_key
@@ -163,7 +164,9 @@ pub(crate) async fn insert_unique_many(
     } else {
         sqlx::query_as(
             "SELECT unique_key, id FROM jobq_jobs
-             WHERE unique_key = ANY($1) AND (unique_states & jobq_state_bit(state)) <> 0",
+             WHERE jobq_key_hash(unique_key) IN (SELECT jobq_key_hash(k) FROM unnest($1::text[]) AS k)
+               AND unique_key = ANY($1)
+               AND unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0",
         )
         .bind(&missing)
         .fetch_all(&mut *conn)
@@ -250,7 +253,7 @@ pub(crate) async fn insert_cron_tick(
                 SELECT 1 FROM jobq_cron
                 WHERE name = $1 AND last_tick >= $6
                   AND $6 < now() - $8 * interval '1 millisecond')
-            ON CONFLICT (unique_key)
+            ON CONFLICT (jobq_key_hash(unique_key))
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, queue

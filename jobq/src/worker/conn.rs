@@ -1,33 +1,96 @@
-//! A connection a service keeps between statements: a pooled statement costs
-//! sqlx a ping before (by default) and after each use, a round trip apiece;
-//! a held one costs neither. After an error it is dropped and a fresh one is
-//! taken on the next use.
+//! A connection a service keeps between statements, of its own: opened with
+//! the pool's settings but not taken from the pool, so jobs that hold every
+//! pooled connection cannot starve the worker's claims, results or
+//! heartbeat. A held connection also saves sqlx's ping before and after each
+//! pooled use. After an error it is dropped and a fresh one is opened on the
+//! next use.
+//!
+//! Every statement on it is bounded twice: by the server
+//! (`statement_timeout`, and TCP keepalives so that the server drops the
+//! session of a vanished worker and its locks with it) and by the client
+//! ([`bounded`]), so a half-open connection, whose statement would
+//! otherwise wait for an answer for ever, fails like any lost connection.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::store::{self, Backend};
+
+/// How long the client waits for any answer: the server's own limit on a
+/// statement (`statement_timeout` in [`SESSION_SETTINGS`], 30 s), plus room
+/// for the answer to travel.
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Server settings of every service connection: a statement runs 30 s at
+/// most, a transaction left open is ended after 60 s, and a client gone
+/// without a word is found out within about a minute.
+const SESSION_SETTINGS: [(&str, &str); 5] = [
+    ("statement_timeout", "30s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+];
+
+/// Runs `fut`, a statement on a service connection, for at most
+/// [`CLIENT_TIMEOUT`]; past it, the statement fails as an I/O time-out, which
+/// every service treats as a lost connection.
+pub(crate) async fn bounded<T>(fut: impl Future<Output = sqlx::Result<T>>) -> sqlx::Result<T> {
+    match tokio::time::timeout(CLIENT_TIMEOUT, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from the database within {CLIENT_TIMEOUT:?}"),
+        ))),
+    }
+}
+
+/// The options of a service connection: the pool's, with [`SESSION_SETTINGS`].
+pub(crate) fn service_options(pool: &PgPool) -> PgConnectOptions {
+    let options = (*pool.connect_options()).clone();
+    options.options(SESSION_SETTINGS)
+}
 
 pub(crate) struct HeldConn {
-    pool: PgPool,
-    conn: Option<PoolConnection<Postgres>>,
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+    /// The server session of the connection, held or last dropped.
+    backend: Option<Backend>,
 }
 
 impl HeldConn {
     pub(crate) fn new(pool: PgPool) -> Self {
-        HeldConn { pool, conn: None }
+        HeldConn {
+            options: service_options(&pool),
+            conn: None,
+            backend: None,
+        }
     }
 
-    /// The held connection, taken from the pool if there is none.
+    /// The held connection, opened if there is none.
     pub(crate) async fn get(&mut self) -> sqlx::Result<&mut PgConnection> {
         if self.conn.is_none() {
-            self.conn = Some(self.pool.acquire().await?);
+            let mut conn = bounded(PgConnection::connect_with(&self.options)).await?;
+            self.backend = Some(bounded(store::backend(&mut conn)).await?);
+            self.conn = Some(conn);
         }
-        Ok(self.conn.as_deref_mut().expect("just set"))
+        Ok(self.conn.as_mut().expect("just set"))
     }
 
-    /// Drops the connection after an error; the next use takes a fresh one.
+    /// Drops the connection after an error; the next use opens a fresh one.
     pub(crate) fn discard(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
-        }
+        // Dropped, not closed: closing would wait on a connection that may
+        // be dead.
+        self.conn = None;
+    }
+
+    /// The server session of the connection last held, if any: after
+    /// [`discard`](Self::discard), the one that may still be running a
+    /// statement the client gave up on.
+    pub(crate) fn backend(&self) -> Option<Backend> {
+        self.backend
     }
 }

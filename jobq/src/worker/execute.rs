@@ -24,9 +24,16 @@ pub(super) async fn run(
     slot: OwnedSemaphorePermit,
 ) {
     let Some(def) = shared.registry.get(&job.kind) else {
-        // Unreachable: the claim names only registered kinds. Leave the job to
-        // be rescued rather than guess.
+        // Unreachable: the claim names only registered kinds. Hand it back
+        // untouched rather than guess.
         tracing::error!(job.id = job.id, job.kind = %job.kind, "claimed a job of an unknown kind");
+        let back = Completion {
+            id: job.id,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            outcome: None,
+        };
+        let _ = shared.completions.send(back).await;
         return;
     };
     let span = tracing::info_span!(
@@ -34,9 +41,15 @@ pub(super) async fn run(
         job.id = job.id,
         job.name = def.name,
         job.queue = %queue,
-        job.attempt = job.attempt,
+        job.attempt = job.counted_attempt(),
     );
-    let (id, attempt, max_attempts) = (job.id, job.attempt, job.max_attempts);
+    // The fence is the claim's own attempt number; lost attempts are given
+    // back to the job's budget.
+    let (id, attempt, max_attempts) = (
+        job.id,
+        job.attempt,
+        job.max_attempts.saturating_add(job.lost_attempts),
+    );
     let outcome = attempt_once(&shared, def, queue, job)
         .instrument(span.clone())
         .await;
@@ -81,7 +94,7 @@ async fn attempt_once(
         JobId(job.id),
         def,
         queue,
-        job.attempt,
+        job.counted_attempt(),
         job.max_attempts,
         job.scheduled_at,
         handle.token.clone(),
@@ -93,13 +106,23 @@ async fn attempt_once(
         ctx,
         states: shared.states.clone(),
     };
-    let outcome = match (def.run)(cx) {
-        Err(RunError::Decode(error)) => Outcome::Discard {
+    // Decoding runs user code too (`deserialize_with`, a `Deserialize`
+    // impl): a panic there is a failed attempt like a panic in the handler.
+    let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| (def.run)(cx)));
+    let outcome = match prepared {
+        Err(panic) => Outcome::failed(
+            format!(
+                "panicked while decoding the arguments: {}",
+                panic_message(&*panic)
+            ),
+            "panic",
+        ),
+        Ok(Err(RunError::Decode(error))) => Outcome::Discard {
             error,
             kind: "decode",
         },
-        Err(e @ RunError::MissingState(_)) => Outcome::failed(e.to_string(), "error"),
-        Ok(fut) => {
+        Ok(Err(e @ RunError::MissingState(_))) => Outcome::failed(e.to_string(), "error"),
+        Ok(Ok(fut)) => {
             let timeout = def.timeout.or(shared.config.default_timeout);
             supervise(fut, timeout, &handle, shared.config.timeout_grace).await
         }
@@ -159,7 +182,8 @@ fn from_result(result: Result<Outcome, Box<dyn Any + Send>>) -> Outcome {
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+/// The text of a panic's payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

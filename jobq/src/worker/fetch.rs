@@ -25,17 +25,19 @@
 //! A queue fed slowly is woken by NOTIFY as before.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
+use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::conn::HeldConn;
+use super::conn::{HeldConn, bounded};
 use super::outage::Outage;
 use super::{Completion, Shared, execute};
-use crate::store::{self, ClaimedJob, WakeLock};
+use crate::store::{self, Backend, ClaimedJob, WakeLock};
 use sqlx::PgConnection;
 
 /// How much work, in time at the current start rate, the buffer holds.
@@ -59,6 +61,14 @@ const FAST_WAKES: u32 = 3;
 const FAST_POLL: Duration = Duration::from_millis(1);
 /// Polls in a row that find nothing before a producer stops polling.
 const QUIET_POLLS: u32 = 3;
+/// The longest a claimed job waits in the buffer before it is handed back
+/// for any worker to claim: the start rate the buffer was sized by no
+/// longer holds (the queue's jobs got slower). Well under the time a
+/// cancellation request for a buffered job is remembered.
+const MAX_BUFFERED: Duration = Duration::from_secs(2);
+/// How long a lost claim's session is given to end before the claim's jobs
+/// are put back.
+const TERMINATE_WAIT: Duration = Duration::from_secs(5);
 
 /// The producer's connection. The queue's wake lock is a session lock, so
 /// it lives and dies with this connection.
@@ -83,7 +93,7 @@ impl ProducerConn {
     /// On an error the session, and the lock with it, is dropped anyway.
     async fn release_wake_lock(&mut self, queue: &str, notify: bool) -> sqlx::Result<()> {
         let released = match self.get().await {
-            Ok(c) => store::release_wake_lock(c, queue, notify).await,
+            Ok(c) => bounded(store::release_wake_lock(c, queue, notify)).await,
             Err(e) => Err(e),
         };
         match released {
@@ -119,23 +129,120 @@ impl StartRate {
         }
     }
 
+    /// Forgets the measured rate: the buffer holds nothing beyond the free
+    /// slots until the rate is measured again.
+    fn reset(&mut self) {
+        self.per_s = 0.0;
+        self.started = 0;
+        self.since = Instant::now();
+    }
+
     /// How many jobs beyond the free slots to hold.
     fn prefetch(&self) -> usize {
         ((self.per_s * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
     }
 }
 
-/// Starts the first buffered job on `slot`.
-fn start(
-    shared: &Arc<Shared>,
+/// A claimed job waiting in the buffer for a slot.
+struct Buffered {
+    job: ClaimedJob,
+    /// The lease epoch read before the claim (see [`Lease`](super::heartbeat::Lease)).
+    epoch: u64,
+    /// When the claim's answer arrived.
+    since: Instant,
+}
+
+/// A claim whose answer never arrived: it may still commit on its session.
+struct LostClaim {
+    /// The claim's stamp.
+    at: DateTime<Utc>,
+    /// The session it ran on, when known.
+    backend: Option<Backend>,
+}
+
+/// What a producer holds, kept outside its loop so that a panic in the loop
+/// loses none of it: the buffered jobs, the claims whose answer was lost,
+/// the slots of the running jobs, and jobs to hand back.
+struct Holdings {
+    buffer: VecDeque<Buffered>,
+    lost_claims: Vec<LostClaim>,
+    slots: Arc<Semaphore>,
+    /// Jobs not to start after all (the lease was lost since their claim,
+    /// or they waited too long): handed back untouched.
+    returning: Vec<ClaimedJob>,
+}
+
+/// Starts the first buffered job on `slot`, unless the worker lost its
+/// lease since the job was claimed: then it goes back, not started.
+fn start(shared: &Arc<Shared>, queue: &str, held: &mut Holdings, slot: OwnedSemaphorePermit) {
+    let next = held.buffer.pop_front().expect("checked non-empty");
+    if next.epoch != shared.lease.epoch() {
+        held.returning.push(next.job);
+        return;
+    }
+    shared.jobs.spawn(execute::run(
+        shared.clone(),
+        queue.to_owned(),
+        next.job,
+        slot,
+    ));
+}
+
+/// The result that hands a claimed job back untouched: it never started.
+fn handed_back(job: &ClaimedJob) -> Completion {
+    Completion {
+        id: job.id,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        outcome: None,
+    }
+}
+
+/// Hands jobs back through the completer, which writes them with their
+/// attempt's fence: a job the rescuer took back meanwhile is left alone.
+async fn hand_back(shared: &Shared, jobs: impl IntoIterator<Item = ClaimedJob>) {
+    for job in jobs {
+        if shared.completions.send(handed_back(&job)).await.is_err() {
+            tracing::error!(
+                job.id = job.id,
+                "the completer stopped; the job will be rescued"
+            );
+        }
+    }
+}
+
+/// Puts back the jobs of lost claims, once the sessions that ran those
+/// claims are gone: ended with `pg_terminate_backend`, or, where this role
+/// may not end them, waited for (a lost session ends by itself once its
+/// statement is over, and `statement_timeout` bounds that).
+async fn release_lost(
+    conn: &mut PgConnection,
+    worker_id: i64,
     queue: &str,
-    buffer: &mut VecDeque<ClaimedJob>,
-    slot: OwnedSemaphorePermit,
-) {
-    let job = buffer.pop_front().expect("checked non-empty");
-    shared
-        .jobs
-        .spawn(execute::run(shared.clone(), queue.to_owned(), job, slot));
+    lost: &[LostClaim],
+) -> sqlx::Result<u64> {
+    let mut backends: Vec<Backend> = lost.iter().filter_map(|l| l.backend).collect();
+    backends.dedup();
+    for backend in backends {
+        match bounded(store::terminate(conn, backend, TERMINATE_WAIT)).await {
+            Ok(_) => {}
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501") => {
+                let deadline = Instant::now() + super::conn::CLIENT_TIMEOUT;
+                while bounded(store::backend_exists(conn, backend)).await? {
+                    if Instant::now() > deadline {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "the session of a lost claim (pid {}) is still running",
+                            backend.pid
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let stamps: Vec<DateTime<Utc>> = lost.iter().map(|l| l.at).collect();
+    bounded(store::release_lost_claims(conn, worker_id, queue, &stamps)).await
 }
 
 /// What wakes a sleeping producer besides its timer and free slots.
@@ -154,8 +261,71 @@ pub(super) async fn run(
     wakes: Wakes,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut held = Holdings {
+        buffer: VecDeque::new(),
+        lost_claims: Vec::new(),
+        slots: Arc::new(Semaphore::new(concurrency)),
+        returning: Vec::new(),
+    };
+    let mut panics = 0u32;
+    loop {
+        let produced = AssertUnwindSafe(produce(
+            &shared,
+            &queue,
+            concurrency,
+            &wakes,
+            &stop,
+            &mut held,
+        ))
+        .catch_unwind()
+        .await;
+        let Err(panic) = produced else { break };
+        panics = panics.saturating_add(1);
+        tracing::error!(
+            queue,
+            panic = %execute::panic_message(&*panic),
+            panics,
+            "the jobq producer panicked; handing back its buffered jobs and restarting it"
+        );
+        let buffered: Vec<ClaimedJob> = held.buffer.drain(..).map(|b| b.job).collect();
+        hand_back(&shared, held.returning.drain(..).chain(buffered)).await;
+        let pause = Duration::from_millis(100u64 << panics.min(6));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    // Stopping: claims whose answer was lost are put back, and so are the
+    // jobs claimed but never started, untouched.
+    if !held.lost_claims.is_empty() {
+        let mut conn = HeldConn::new(shared.pool.clone());
+        let released = match conn.get().await {
+            Ok(c) => release_lost(c, shared.worker_id, &queue, &held.lost_claims).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::warn!(
+                error = %e,
+                "could not put back the jobs of a lost claim; they will be rescued after the lease"
+            );
+        }
+    }
+    let buffered: Vec<ClaimedJob> = held.buffer.drain(..).map(|b| b.job).collect();
+    hand_back(&shared, held.returning.drain(..).chain(buffered)).await;
+}
+
+/// The producer's loop, until `stop`.
+async fn produce(
+    shared: &Arc<Shared>,
+    queue: &str,
+    concurrency: usize,
+    wakes: &Wakes,
+    stop: &CancellationToken,
+    held: &mut Holdings,
+) {
+    let shared = shared.clone();
+    let queue = queue.to_owned();
+    let slots = held.slots.clone();
     let mut rate = StartRate {
         per_s: 0.0,
         since: Instant::now(),
@@ -181,30 +351,40 @@ pub(super) async fn run(
     let mut last_notified = Instant::now();
     let mut fast_wakes = 0;
     let mut fast = false;
-    // Whether the last claim found any job, and how many in a row did not.
-    let mut found = false;
+    // How many claims in a row found no job.
     let mut empty_claims = 0;
     // When the queue's next future job is due, as of the last claim.
     let mut due_at: Option<Instant> = None;
-    // Stamps of claims that failed in flight: they may have committed.
-    let mut lost_claims: Vec<DateTime<Utc>> = Vec::new();
     let mut last_stamp = DateTime::<Utc>::MIN_UTC;
     while !stop.is_cancelled() {
         // Start buffered jobs on the free slots.
         let mut started = 0;
-        while !buffer.is_empty() {
+        while !held.buffer.is_empty() {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 break;
             };
-            start(&shared, &queue, &mut buffer, slot);
+            start(&shared, &queue, held, slot);
             started += 1;
         }
         rate.record(started);
+        // Jobs that waited too long in the buffer go back for any worker to
+        // claim, and the buffer is sized afresh.
+        if held
+            .buffer
+            .front()
+            .is_some_and(|b| b.since.elapsed() > MAX_BUFFERED)
+        {
+            held.returning.extend(held.buffer.drain(..).map(|b| b.job));
+            rate.reset();
+        }
+        if !held.returning.is_empty() {
+            hand_back(&shared, std::mem::take(&mut held.returning)).await;
+        }
 
         let running = concurrency - slots.available_permits();
         let capacity = concurrency + rate.prefetch();
-        let room = capacity.saturating_sub(running + buffer.len());
-        let idle_slot = running < concurrency && buffer.is_empty();
+        let room = capacity.saturating_sub(running + held.buffer.len());
+        let idle_slot = running < concurrency && held.buffer.is_empty();
         // Claim when a slot would otherwise sit idle, or when half the
         // capacity is free, so claims come in batches.
         if !exhausted && room > 0 && (idle_slot || room * 2 >= capacity) {
@@ -216,11 +396,9 @@ pub(super) async fn run(
             }
             last_stamp = claim_at;
             // First put back what failed claims may have taken.
-            if !lost_claims.is_empty() {
+            if !held.lost_claims.is_empty() {
                 let released = match conn.get().await {
-                    Ok(c) => {
-                        store::release_lost_claims(c, shared.worker_id, &queue, &lost_claims).await
-                    }
+                    Ok(c) => release_lost(c, shared.worker_id, &queue, &held.lost_claims).await,
                     Err(e) => Err(e),
                 };
                 match released {
@@ -231,7 +409,7 @@ pub(super) async fn run(
                                 "put back jobs of a claim whose answer was lost"
                             );
                         }
-                        lost_claims.clear();
+                        held.lost_claims.clear();
                     }
                     Err(e) => {
                         conn.discard();
@@ -244,64 +422,77 @@ pub(super) async fn run(
                     }
                 }
             }
-            // Not raced against `stop`: jobs this claim takes are handled.
-            // While it runs, buffered jobs keep starting as slots free, so
-            // short jobs do not wait for the claim's round trip and commit.
+            // While the claim runs, buffered jobs keep starting as slots
+            // free, so short jobs do not wait for its round trip and commit.
+            // A stop abandons the claim: it is put back as a lost one.
+            let epoch = shared.lease.epoch();
             let claimed = match conn.get().await {
                 Ok(c) => {
-                    let claim = store::claim_batch(
+                    let claim = bounded(store::claim_batch(
                         c,
                         &queue,
                         &shared.kinds,
                         room as i64,
                         shared.worker_id,
                         claim_at,
-                    );
+                    ));
                     tokio::pin!(claim);
-                    // No job starts once the worker is stopping.
-                    let mut starting = true;
                     loop {
                         tokio::select! {
                             biased;
-                            claimed = &mut claim => break claimed,
-                            slot = slots.clone().acquire_owned(),
-                                if starting && !buffer.is_empty() =>
-                            {
+                            claimed = &mut claim => break Some(claimed),
+                            _ = stop.cancelled() => break None,
+                            slot = slots.clone().acquire_owned(), if !held.buffer.is_empty() => {
                                 let slot = slot.expect("the semaphore is never closed");
-                                if stop.is_cancelled() {
-                                    starting = false;
-                                } else {
-                                    start(&shared, &queue, &mut buffer, slot);
-                                    rate.record(1);
-                                }
+                                start(&shared, &queue, held, slot);
+                                rate.record(1);
                             }
                         }
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => Some(Err(e)),
             };
             match claimed {
-                Ok(claim) => {
+                Some(Ok(claim)) => {
                     outage.recovered();
-                    exhausted = claim.jobs.len() < room;
-                    found = !claim.jobs.is_empty();
-                    empty_claims = if found { 0 } else { empty_claims + 1 };
+                    if !claim.alive {
+                        // Taken for dead: the heartbeat registers the worker
+                        // again; until then claims take nothing.
+                        shared.lease.lost();
+                    }
+                    exhausted = claim.jobs.len() < room && claim.promoted == 0;
+                    empty_claims = if claim.jobs.is_empty() {
+                        empty_claims + 1
+                    } else {
+                        0
+                    };
                     if empty_claims >= QUIET_POLLS {
                         fast = false;
                     }
                     release = conn.wake_lock && !exhausted;
                     // Counted from when the answer arrived, so the wait ends
                     // late by the claim's own time, never early.
-                    due_at = claim.next_due.map(|d| Instant::now() + d);
-                    buffer.extend(claim.jobs);
+                    let now = Instant::now();
+                    due_at = claim.next_due.map(|d| now + d);
+                    held.buffer
+                        .extend(claim.jobs.into_iter().map(|job| Buffered {
+                            job,
+                            epoch,
+                            since: now,
+                        }));
                 }
-                Err(e) => {
+                lost => {
+                    held.lost_claims.push(LostClaim {
+                        at: claim_at,
+                        backend: conn.held.backend(),
+                    });
                     conn.discard();
-                    lost_claims.push(claim_at);
-                    let wait = outage.failed(&e);
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = tokio::time::sleep(wait) => {}
+                    if let Some(Err(e)) = lost {
+                        let wait = outage.failed(&e);
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(wait) => {}
+                        }
                     }
                 }
             }
@@ -320,7 +511,7 @@ pub(super) async fn run(
             }
         } else if exhausted && !conn.wake_lock && !covered {
             let taken = match conn.get().await {
-                Ok(c) => store::take_wake_lock(c, &queue, WAKE_LOCK_WAIT).await,
+                Ok(c) => bounded(store::take_wake_lock(c, &queue, WAKE_LOCK_WAIT)).await,
                 Err(e) => Err(e),
             };
             match taken {
@@ -357,30 +548,15 @@ pub(super) async fn run(
         let idle_sleep = if polling {
             FAST_POLL
         } else if exhausted {
-            let mut sleep = recheck.unwrap_or(shared.config.poll_interval);
-            // A claim that took jobs said when the next one is due; one that
-            // took nothing could not.
-            if !found {
-                let due = match conn.get().await {
-                    Ok(c) => store::next_due(c, &queue).await,
-                    Err(e) => Err(e),
-                };
-                match due {
-                    Ok(due) => due_at = due.map(|d| Instant::now() + d),
-                    Err(e) => {
-                        conn.discard();
-                        sleep = sleep.min(outage.failed(&e));
-                    }
-                }
-            }
-            // Measured from now, after the wake lock and next-due round trips
-            // above, so their time does not add to the wait.
+            let sleep = recheck.unwrap_or(shared.config.poll_interval);
+            // Measured from now, after the wake lock round trips above, so
+            // their time does not add to the wait.
             let now = Instant::now();
             due_at.map_or(sleep, |at| sleep.min(at.saturating_duration_since(now)))
         } else {
             shared.config.poll_interval
         };
-        let has_work = !buffer.is_empty() || !exhausted;
+        let has_work = !held.buffer.is_empty() || !exhausted;
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = wakes.notified.notified() => {
@@ -407,20 +583,5 @@ pub(super) async fn run(
     // The wake lock must not go back to the pool with the connection.
     if conn.wake_lock {
         let _ = conn.release_wake_lock(&queue, true).await;
-    }
-    // Shutting down: jobs claimed but never started go back untouched.
-    for job in buffer {
-        let returned = Completion {
-            id: job.id,
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            outcome: None,
-        };
-        if shared.completions.send(returned).await.is_err() {
-            tracing::error!(
-                job.id = job.id,
-                "the completer stopped; the job will be rescued"
-            );
-        }
     }
 }

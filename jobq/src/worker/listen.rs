@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +25,16 @@ pub(super) async fn run(
 ) {
     let wake_all = || wakers.values().for_each(|w| w.notify_one());
     let mut outage = Outage::new("listen for new jobs");
+    // A pool of one of its own, not a connection of the jobs' pool: it is
+    // held for as long as the worker runs.
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(super::conn::service_options(&pool));
     loop {
         let connected = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
+            let mut listener = PgListener::connect_with(&own).await?;
             listener
                 .listen_all([INSERT_CHANNEL, CONTROL_CHANNEL])
                 .await?;

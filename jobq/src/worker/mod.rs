@@ -7,13 +7,14 @@
 //! (lease rescuer, pruner) live in `crate::maintenance`.
 
 mod complete;
-mod conn;
+pub(crate) mod conn;
 mod execute;
 mod fetch;
 mod heartbeat;
 mod listen;
 pub(crate) mod outage;
 mod running;
+mod supervise;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -32,7 +33,9 @@ use crate::registry::Registry;
 use crate::store;
 
 pub(crate) use complete::Completion;
+use heartbeat::Lease;
 use running::RunningJobs;
+use supervise::supervised;
 
 /// Concurrency of each queue the worker runs when none was named.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -135,10 +138,12 @@ impl Default for Config {
 
 impl Worker {
     /// A worker on `pool`, running every linked-in job, with default settings.
-    /// While it runs, the worker holds some of the pool's connections: one
-    /// per queue (claims), one for recording results, one for LISTEN; it
-    /// borrows one now and then for heartbeats and maintenance. Size the pool
-    /// for those plus what the jobs themselves use (`JobContext::pool`).
+    /// The pool is the jobs' (`JobContext::pool`) and the occasional
+    /// maintenance pass's (pruning, cron ticks): the worker's own services
+    /// open connections of their own with the pool's settings (one per queue
+    /// for claims, one for results, one for LISTEN, one for the heartbeat,
+    /// one for rescues), so jobs that hold every pooled connection cannot
+    /// starve them. Allow for those in the server's `max_connections`.
     pub fn new(pool: PgPool) -> Self {
         Worker {
             pool,
@@ -323,6 +328,7 @@ impl Worker {
             stop_jobs: stop_jobs.clone(),
             running: running.clone(),
             jobs: TaskTracker::new(),
+            lease: Lease::default(),
         });
 
         let wakers: HashMap<String, Arc<Notify>> = queues
@@ -342,42 +348,56 @@ impl Worker {
             completions_rx,
             rescans.values().cloned().collect(),
         ));
-        services.spawn(listen::run(
-            pool.clone(),
-            worker_id,
-            wakers.clone(),
-            running,
-            stop_services.clone(),
-        ));
-        services.spawn(heartbeat::run(
-            pool.clone(),
-            heartbeat::Identity {
-                worker_id,
-                host,
-                pid,
-                queues: queue_names,
-            },
-            config.heartbeat_interval,
-            stop_services.clone(),
-        ));
-        services.spawn(crate::schedule::cron::run(
-            pool.clone(),
-            cron_jobs,
-            stop_services.clone(),
-        ));
-        let rescue_every = (config.lease_timeout / 4).max(Duration::from_millis(100));
-        services.spawn(crate::maintenance::rescuer::run(
-            pool.clone(),
-            config.lease_timeout,
-            rescue_every,
-            stop_services.clone(),
-        ));
+        {
+            let (pool, wakers, running) = (pool.clone(), wakers.clone(), running.clone());
+            let stop = stop_services.clone();
+            services.spawn(supervised("listen", stop.clone(), move || {
+                listen::run(
+                    pool.clone(),
+                    worker_id,
+                    wakers.clone(),
+                    running.clone(),
+                    stop.clone(),
+                )
+            }));
+        }
+        {
+            let shared = shared.clone();
+            let stop = stop_services.clone();
+            let every = config.heartbeat_interval;
+            services.spawn(supervised("heartbeat", stop.clone(), move || {
+                let me = heartbeat::Identity {
+                    host: host.clone(),
+                    pid,
+                    queues: queue_names.clone(),
+                };
+                heartbeat::run(shared.clone(), me, every, stop.clone())
+            }));
+        }
+        {
+            let pool = pool.clone();
+            let stop = stop_services.clone();
+            let cron_jobs = Arc::new(cron_jobs);
+            services.spawn(supervised("cron", stop.clone(), move || {
+                crate::schedule::cron::run(pool.clone(), cron_jobs.clone(), stop.clone())
+            }));
+        }
+        {
+            let pool = pool.clone();
+            let stop = stop_services.clone();
+            let lease = config.lease_timeout;
+            let rescue_every = (lease / 4).max(Duration::from_millis(100));
+            services.spawn(supervised("rescuer", stop.clone(), move || {
+                crate::maintenance::rescuer::run(pool.clone(), lease, rescue_every, stop.clone())
+            }));
+        }
         if config.retention.prunes() {
-            services.spawn(crate::maintenance::pruner::run(
-                pool.clone(),
-                config.retention,
-                stop_services.clone(),
-            ));
+            let pool = pool.clone();
+            let stop = stop_services.clone();
+            let retention = config.retention;
+            services.spawn(supervised("pruner", stop.clone(), move || {
+                crate::maintenance::pruner::run(pool.clone(), retention, stop.clone())
+            }));
         }
         let producers = TaskTracker::new();
         for (queue, concurrency) in queues {
@@ -422,6 +442,8 @@ pub(crate) struct Shared {
     pub running: RunningJobs,
     /// Every running attempt's task.
     pub jobs: TaskTracker,
+    /// Whether the worker still holds its lease.
+    pub lease: Lease,
 }
 
 /// A started worker, waiting to be shut down.

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 /// How long a cancellation request for a job that is not running here is
 /// kept, in case the job is in this worker's prefetch buffer. The buffer
-/// holds about 50 ms of work; every worker hears every request, so the
-/// requests for other workers' jobs must not pile up.
+/// holds about 50 ms of work, and no job stays in it longer than 2 s (it is
+/// handed back then); every worker hears every request, so the requests for
+/// other workers' jobs must not pile up.
 const EARLY_CANCEL_TTL: Duration = Duration::from_secs(60);
 
 use tokio_util::sync::CancellationToken;
@@ -65,6 +66,14 @@ impl RunningJobs {
 
     pub(crate) fn len(&self) -> usize {
         self.0.lock().expect("running jobs").running.len()
+    }
+
+    /// Asks every running attempt to stop, as at shutdown: the worker lost
+    /// its lease, and the rescuer gave their jobs to other workers.
+    pub(crate) fn interrupt_all(&self) {
+        for h in self.0.lock().expect("running jobs").running.values() {
+            h.token.cancel();
+        }
     }
 
     /// Asks the attempt of job `id` to stop if it runs here, and returns
