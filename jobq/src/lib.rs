@@ -225,7 +225,7 @@ pub use job::{CatchUp, Control, Job, JobContext, JobDef, JobId, JobState, Outcom
 pub use maintenance::pruner::{Keep, Retention};
 pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};
-pub use store::migrate;
+pub use store::{MAX_LOST_ATTEMPTS, migrate};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
 
@@ -311,6 +311,17 @@ pub mod __private {
 
     /// jobq's claim statement, for its benchmark to time on its own.
     pub use crate::store::CLAIM_SQL;
+
+    /// Reads cron job `name`'s latest tick, recording `now` when it has
+    /// none, and says whether this call recorded it: for the tests that race
+    /// many workers registering one cron job.
+    pub async fn cron_last_tick(
+        pool: &sqlx::PgPool,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> sqlx::Result<(chrono::DateTime<chrono::Utc>, bool)> {
+        crate::store::cron_last_tick(pool, name, now).await
+    }
 
     /// Boxes an attempt's future.
     pub fn boxed<F>(fut: F) -> JobFuture

@@ -12,6 +12,9 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod faulty;
+pub mod proxy;
+
 /// The server the tests run against: `DATABASE_URL`, set by `scripts/test`.
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -225,7 +228,7 @@ pub async fn wait_exit(child: &mut Child, deadline: Duration) -> std::process::E
     }
 }
 
-async fn record_run(
+pub(crate) async fn record_run(
     db: &PgPool,
     ctx: &JobContext,
     event: &str,
@@ -371,4 +374,61 @@ pub async fn dedup(db: State<PgPool>, ctx: JobContext, key: String) -> Result<()
 pub async fn finishes_late(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}
+
+// == Poison results (hardening): jobs whose results PostgreSQL could refuse ==
+
+/// Fails with an error whose text holds a NUL byte, which PostgreSQL's text
+/// and jsonb refuse.
+#[job(retries = 0)]
+pub async fn nul_error() -> anyhow::Result<()> {
+    anyhow::bail!("before\0after")
+}
+
+/// Fails with a 10 MB error message.
+#[job(retries = 0)]
+pub async fn huge_error() -> anyhow::Result<()> {
+    anyhow::bail!("{}", "x".repeat(10 * 1024 * 1024))
+}
+
+/// Snoozes for `Duration::MAX`, which no PostgreSQL interval holds.
+#[job(retries = 0)]
+pub async fn snoozes_forever() -> anyhow::Result<()> {
+    Err(jobq::Control::snooze(Duration::MAX).into())
+}
+
+/// Asks to be retried in the year 200,000.
+#[job(retries = 1)]
+pub async fn retries_in_year_200000() -> anyhow::Result<()> {
+    let at = chrono::NaiveDate::from_ymd_opt(200_000, 1, 1)
+        .expect("chrono reaches the year 200000")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    Err(jobq::Control::retry_at(at, "come back much later").into())
+}
+
+/// Fails every one of its 50 attempts, naming the attempt.
+#[job(retries = 49)]
+pub async fn fails_50_times(ctx: JobContext) -> anyhow::Result<()> {
+    anyhow::bail!("failure {}", ctx.attempt())
+}
+
+/// Records `started`, waits until the test records a `go` event for it, then
+/// fails.
+#[job(retries = 3)]
+pub async fn waits_then_fails(db: State<PgPool>, ctx: JobContext) -> anyhow::Result<()> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    loop {
+        let go: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM test_runs WHERE job_id = $1 AND event = 'go')",
+        )
+        .bind(ctx.id().0)
+        .fetch_one(&*db)
+        .await?;
+        if go {
+            anyhow::bail!("failed when told to");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,7 +1,10 @@
 //! The fault suite: three worker processes, 5,000 jobs that each record their
-//! execution, one worker killed with SIGKILL mid-run and the PostgreSQL server
-//! restarted mid-run. Nothing committed may be lost, and a job may run twice
-//! only if it was running on the killed worker or during the outage.
+//! execution, mixed with poison jobs (errors with a NUL byte or of 10 MB,
+//! snoozes of `Duration::MAX`, decoders that panic), one worker killed with
+//! SIGKILL mid-run and the PostgreSQL server restarted mid-run. Nothing
+//! committed may be lost, a job may run twice only if it was running on the
+//! killed worker or during the outage, every poison job ends with a readable
+//! reason, and no job is left `running`.
 //!
 //! Alone in its test binary on purpose: the restart drops every connection to
 //! the server, which would break tests running beside it.
@@ -9,12 +12,18 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jobq_tests::{TestDb, sigterm, spawn_worker_process_with_lease, wait_exit, work};
+use jobq_tests::faulty::decodes_badly;
+use jobq_tests::{
+    TestDb, huge_error, nul_error, sigterm, snoozes_forever, spawn_worker_process_with_lease,
+    wait_exit, work,
+};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const JOBS: i64 = 5_000;
 const LEASE: Duration = Duration::from_secs(2);
 const DEADLINE: Duration = Duration::from_secs(180);
+/// Poison jobs of each kind, spread through the ordinary ones.
+const POISON: usize = 20;
 
 /// Counts with a query that may fail while the server restarts (then `None`).
 async fn try_count(db: &TestDb, sql: &'static str) -> Option<i64> {
@@ -26,7 +35,7 @@ async fn wait_completed(db: &TestDb, at_least: i64) {
     loop {
         let done = try_count(
             db,
-            "SELECT count(*) FROM jobq_jobs WHERE state = 'completed'",
+            "SELECT count(*) FROM jobq_jobs WHERE state = 'completed' AND kind = 'work'",
         )
         .await;
         if done.is_some_and(|n| n >= at_least) {
@@ -59,9 +68,29 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
-    work::enqueue_many(&db.pool, (0..JOBS).map(|_| work::Args { millis: 5 }))
+    // Ordinary jobs in batches, poison jobs between them.
+    for _ in 0..POISON {
+        work::enqueue_many(
+            &db.pool,
+            (0..JOBS / POISON as i64).map(|_| work::Args { millis: 5 }),
+        )
         .await
         .unwrap();
+        nul_error::enqueue(&db.pool, nul_error::Args {})
+            .await
+            .unwrap();
+        snoozes_forever::enqueue(&db.pool, snoozes_forever::Args {})
+            .await
+            .unwrap();
+        decodes_badly::enqueue(&db.pool, decodes_badly::Args { n: 13 })
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        huge_error::enqueue(&db.pool, huge_error::Args {})
+            .await
+            .unwrap();
+    }
 
     // Kill one worker mid-run.
     wait_completed(&db, JOBS / 5).await;
@@ -127,8 +156,8 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
     }
 
     let (jobs, completed, runs, distinct, rerun): (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM jobq_jobs),
-                (SELECT count(*) FROM jobq_jobs WHERE state = 'completed'),
+        "SELECT (SELECT count(*) FROM jobq_jobs WHERE kind = 'work'),
+                (SELECT count(*) FROM jobq_jobs WHERE state = 'completed' AND kind = 'work'),
                 (SELECT count(*) FROM test_runs),
                 (SELECT count(DISTINCT job_id) FROM test_runs),
                 (SELECT count(*) FROM (SELECT job_id FROM test_runs GROUP BY job_id
@@ -195,6 +224,48 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
     assert!(
         rescued <= running_on_victim + 64,
         "rescued more than the victim could hold"
+    );
+
+    // Poison jobs: each ended with a readable reason, none is left running.
+    let poison: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT kind, state::text, count(*),
+                min(errors -> -1 ->> 'error') FILTER (WHERE state <> 'scheduled')
+         FROM jobq_jobs WHERE kind <> 'work' GROUP BY kind, state ORDER BY kind, state",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    println!("poison jobs (kind, state, count, a last error): {poison:?}");
+    let ended = |kind: &str, state: &str| {
+        poison
+            .iter()
+            .filter(|(k, s, _, _)| k == kind && s == state)
+            .map(|(_, _, n, _)| *n)
+            .sum::<i64>()
+    };
+    let n = POISON as i64;
+    assert_eq!(ended("nul_error", "discarded"), n, "{poison:?}");
+    assert_eq!(ended("decodes_badly", "discarded"), n, "{poison:?}");
+    assert_eq!(ended("huge_error", "discarded"), 3, "{poison:?}");
+    // Snoozed as far as PostgreSQL stores, not lost, not running.
+    assert_eq!(ended("snoozes_forever", "scheduled"), n, "{poison:?}");
+    for (kind, state, _, error) in &poison {
+        if state == "discarded" {
+            let error = error.as_deref().unwrap_or_default();
+            assert!(
+                !error.is_empty() && error.len() <= 16 * 1024,
+                "{kind}: unreadable reason {error:?}"
+            );
+        }
+    }
+    assert_eq!(
+        try_count(
+            &db,
+            "SELECT count(*) FROM jobq_jobs WHERE state = 'running'"
+        )
+        .await,
+        Some(0),
+        "a job was left running"
     );
     db.cleanup().await;
 }

@@ -620,7 +620,7 @@ async fn migrating_twice_or_concurrently_is_safe_and_apart_from_sqlx() {
         run.await.unwrap().unwrap();
     }
     jobq::migrate(&db.pool).await.unwrap();
-    assert_eq!(db.count("SELECT count(*) FROM jobq_migrations").await, 4);
+    assert_eq!(db.count("SELECT count(*) FROM jobq_migrations").await, 5);
     assert_eq!(
         db.count("SELECT count(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'")
             .await,

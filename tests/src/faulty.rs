@@ -1,0 +1,52 @@
+//! Jobs that behave badly in ways real handlers do, for the hardening tests:
+//! a decoder that panics, a handler that holds pooled connections, a job
+//! with no retries to lose.
+
+use std::time::Duration;
+
+use jobq::{JobContext, State, job};
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::record_run;
+
+/// Sleeps `millis`, then records that it ran; no retries, so an attempt it
+/// loses for nothing would discard it.
+#[job(retries = 0)]
+pub async fn once(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    record_run(&db, &ctx, "ran", serde_json::Value::Null).await
+}
+
+/// Holds one of the worker's pooled connections (`ctx.pool()`) for `millis`,
+/// recording its start and end through the test's own pool (`State`).
+#[job(retries = 0)]
+pub async fn hogs_a_connection(
+    db: State<PgPool>,
+    ctx: JobContext,
+    millis: u64,
+) -> Result<(), sqlx::Error> {
+    let held = ctx.pool().acquire().await?;
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    drop(held);
+    record_run(&db, &ctx, "finished", serde_json::Value::Null).await
+}
+
+fn panicking_decoder<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 13 {
+        panic!("the decoder panicked on 13");
+    }
+    Ok(n)
+}
+
+/// Records its argument; decoding `n = 13` panics.
+#[job(retries = 1)]
+pub async fn decodes_badly(
+    db: State<PgPool>,
+    ctx: JobContext,
+    #[serde(deserialize_with = "panicking_decoder")] n: u64,
+) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "ran", serde_json::json!({ "n": n })).await
+}
