@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
 
 use super::Config;
-use super::conn::HeldConn;
+use super::conn::{HeldConn, bounded};
 use super::outage::Outage;
 use crate::job::Outcome;
 use crate::store::{self, Finish};
@@ -292,7 +292,7 @@ impl Writer {
                     continue;
                 }
             };
-            let e = match store::finish_many(conn, self.worker_id, piece).await {
+            let e = match bounded(store::finish_many(conn, self.worker_id, piece)).await {
                 Ok(written) => {
                     self.outage.recovered();
                     transient = 0;
@@ -371,14 +371,25 @@ impl Writer {
         let reason = clean_error(format!("could not record this attempt's result: {message}"));
         let (id, attempt, worker_id) = (finish.id, finish.attempt, self.worker_id);
         let conn = self.conn.get().await?;
-        let second = match store::discard_unrecordable(conn, worker_id, id, attempt, &reason).await
+        let second = match bounded(store::discard_unrecordable(
+            conn, worker_id, id, attempt, &reason,
+        ))
+        .await
         {
             Ok(written) => return Ok(written),
             Err(e) if fault(&e) != Fault::Data => return Err(e),
             Err(e) => e,
         };
         let release_key = is_unique_violation(refusal) || is_unique_violation(&second);
-        match store::discard_unrecordable_minimal(conn, worker_id, id, attempt, release_key).await {
+        match bounded(store::discard_unrecordable_minimal(
+            conn,
+            worker_id,
+            id,
+            attempt,
+            release_key,
+        ))
+        .await
+        {
             Ok(written) => Ok(written),
             Err(e) if fault(&e) != Fault::Data => Err(e),
             Err(e) => {
