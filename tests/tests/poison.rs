@@ -372,3 +372,27 @@ async fn the_pruner_prunes_under_a_low_statement_timeout() {
     pool.close().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_writes_the_last_results_without_waiting_out_the_grace() {
+    let db = TestDb::new("poison_stop").await;
+    // A long grace: the completer is waited for up to that long.
+    let worker = InProcess::start(test_worker(&db.pool).shutdown_grace(Duration::from_secs(60)));
+    let args = (0..NEIGHBOURS).map(|n| record::Args { n });
+    record::enqueue_many(&db.pool, args).await.unwrap();
+    wait_until("every job to run", DEADLINE, || async {
+        db.count("SELECT count(*) FROM test_runs").await == NEIGHBOURS
+    })
+    .await;
+    let started = std::time::Instant::now();
+    worker.stop().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "stop() took {took:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+            .await,
+        NEIGHBOURS,
+        "every result is written before stop() returns"
+    );
+    db.cleanup().await;
+}

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::Config;
 use super::conn::{HeldConn, bounded};
@@ -209,16 +211,61 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "23505")
 }
 
-/// Runs until every sender is gone and every result is written. After
-/// writing a retry or a snooze, it has every producer of this worker claim
-/// again: the claim tells when that job is due, so it starts on time rather
-/// than up to a poll interval late.
-pub(super) async fn run(
+/// The running completer task.
+pub(super) struct Completer {
+    task: JoinHandle<()>,
+    /// Fired when no more results are to come.
+    close: CancellationToken,
+}
+
+impl Completer {
+    /// Starts writing the results `rx` receives.
+    pub(super) fn spawn(
+        pool: PgPool,
+        worker_id: i64,
+        config: Config,
+        rx: mpsc::Receiver<Completion>,
+        rescans: Vec<Arc<Notify>>,
+    ) -> Self {
+        let close = CancellationToken::new();
+        let task = tokio::spawn(run(pool, worker_id, config, rx, rescans, close.clone()));
+        Completer { task, close }
+    }
+
+    /// Writes every result sent so far, then stops; call it once nothing
+    /// sends results any more. Senders may still be alive (a service holding
+    /// the worker's shared state), so the channel is closed rather than
+    /// waited on to close. Past `within` (an outage), the task is aborted
+    /// rather than left running detached, and this returns false: the jobs
+    /// whose results were not written stay `running` until their lease
+    /// expires.
+    pub(super) async fn finish(mut self, within: Duration) -> bool {
+        self.close.cancel();
+        match tokio::time::timeout(within, &mut self.task).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "jobq completer failed");
+                false
+            }
+            Err(_) => {
+                self.task.abort();
+                false
+            }
+        }
+    }
+}
+
+/// Runs until every result is written and either every sender is gone or
+/// `close` fired. After writing a retry or a snooze, it has every producer
+/// of this worker claim again: the claim tells when that job is due, so it
+/// starts on time rather than up to a poll interval late.
+async fn run(
     pool: PgPool,
     worker_id: i64,
     config: Config,
     mut rx: mpsc::Receiver<Completion>,
     rescans: Vec<Arc<Notify>>,
+    close: CancellationToken,
 ) {
     let mut writer = Writer {
         conn: HeldConn::new(pool),
@@ -226,7 +273,21 @@ pub(super) async fn run(
         outage: Outage::new("record results"),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut closed = false;
+    loop {
+        let first = tokio::select! {
+            biased;
+            first = rx.recv() => match first {
+                Some(first) => first,
+                None => break,
+            },
+            // Closed, the channel still yields what was sent before.
+            _ = close.cancelled(), if !closed => {
+                rx.close();
+                closed = true;
+                continue;
+            }
+        };
         batch.push(first.into_finish(&config));
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

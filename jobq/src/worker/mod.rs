@@ -341,13 +341,13 @@ impl Worker {
             .map(|q| (q.clone(), Arc::new(Notify::new())))
             .collect();
         let services = TaskTracker::new();
-        let completer = tokio::spawn(complete::run(
+        let completer = complete::Completer::spawn(
             pool.clone(),
             worker_id,
             config.clone(),
             completions_rx,
             rescans.values().cloned().collect(),
-        ));
+        );
         {
             let (pool, wakers, running) = (pool.clone(), wakers.clone(), running.clone());
             let stop = stop_services.clone();
@@ -454,7 +454,7 @@ struct Running {
     stop_services: CancellationToken,
     producers: TaskTracker,
     services: TaskTracker,
-    completer: tokio::task::JoinHandle<()>,
+    completer: complete::Completer,
 }
 
 impl Running {
@@ -491,23 +491,15 @@ impl Running {
         }
         let worker_id = shared.worker_id;
         let pool = shared.pool.clone();
-        // Dropping the last sender lets the completer drain and stop.
         drop(shared);
-        // Results are retried through an outage, but not forever: past the
+        // No job runs and no producer claims: every result has been sent.
+        // They are retried through an outage, but not forever: past the
         // grace period the jobs stay `running` and are rescued after the lease.
-        let mut completer = completer;
-        match tokio::time::timeout(grace.max(Duration::from_secs(5)), &mut completer).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "jobq completer failed"),
-            Err(_) => {
-                // Stopped, not left running detached: it would go on writing
-                // (and retrying) after the worker has said it stopped.
-                completer.abort();
-                tracing::error!(
-                    "could not record every result before exiting; those jobs will run again \
-                     after their lease expires"
-                )
-            }
+        if !completer.finish(grace.max(Duration::from_secs(5))).await {
+            tracing::error!(
+                "could not record every result before exiting; those jobs will run again after \
+                 their lease expires"
+            );
         }
         stop_services.cancel();
         services.wait().await;
