@@ -494,12 +494,14 @@ pub enum Control {
 }
 
 impl Control {
-    /// Run again after `delay`, without using an attempt.
+    /// Run again after `delay`, without using an attempt. A delay longer
+    /// than 100 years is cut to 100 years.
     pub fn snooze(delay: Duration) -> Self {
         Control::Snooze(delay)
     }
 
-    /// Fail this attempt and run the next one at `at`.
+    /// Fail this attempt and run the next one at `at` (at once if `at` is
+    /// past, in 100 years if it is later than that).
     pub fn retry_at(at: DateTime<Utc>, reason: impl Into<String>) -> Self {
         Control::RetryAt {
             at,

@@ -127,7 +127,8 @@
 //! An `Err`, a panic, or a timeout fails the attempt: the error is appended to
 //! the job's `errors` history and the job is retried after an exponential
 //! backoff with jitter ([`Backoff`]), until it has used `retries + 1`
-//! attempts; then it is `discarded`, every attempt's error kept. Arguments that
+//! attempts; then it is `discarded`. The history keeps the first error and
+//! the last 20, each cut to 8 KiB. Arguments that
 //! no longer decode (a field was renamed without `#[serde(alias)]`) discard the
 //! job at once with serde's message. A job whose kind no running worker knows
 //! waits, untouched, for a worker that does.
