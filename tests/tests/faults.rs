@@ -235,7 +235,10 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    println!("poison jobs (kind, state, count, a last error): {poison:?}");
+    for (kind, state, n, error) in &poison {
+        let error: String = error.as_deref().unwrap_or_default().chars().take(100).collect();
+        println!("poison jobs: {n} {kind} ended {state}; last error {error:?}");
+    }
     let ended = |kind: &str, state: &str| {
         poison
             .iter()

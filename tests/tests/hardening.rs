@@ -240,8 +240,10 @@ async fn unique_states_that_leave_out_an_unfinished_state_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unique_keys_of_any_length_hold() {
     let db = TestDb::new("long_keys").await;
-    // A key and arguments far past a btree entry's 2.7 kB.
-    let long = "k".repeat(8000);
+    // A key and arguments far past a btree entry's 2.7 kB, and random, so
+    // that no compression brings them under it.
+    let random = |n: usize| (0..n).map(|_| fastrand::alphanumeric()).collect::<String>();
+    let long = random(8000);
     let first = record::builder(record::Args { n: 1 })
         .unique_key(long.clone())
         .insert(&db.pool)
@@ -262,7 +264,7 @@ async fn unique_keys_of_any_length_hold() {
         .unwrap();
     let many = dedup::enqueue_many(
         &db.pool,
-        [long.clone(), "x".repeat(5000)].map(|key| dedup::Args { key }),
+        [long.clone(), random(5000)].map(|key| dedup::Args { key }),
     )
     .await
     .unwrap();
@@ -310,17 +312,19 @@ async fn a_worker_whose_row_was_removed_claims_nothing_under_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease() {
     let db = TestDb::new("starved_heartbeat").await;
-    // The worker's pool: 2 connections, both held by jobs for 4 s, past a
-    // 2 s lease; another worker rescues what looks dead.
+    // The worker's pool: 4 connections, 3 of them held by jobs for 4 s, past
+    // a 2 s lease (the fourth serves the worker's own needs, as it did when
+    // its services borrowed from the pool); another worker rescues what
+    // looks dead.
     let small = PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(4)
         .connect(&db.url)
         .await
         .unwrap();
     let starved = InProcess::start(
         jobq::Worker::new(small.clone())
             .state(db.pool.clone())
-            .queue("default", 2)
+            .queue("default", 3)
             .lease_timeout(Duration::from_secs(2))
             .heartbeat_interval(Duration::from_millis(500))
             .shutdown_grace(Duration::from_secs(10)),
@@ -328,14 +332,14 @@ async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease()
     wait_for_listeners(&db, 1).await;
     let ids = hogs_a_connection::enqueue_many(
         &db.pool,
-        (0..2).map(|_| hogs_a_connection::Args { millis: 4000 }),
+        (0..3).map(|_| hogs_a_connection::Args { millis: 4000 }),
     )
     .await
     .unwrap();
-    wait_until("both jobs to start", DEADLINE, || async {
+    wait_until("the jobs to start", DEADLINE, || async {
         db.count("SELECT count(*) FROM test_runs WHERE event = 'started'")
             .await
-            == 2
+            == 3
     })
     .await;
     let rescuer = InProcess::start(
@@ -344,7 +348,7 @@ async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease()
             .lease_timeout(Duration::from_secs(2))
             .heartbeat_interval(Duration::from_millis(500)),
     );
-    wait_until("both jobs to finish", DEADLINE, || async {
+    wait_until("the jobs to finish", DEADLINE, || async {
         db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
             .await
             == ids.len() as i64
@@ -355,7 +359,7 @@ async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease()
     assert_eq!(
         db.count("SELECT count(*) FROM test_runs WHERE event = 'started'")
             .await,
-        2,
+        3,
         "a job ran twice: its worker was taken for dead"
     );
     assert_eq!(
@@ -412,7 +416,7 @@ async fn a_lost_claim_is_put_back_only_once_its_session_is_gone() {
             pid = sqlx::query_scalar(
                 "SELECT pid FROM pg_stat_activity
                  WHERE datname = current_database() AND wait_event_type = 'Lock'
-                   AND query LIKE '%promoted%'",
+                   AND query LIKE '%FOR UPDATE SKIP LOCKED%'",
             )
             .fetch_optional(&db.pool)
             .await
@@ -468,7 +472,7 @@ async fn a_claim_blocked_by_a_lock_does_not_block_shutdown() {
         db.count(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query LIKE '%promoted%'",
+               AND query LIKE '%FOR UPDATE SKIP LOCKED%'",
         )
         .await
             > 0
@@ -476,7 +480,7 @@ async fn a_claim_blocked_by_a_lock_does_not_block_shutdown() {
     .await;
     tokio::time::timeout(Duration::from_secs(20), worker.stop())
         .await
-        .expect("stop() returned while a claim waited for a lock")
+        .expect("stop() did not return while a claim waited for a lock")
         .unwrap();
     lock.commit().await.unwrap();
     // The abandoned claim never took the job, or was put back.

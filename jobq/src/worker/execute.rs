@@ -12,6 +12,7 @@ use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::complete::clean_error;
 use super::running::Handle;
 use super::{Completion, Shared};
 use crate::job::{JobContext, JobDef, JobId, Outcome, RunCx, RunError};
@@ -50,9 +51,14 @@ pub(super) async fn run(
         job.attempt,
         job.max_attempts.saturating_add(job.lost_attempts),
     );
-    let outcome = attempt_once(&shared, def, queue, job)
+    let mut outcome = attempt_once(&shared, def, queue, job)
         .instrument(span.clone())
         .await;
+    // Capped and cleaned before it is logged too: a 10 MB error is no
+    // better in a log line than in the table.
+    if let Outcome::Failed { error, .. } | Outcome::Discard { error, .. } = &mut outcome {
+        *error = clean_error(std::mem::take(error));
+    }
     span.in_scope(|| match &outcome {
         Outcome::Completed => tracing::debug!("job completed"),
         Outcome::Failed { error, kind, .. } => tracing::warn!(%error, kind, "job attempt failed"),
