@@ -72,8 +72,6 @@ async fn check(options: PgConnectOptions) -> Result<(), Box<dyn std::error::Erro
     };
     jobq::Worker::new(pool.clone())
         .queue("consumer_check", 1)
-        // Nothing runs when it stops: a short grace bounds the wait.
-        .shutdown_grace(Duration::from_secs(1))
         .run_until(done)
         .await?;
 
