@@ -278,20 +278,66 @@ async fn unique_keys_of_any_length_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_row_was_removed_claims_nothing_under_it() {
     let db = TestDb::new("fenced_claim").await;
-    // A worker that beats rarely, and rescues often: from its row's removal
-    // until its next beat, any job it claimed would look orphaned to its own
-    // rescuer, and run again.
+    // A worker whose row a rescuer removed, and which cannot register again
+    // for now (a trigger refuses it): anything it claimed under its old id
+    // would look orphaned to the next rescue pass, and run again.
+    sqlx::raw_sql(
+        "CREATE TABLE test_block_workers ();
+         CREATE FUNCTION test_block_workers() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF EXISTS (SELECT FROM test_block_workers) AND NEW.host <> 'dead' THEN
+                 RAISE EXCEPTION 'registration blocked by the test';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER test_block_workers BEFORE INSERT ON jobq_workers
+             FOR EACH ROW EXECUTE FUNCTION test_block_workers();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let worker = InProcess::start(
         test_worker(&db.pool)
-            .lease_timeout(Duration::from_secs(4))
-            .heartbeat_interval(Duration::from_secs(2)),
+            .lease_timeout(Duration::from_secs(2))
+            .heartbeat_interval(Duration::from_millis(500)),
     );
     wait_for_listeners(&db, 1).await;
     let removed = db
-        .count("WITH d AS (DELETE FROM jobq_workers RETURNING 1) SELECT count(*) FROM d")
+        .count(
+            "WITH b AS (INSERT INTO test_block_workers DEFAULT VALUES),
+                  d AS (DELETE FROM jobq_workers RETURNING 1)
+             SELECT count(*) FROM d",
+        )
         .await;
     assert_eq!(removed, 1);
-    let ids = once::enqueue_many(&db.pool, (0..20).map(|_| once::Args { millis: 1500 }))
+    let ids = once::enqueue_many(&db.pool, (0..20).map(|_| once::Args { millis: 300 }))
+        .await
+        .unwrap();
+    // Two rescue passes after the jobs were announced: a dead worker's row
+    // for each to remove.
+    for _ in 0..2 {
+        sqlx::query(
+            "INSERT INTO jobq_workers (host, pid, queues, heartbeat_at)
+             VALUES ('dead', 0, '{}', now() - interval '1 hour')",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        wait_until("a rescue pass", DEADLINE, || async {
+            db.count("SELECT count(*) FROM jobq_workers WHERE host = 'dead'")
+                .await
+                == 0
+        })
+        .await;
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM test_runs").await,
+        0,
+        "a worker without its row ran jobs"
+    );
+    // Free to register again, it runs each job once.
+    sqlx::query("DELETE FROM test_block_workers")
+        .execute(&db.pool)
         .await
         .unwrap();
     wait_until("every job to finish", DEADLINE, || async {
@@ -302,7 +348,10 @@ async fn a_worker_whose_row_was_removed_claims_nothing_under_it() {
     .await;
     worker.stop().await.unwrap();
     let twice = db
-        .count("SELECT count(*) FROM (SELECT job_id FROM test_runs GROUP BY job_id HAVING count(*) > 1) AS t")
+        .count(
+            "SELECT count(*) FROM (SELECT job_id FROM test_runs GROUP BY job_id
+                                   HAVING count(*) > 1) AS t",
+        )
         .await;
     assert_eq!(twice, 0, "jobs ran twice");
     assert_eq!(db.count("SELECT count(*) FROM test_runs").await, 20);
