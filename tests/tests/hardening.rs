@@ -361,10 +361,8 @@ async fn a_worker_whose_row_was_removed_claims_nothing_under_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease() {
     let db = TestDb::new("starved_heartbeat").await;
-    // The worker's pool: 4 connections, 3 of them held by jobs for 4 s, past
-    // a 2 s lease (the fourth serves the worker's own needs, as it did when
-    // its services borrowed from the pool); another worker rescues what
-    // looks dead.
+    // The worker's pool: 4 connections, all held by jobs for 4 s, past a 2 s
+    // lease; another worker rescues what looks dead.
     let small = PgPoolOptions::new()
         .max_connections(4)
         .connect(&db.url)
@@ -373,7 +371,7 @@ async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease()
     let starved = InProcess::start(
         jobq::Worker::new(small.clone())
             .state(db.pool.clone())
-            .queue("default", 3)
+            .queue("default", 4)
             .lease_timeout(Duration::from_secs(2))
             .heartbeat_interval(Duration::from_millis(500))
             .shutdown_grace(Duration::from_secs(10)),
@@ -381,14 +379,14 @@ async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease()
     wait_for_listeners(&db, 1).await;
     let ids = hogs_a_connection::enqueue_many(
         &db.pool,
-        (0..3).map(|_| hogs_a_connection::Args { millis: 4000 }),
+        (0..4).map(|_| hogs_a_connection::Args { millis: 4000 }),
     )
     .await
     .unwrap();
     wait_until("the jobs to start", DEADLINE, || async {
         db.count("SELECT count(*) FROM test_runs WHERE event = 'started'")
             .await
-            == 3
+            == 4
     })
     .await;
     let rescuer = InProcess::start(
@@ -408,7 +406,7 @@ async fn jobs_holding_every_pooled_connection_do_not_cost_the_worker_its_lease()
     assert_eq!(
         db.count("SELECT count(*) FROM test_runs WHERE event = 'started'")
             .await,
-        3,
+        4,
         "a job ran twice: its worker was taken for dead"
     );
     assert_eq!(
