@@ -85,15 +85,3 @@ FROM (
 WHERE j.id = r.id AND r.rank > 1;
 UPDATE jobq_jobs SET unique_states = unique_states | 15
 WHERE unique_key IS NOT NULL AND (unique_states & 128) = 0 AND (unique_states & 15) <> 15;
-
--- Unique keys are indexed by their SHA-256, not as they are: a btree entry
--- holds at most about 2.7 kB, and a `unique = "args"` key is as long as the
--- arguments. Declared IMMUTABLE: the conversion to UTF-8 from the database's
--- encoding, which never changes, always gives the same bytes.
-CREATE FUNCTION jobq_key_hash(key text) RETURNS bytea
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-    SELECT sha256(convert_to(key, 'UTF8'))
-$$;
-CREATE UNIQUE INDEX jobq_jobs_unique_key ON jobq_jobs (jobq_key_hash(unique_key))
-    WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0;
-DROP INDEX jobq_jobs_unique;

@@ -350,7 +350,11 @@ impl<J: Job> Enqueue<J> {
                         def.name
                     )));
                 }
-                Some(Unique { key, states, until })
+                Some(Unique {
+                    key: store::stored_unique_key(key),
+                    states,
+                    until,
+                })
             }
         };
         let job = NewJob {

@@ -158,11 +158,14 @@ impl ClaimedJob {
 /// - The same statement makes up to 1,000 due `scheduled` and `retryable`
 ///   jobs of the queue `available` (`promoted`), for the next claim: a row
 ///   cannot be changed twice by one statement.
-/// - Nothing is claimed unless the worker's row exists, and the row is
-///   locked (`FOR KEY SHARE`) first: a rescuer that removes the row waits
-///   for the claim to commit and then sees its jobs, and a claim that comes
-///   after the removal finds no row and takes nothing (`alive` is false).
-///   So a worker taken for dead cannot claim under its old identity.
+/// - Nothing is claimed unless the worker's row exists: a claim that comes
+///   after a rescuer removed it takes nothing, and says so (`alive` is
+///   false), so a worker taken for dead cannot claim under its old identity.
+///   (A claim that commits while the row is being removed is rescued like
+///   the jobs the worker held before: by this pass or the next. The row is
+///   not locked: that would cost every claim a write and order nothing
+///   better, since the worker runs what it claimed either way until it
+///   learns it lost its lease.)
 /// - Nothing is claimed while the queue is paused.
 /// - The statement always returns one row at least: with no job claimed, a
 ///   row of nulls that still carries `promoted`, `alive` and
@@ -184,7 +187,7 @@ pub const CLAIM_SQL: &str = concat!(
             RETURNING 1
         ),
         me AS (
-            SELECT id FROM jobq_workers WHERE id = $4 FOR KEY SHARE
+            SELECT id FROM jobq_workers WHERE id = $4
         ),
         c AS (
             SELECT x.id
@@ -611,11 +614,10 @@ pub const MAX_LOST_ATTEMPTS: i32 = 5;
 /// entry; their queues are notified. Returns `None` when another process
 /// holds the rescue lock.
 ///
-/// Two statements, in this order, in one transaction: the removal waits for
-/// every claim in flight under a removed worker's id (the claim locks the
-/// worker's row, see [`CLAIM_SQL`]), and the second statement, with a
-/// snapshot taken after those claims committed, sees the jobs they took.
-/// Claims after the removal find no row and take nothing.
+/// Two statements, in this order, in one transaction: the second, with a
+/// snapshot of its own, takes back the jobs of the workers the first
+/// removed and of any other worker without a row. Claims after the removal
+/// find no row and take nothing (see [`CLAIM_SQL`]).
 pub(crate) async fn rescue_expired(
     conn: &mut PgConnection,
     lease_ms: i64,

@@ -13,6 +13,29 @@ use super::NewJob;
 /// [`insert_cron_tick`] instead.
 pub(crate) const CRON_TICK_MIN_KEEP_MS: i64 = 3_600_000;
 
+/// The longest unique key stored as it is. A btree entry holds at most about
+/// 2.7 kB, and a `unique = "args"` key is as long as the arguments: a longer
+/// key is stored as its SHA-256 instead (`sha256:` and 64 hex digits), which
+/// no two keys share in practice. Short keys, most of them, cost nothing more.
+pub(crate) const MAX_STORED_KEY: usize = 512;
+
+/// The unique key as stored and indexed: `key` itself, or its SHA-256 when
+/// longer than [`MAX_STORED_KEY`] bytes.
+pub(crate) fn stored_unique_key(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    if key.len() <= MAX_STORED_KEY {
+        return key;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut stored = String::with_capacity(7 + 64);
+    stored.push_str("sha256:");
+    for byte in digest {
+        let _ = write!(stored, "{byte:02x}");
+    }
+    stored
+}
+
 /// A unique key and the states in which it holds, for one insert.
 pub(crate) struct Unique {
     pub key: String,
@@ -39,7 +62,7 @@ pub(crate) async fn insert_unique(
             VALUES ($1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
                     CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state,
                     $7, $8, $9)
-            ON CONFLICT (jobq_key_hash(unique_key))
+            ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, ",
@@ -61,8 +84,7 @@ pub(crate) async fn insert_unique(
         }
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobq_jobs
-             WHERE jobq_key_hash(unique_key) = jobq_key_hash($1) AND unique_key = $1
-               AND unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0",
+             WHERE unique_key = $1 AND (unique_states & jobq_state_bit(state)) <> 0",
         )
         .bind(&unique.key)
         .fetch_optional(&mut *conn)
@@ -122,7 +144,7 @@ pub(crate) async fn insert_unique_many(
             FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
                 WITH ORDINALITY AS t(a, k, s, u, ord)
             ORDER BY k COLLATE \"C\", ord
-            ON CONFLICT (jobq_key_hash(unique_key))
+            ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, unique_key
@@ -164,9 +186,7 @@ pub(crate) async fn insert_unique_many(
     } else {
         sqlx::query_as(
             "SELECT unique_key, id FROM jobq_jobs
-             WHERE jobq_key_hash(unique_key) IN (SELECT jobq_key_hash(k) FROM unnest($1::text[]) AS k)
-               AND unique_key = ANY($1)
-               AND unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0",
+             WHERE unique_key = ANY($1) AND (unique_states & jobq_state_bit(state)) <> 0",
         )
         .bind(&missing)
         .fetch_all(&mut *conn)
@@ -253,7 +273,7 @@ pub(crate) async fn insert_cron_tick(
                 SELECT 1 FROM jobq_cron
                 WHERE name = $1 AND last_tick >= $6
                   AND $6 < now() - $8 * interval '1 millisecond')
-            ON CONFLICT (jobq_key_hash(unique_key))
+            ON CONFLICT (unique_key)
                 WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
                 DO NOTHING
             RETURNING id, queue
@@ -343,4 +363,26 @@ pub(crate) async fn stats(pool: &PgPool) -> sqlx::Result<Vec<StatRow>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_unique_keys_are_stored_as_their_sha256() {
+        let short = "k".repeat(MAX_STORED_KEY);
+        assert_eq!(stored_unique_key(short.clone()), short);
+        let long = stored_unique_key("k".repeat(MAX_STORED_KEY + 1));
+        assert_eq!(long.len(), 7 + 64);
+        assert!(long.starts_with("sha256:"), "{long}");
+        assert_ne!(long, stored_unique_key("j".repeat(MAX_STORED_KEY + 1)));
+        // The same key, the same stored key.
+        assert_eq!(long, stored_unique_key("k".repeat(MAX_STORED_KEY + 1)));
+        // As any SHA-256 tool computes it.
+        assert_eq!(
+            long,
+            "sha256:45a7c7ef95c3417e800362f5672aba16da807261fe7121f3a81b0a0fb6b9a05c"
+        );
+    }
 }
