@@ -85,3 +85,15 @@ FROM (
 WHERE j.id = r.id AND r.rank > 1;
 UPDATE jobq_jobs SET unique_states = unique_states | 15
 WHERE unique_key IS NOT NULL AND (unique_states & 128) = 0 AND (unique_states & 15) <> 15;
+
+-- Each worker's own lease: a rescuer judges a worker by the lease that
+-- worker keeps, not by its own, so workers with different settings (a
+-- rolling deploy that changes them) never take each other for dead.
+ALTER TABLE jobq_workers ADD COLUMN lease_ms bigint;
+
+-- The attempt a worker said it started, for jobs lost with their worker at
+-- least twice: those run alone in their worker (see `SUSPECT_LOST_ATTEMPTS`),
+-- and only an attempt that started counts as lost again, so a job that
+-- keeps killing its worker ends discarded while the jobs that happened to
+-- be there with it do not.
+ALTER TABLE jobq_jobs ADD COLUMN started_attempt integer;

@@ -50,3 +50,30 @@ pub async fn decodes_badly(
 ) -> Result<(), sqlx::Error> {
     record_run(&db, &ctx, "ran", serde_json::json!({ "n": n })).await
 }
+
+/// Records that it started, then takes its whole process down after
+/// `millis`, as a segfaulting library or an out-of-memory kill would.
+#[job(retries = 3, queue = "abortq")]
+pub async fn aborts(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    std::process::abort();
+}
+
+/// Records its start, sleeps `millis`, records its end: a job that happens
+/// to share its worker with [`aborts`].
+#[job(retries = 5, queue = "abortq")]
+pub async fn bystander(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    record_run(&db, &ctx, "finished", serde_json::Value::Null).await
+}
+
+/// Records its start, then blocks its runtime thread for `millis` (sync I/O
+/// or CPU work in an `async fn`), then records its end.
+#[job(retries = 3, queue = "blocking")]
+pub async fn blocks(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    std::thread::sleep(Duration::from_millis(millis));
+    record_run(&db, &ctx, "finished", serde_json::Value::Null).await
+}

@@ -236,7 +236,12 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
     .await
     .unwrap();
     for (kind, state, n, error) in &poison {
-        let error: String = error.as_deref().unwrap_or_default().chars().take(100).collect();
+        let error: String = error
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect();
         println!("poison jobs: {n} {kind} ended {state}; last error {error:?}");
     }
     let ended = |kind: &str, state: &str| {

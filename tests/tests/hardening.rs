@@ -9,11 +9,11 @@
 use std::time::{Duration, Instant};
 
 use jobq::{JobId, JobState};
-use jobq_tests::faulty::{decodes_badly, hogs_a_connection, once};
+use jobq_tests::faulty::{aborts, blocks, bystander, decodes_badly, hogs_a_connection, once};
 use jobq_tests::proxy::Proxy;
 use jobq_tests::{
-    InProcess, TestDb, dedup, record, spawn_worker_process_with_lease, test_worker,
-    wait_for_listeners, wait_until,
+    InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, test_worker,
+    wait_exit, wait_for_listeners, wait_until,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
@@ -168,11 +168,12 @@ async fn a_job_lost_with_its_worker_too_often_is_discarded_with_the_reason() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    // Lost with its worker once short of the bound; then once more.
+    // Lost with its worker once short of the bound; then once more, after
+    // it said it started (a suspect, it ran alone).
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, state, attempt, lost_attempts,
-                               attempted_by, attempted_at)
-         VALUES ('record', 'default', '{\"n\": 1}', 3, 'running', $2, $2 - 1, $1, now())
+                               attempted_by, attempted_at, started_attempt)
+         VALUES ('record', 'default', '{\"n\": 1}', 3, 'running', $2, $2 - 1, $1, now(), $2)
          RETURNING id",
     )
     .bind(dead)
@@ -592,5 +593,163 @@ async fn timestamps_that_are_not_finite_are_refused() {
         let code = refused.as_database_error().and_then(|e| e.code());
         assert_eq!(code.as_deref(), Some("23514"), "{refused}");
     }
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_kills_its_worker_takes_no_neighbour_with_it() {
+    let db = TestDb::new("abort_neighbours").await;
+    // Three jobs that would succeed, and one that aborts its process, all
+    // claimed together by each worker that comes up.
+    bystander::enqueue_many(&db.pool, (0..3).map(|_| bystander::Args { millis: 1500 }))
+        .await
+        .unwrap();
+    let poison = aborts::enqueue(&db.pool, aborts::Args { millis: 200 })
+        .await
+        .unwrap();
+    // A supervisor that starts the worker again each time it dies.
+    let open = || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state NOT IN ('completed', 'discarded')")
+            .await
+    };
+    let mut crashes = 0;
+    let start = Instant::now();
+    while open().await > 0 {
+        assert!(start.elapsed() < Duration::from_secs(150), "never settled");
+        let mut worker = spawn_worker_process_with_lease(
+            WORKER_BIN,
+            &db.url,
+            4,
+            Duration::from_secs(2),
+            "abortq",
+        );
+        loop {
+            if worker.try_wait().unwrap().is_some() {
+                crashes += 1;
+                break;
+            }
+            if open().await == 0 {
+                sigterm(&worker);
+                wait_exit(&mut worker, DEADLINE).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let jobs: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT kind, state::text, lost_attempts FROM jobq_jobs ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    println!("{crashes} crashes: {jobs:?}");
+    assert_eq!(state_of(&db, poison).await, "discarded");
+    assert_eq!(
+        jobs.iter()
+            .filter(|(kind, state, _)| kind == "bystander" && state == "completed")
+            .count(),
+        3,
+        "a job was discarded because another killed their worker: {jobs:?}"
+    );
+    let reason: String =
+        sqlx::query_scalar("SELECT errors -> -1 ->> 'error' FROM jobq_jobs WHERE id = $1")
+            .bind(poison.0)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(reason.contains("were lost with their worker"), "{reason}");
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_judged_by_its_own_lease() {
+    let db = TestDb::new("own_lease").await;
+    // A worker with a long lease...
+    let patient = InProcess::start(
+        test_worker(&db.pool)
+            .lease_timeout(Duration::from_secs(30))
+            .heartbeat_interval(Duration::from_secs(10)),
+    );
+    wait_for_listeners(&db, 1).await;
+    let patient_id: i64 = sqlx::query_scalar("SELECT id FROM jobq_workers")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    // ...and one with a lease of 1 s, whose rescuer passes every 250 ms.
+    let eager = InProcess::start(
+        test_worker(&db.pool)
+            .queue("elsewhere", 1)
+            .lease_timeout(Duration::from_secs(1))
+            .heartbeat_interval(Duration::from_millis(250)),
+    );
+    // The patient worker's last beat is older than the eager one's lease...
+    wait_until("a beat older than 1.5 s", DEADLINE, || async {
+        db.count(
+            "SELECT count(*) FROM jobq_workers
+             WHERE lease_ms = 30000 AND heartbeat_at < now() - interval '1500 ms'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // ...through two rescue passes.
+    for _ in 0..2 {
+        sqlx::query(
+            "INSERT INTO jobq_workers (host, pid, queues, heartbeat_at)
+             VALUES ('dead', 0, '{}', now() - interval '1 hour')",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        wait_until("a rescue pass", DEADLINE, || async {
+            db.count("SELECT count(*) FROM jobq_workers WHERE host = 'dead'")
+                .await
+                == 0
+        })
+        .await;
+    }
+    let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM jobq_workers WHERE id = $1")
+        .bind(patient_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(alive, 1, "a worker was taken for dead by another's lease");
+    eager.stop().await.unwrap();
+    patient.stop().await.unwrap();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_block_their_threads_do_not_cost_the_worker_its_lease() {
+    let db = TestDb::new("blocking_handlers").await;
+    // A worker process of 2 runtime threads (2 cores), both blocked by its
+    // jobs for 5 s, past a 2 s lease; another worker rescues what looks dead.
+    let mut blocked =
+        spawn_worker_process_with_lease(WORKER_BIN, &db.url, 2, Duration::from_secs(2), "blocking");
+    wait_for_listeners(&db, 1).await;
+    let rescuer = InProcess::start(
+        test_worker(&db.pool)
+            .queue("elsewhere", 1)
+            .lease_timeout(Duration::from_secs(2))
+            .heartbeat_interval(Duration::from_millis(500)),
+    );
+    wait_for_listeners(&db, 2).await;
+    let ids = blocks::enqueue_many(&db.pool, (0..2).map(|_| blocks::Args { millis: 5000 }))
+        .await
+        .unwrap();
+    wait_until("the jobs to complete", DEADLINE, || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+            .await
+            == ids.len() as i64
+    })
+    .await;
+    rescuer.stop().await.unwrap();
+    sigterm(&blocked);
+    wait_exit(&mut blocked, DEADLINE).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM test_runs WHERE event = 'started'")
+            .await,
+        2,
+        "a job ran twice: its worker was taken for dead"
+    );
     db.cleanup().await;
 }

@@ -355,7 +355,7 @@ pub(crate) async fn release_lost_claims(
     claims: &[DateTime<Utc>],
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE jobq_jobs SET state = 'available', attempt = attempt - 1
+        "UPDATE jobq_jobs SET state = 'available', attempt = attempt - 1, started_attempt = NULL
          WHERE state = 'running' AND attempted_by = $1 AND queue = $2
            AND attempted_at = ANY($3)",
     )
@@ -451,10 +451,11 @@ async fn settle_many(
             state = CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END::jobq_state,
             attempt = CASE WHEN c.requeue AND CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END <> 'cancelled' THEN j.attempt - 1
                 ELSE j.attempt END,
+            -- The next claim counts this attempt again: it has not started.
+            started_attempt = CASE WHEN c.requeue THEN NULL ELSE j.started_attempt END,
             scheduled_at = CASE
                 WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END IN ('retryable', 'scheduled')
                     THEN now() + c.delay_ms * interval '1 millisecond'
-                WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END = 'available' THEN now()
                 ELSE j.scheduled_at END,
             finalized_at = CASE WHEN CASE WHEN c.state <> 'completed' AND j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE c.state END IN ('completed', 'discarded', 'cancelled')
                 THEN now() END,
@@ -604,15 +605,26 @@ const RESCUE_LOCK: i64 = 0x6a6f_6271_7265_7363; // "jobqresc"
 /// the job's own attempts, since the job may never have started (it waited
 /// in the worker's buffer), but a job that keeps killing the worker that
 /// runs it must still end.
+///
+/// Past [`SUSPECT_LOST_ATTEMPTS`] losses a job runs alone in its worker, and
+/// a loss counts only when the job had started: so the jobs that happened to
+/// share a worker with a job that kills it are never discarded with it.
 pub const MAX_LOST_ATTEMPTS: i32 = 5;
 
+/// Losses after which a job is suspected of killing its worker: it then
+/// runs alone (its worker starts no other job beside it), and says when it
+/// starts, so that a loss counts against it only when it was running.
+pub(crate) const SUSPECT_LOST_ATTEMPTS: i32 = 2;
+
 /// When no other process is rescuing: removes workers whose heartbeat (or the
-/// server's start, after a restart) is older than `lease`, then takes back
-/// the `running` jobs of every worker that has no row: `available` again at
-/// once, the attempt counted as lost rather than used (`cancelled` when a
-/// cancel was asked, `discarded` after [`MAX_LOST_ATTEMPTS`]), with an error
-/// entry; their queues are notified. Returns `None` when another process
-/// holds the rescue lock.
+/// server's start, after a restart) is older than their lease (their own,
+/// else `lease`), then takes back the `running` jobs of every worker that has
+/// no row: `available` again at once, in their place in the queue, the
+/// attempt counted as lost rather than used (`cancelled` when a cancel was
+/// asked, `discarded` after [`MAX_LOST_ATTEMPTS`]), with an error entry;
+/// their queues are notified. A suspect's attempt (see
+/// [`SUSPECT_LOST_ATTEMPTS`]) counts only if it started. Returns `None` when
+/// another process holds the rescue lock.
 ///
 /// Two statements, in this order, in one transaction: the second, with a
 /// snapshot of its own, takes back the jobs of the workers the first
@@ -635,7 +647,7 @@ pub(crate) async fn rescue_expired(
     let workers = sqlx::query(
         "DELETE FROM jobq_workers
          WHERE greatest(heartbeat_at, pg_postmaster_start_time())
-               < now() - $1 * interval '1 millisecond'",
+               < now() - coalesce(lease_ms, $1) * interval '1 millisecond'",
     )
     .bind(lease_ms)
     .execute(&mut *tx)
@@ -646,23 +658,28 @@ pub(crate) async fn rescue_expired(
             UPDATE jobq_jobs AS j SET
                 state = CASE
                     WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                    WHEN j.lost_attempts + 1 >= $1 THEN 'discarded'
+                    WHEN j.lost_attempts + c.counts >= $1 THEN 'discarded'
                     ELSE 'available' END::jobq_state,
-                lost_attempts = j.lost_attempts + 1,
-                scheduled_at = now(),
+                lost_attempts = j.lost_attempts + c.counts,
                 finalized_at = CASE
-                    WHEN j.cancel_requested_at IS NOT NULL OR j.lost_attempts + 1 >= $1
+                    WHEN j.cancel_requested_at IS NOT NULL OR j.lost_attempts + c.counts >= $1
                     THEN now() END,
                 errors = jobq_push_error(j.errors, jsonb_build_object(
                     'attempt', j.attempt, 'at', now(), 'kind', 'lost',
                     'error', 'worker ' || j.attempted_by
-                        || ' stopped heartbeating while running this attempt'
-                        || CASE WHEN j.cancel_requested_at IS NULL AND j.lost_attempts + 1 >= $1
-                           THEN '; discarded: ' || (j.lost_attempts + 1)
+                        || CASE WHEN c.counts = 1
+                           THEN ' stopped heartbeating while running this attempt'
+                           ELSE ' stopped heartbeating before this attempt started' END
+                        || CASE WHEN j.cancel_requested_at IS NULL AND j.lost_attempts + c.counts >= $1
+                           THEN '; discarded: ' || (j.lost_attempts + c.counts)
                                 || ' attempts of this job were lost with their worker'
                            ELSE '' END))
-            WHERE j.state = 'running'
-              AND NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = j.attempted_by)
+            FROM (SELECT id, CASE WHEN lost_attempts < $2 OR started_attempt = attempt
+                                  THEN 1 ELSE 0 END AS counts
+                  FROM jobq_jobs
+                  WHERE state = 'running'
+                    AND NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = attempted_by)) AS c
+            WHERE j.id = c.id AND j.state = 'running'
             RETURNING j.queue
         ),
         told AS (
@@ -671,6 +688,7 @@ pub(crate) async fn rescue_expired(
         SELECT (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told)",
     )
     .bind(MAX_LOST_ATTEMPTS)
+    .bind(SUSPECT_LOST_ATTEMPTS)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -680,19 +698,26 @@ pub(crate) async fn rescue_expired(
     }))
 }
 
+/// What a worker's row says about it.
+pub(crate) struct WorkerRow<'a> {
+    pub host: &'a str,
+    pub pid: i32,
+    pub queues: &'a [String],
+    /// How long the worker may miss its heartbeat before it is taken for
+    /// dead: rescuers judge it by this, not by their own lease.
+    pub lease_ms: i64,
+}
+
 /// Records a live worker process; its id fences the jobs it claims.
-pub(crate) async fn register_worker(
-    pool: &PgPool,
-    host: &str,
-    pid: i32,
-    queues: &[String],
-) -> sqlx::Result<i64> {
+pub(crate) async fn register_worker(pool: &PgPool, me: &WorkerRow<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "INSERT INTO jobq_workers (host, pid, queues) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO jobq_workers (host, pid, queues, lease_ms) VALUES ($1, $2, $3, $4)
+         RETURNING id",
     )
-    .bind(host)
-    .bind(pid)
-    .bind(queues)
+    .bind(me.host)
+    .bind(me.pid)
+    .bind(me.queues)
+    .bind(me.lease_ms)
     .fetch_one(pool)
     .await
 }
@@ -714,19 +739,38 @@ pub(crate) async fn heartbeat(conn: &mut PgConnection, worker_id: i64) -> sqlx::
 pub(crate) async fn reregister_worker(
     conn: &mut PgConnection,
     worker_id: i64,
-    host: &str,
-    pid: i32,
-    queues: &[String],
+    me: &WorkerRow<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO jobq_workers AS w (id, host, pid, queues)
-         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4)
+        "INSERT INTO jobq_workers AS w (id, host, pid, queues, lease_ms)
+         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
     )
     .bind(worker_id)
-    .bind(host)
-    .bind(pid)
-    .bind(queues)
+    .bind(me.host)
+    .bind(me.pid)
+    .bind(me.queues)
+    .bind(me.lease_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that this worker starts attempt `attempt` of suspect job `id`
+/// (see [`SUSPECT_LOST_ATTEMPTS`]), so that losing it counts.
+pub(crate) async fn mark_started(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    id: i64,
+    attempt: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobq_jobs SET started_attempt = $3
+         WHERE id = $1 AND attempt = $3 AND attempted_by = $2 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(worker_id)
+    .bind(attempt)
     .execute(conn)
     .await?;
     Ok(())

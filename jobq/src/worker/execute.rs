@@ -13,10 +13,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::complete::clean_error;
+use super::conn::bounded;
 use super::running::Handle;
 use super::{Completion, Shared};
 use crate::job::{JobContext, JobDef, JobId, Outcome, RunCx, RunError};
-use crate::store::ClaimedJob;
+use crate::store::{self, ClaimedJob};
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -95,6 +96,23 @@ async fn attempt_once(
         // Cancelled while it waited in the buffer: it never starts.
         shared.running.remove(job.id);
         return Outcome::Cancelled;
+    }
+    if job.lost_attempts >= store::SUSPECT_LOST_ATTEMPTS {
+        // Said before anything of it runs: if the worker dies now, losing
+        // this attempt counts against this job (it runs alone).
+        let marked = async {
+            let mut conn = shared.pool.acquire().await?;
+            bounded(store::mark_started(
+                &mut conn,
+                shared.worker_id,
+                job.id,
+                job.attempt,
+            ))
+            .await
+        };
+        if let Err(e) = marked.await {
+            tracing::warn!(job.id = job.id, error = %e, "could not record that a suspect job starts");
+        }
     }
     let ctx = JobContext::new(
         JobId(job.id),

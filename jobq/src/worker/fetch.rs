@@ -172,6 +172,16 @@ struct Holdings {
     returning: Vec<ClaimedJob>,
 }
 
+impl Holdings {
+    /// Whether the first buffered job is suspected of killing its worker
+    /// (see [`store::SUSPECT_LOST_ATTEMPTS`]): it runs alone, on every slot.
+    fn suspect_first(&self) -> bool {
+        self.buffer
+            .front()
+            .is_some_and(|b| b.job.lost_attempts >= store::SUSPECT_LOST_ATTEMPTS)
+    }
+}
+
 /// Starts the first buffered job on `slot`, unless the worker lost its
 /// lease since the job was claimed: then it goes back, not started.
 fn start(shared: &Arc<Shared>, queue: &str, held: &mut Holdings, slot: OwnedSemaphorePermit) {
@@ -360,7 +370,14 @@ async fn produce(
         // Start buffered jobs on the free slots.
         let mut started = 0;
         while !held.buffer.is_empty() {
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // A suspect waits for every running job to end and holds every
+            // slot while it runs: if it kills the worker, it is alone.
+            let need = if held.suspect_first() {
+                u32::try_from(concurrency).unwrap_or(u32::MAX)
+            } else {
+                1
+            };
+            let Ok(slot) = slots.clone().try_acquire_many_owned(need) else {
                 break;
             };
             start(&shared, &queue, held, slot);
@@ -442,7 +459,9 @@ async fn produce(
                             biased;
                             claimed = &mut claim => break Some(claimed),
                             _ = stop.cancelled() => break None,
-                            slot = slots.clone().acquire_owned(), if !held.buffer.is_empty() => {
+                            slot = slots.clone().acquire_owned(),
+                                if !held.buffer.is_empty() && !held.suspect_first() =>
+                            {
                                 let slot = slot.expect("the semaphore is never closed");
                                 start(&shared, &queue, held, slot);
                                 rate.record(1);

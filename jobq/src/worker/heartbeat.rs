@@ -1,6 +1,8 @@
 //! The worker's lease: its `jobq_workers` row, renewed on an interval over a
-//! connection of its own, so jobs holding every pooled connection cannot
-//! make the worker miss its lease.
+//! connection of its own, on a thread and runtime of its own: jobs holding
+//! every pooled connection, or blocking every thread of the worker's runtime
+//! (sync I/O or heavy CPU work in an `async fn`), cannot make the worker miss
+//! its lease.
 //!
 //! A worker that finds its row gone was taken for dead by a rescuer, which
 //! took its running and buffered jobs back. Before it claims again the
@@ -17,13 +19,71 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::conn::{HeldConn, bounded};
 use super::outage::Outage;
+use super::supervise::supervised;
 use crate::store;
 
 /// What the worker's row says about it.
+#[derive(Clone)]
 pub(super) struct Identity {
     pub host: String,
     pub pid: i32,
     pub queues: Vec<String>,
+    pub lease_ms: i64,
+}
+
+impl Identity {
+    fn row(&self) -> store::WorkerRow<'_> {
+        store::WorkerRow {
+            host: &self.host,
+            pid: self.pid,
+            queues: &self.queues,
+            lease_ms: self.lease_ms,
+        }
+    }
+}
+
+/// Starts the heartbeat on a thread of its own, with a runtime of its own;
+/// the returned future completes when it has stopped. Without a thread (the
+/// system refused one), it runs on the caller's runtime instead.
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    me: Identity,
+    every: Duration,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let beat = move || {
+        let (shared, me, stop) = (shared.clone(), me.clone(), stop.clone());
+        supervised("heartbeat", stop.clone(), move || {
+            run(shared.clone(), me.clone(), every, stop.clone())
+        })
+    };
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    let on_thread = beat.clone();
+    let spawned = std::thread::Builder::new()
+        .name("jobq-heartbeat".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(on_thread()),
+                Err(e) => {
+                    tracing::error!(error = %e, "jobq could not start the heartbeat's runtime")
+                }
+            }
+            let _ = done.send(());
+        });
+    async move {
+        match spawned {
+            Ok(_) => {
+                let _ = stopped.await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread for the jobq heartbeat; it shares the worker's runtime");
+                beat().await;
+            }
+        }
+    }
 }
 
 /// How the worker's services learn that its lease was lost.
@@ -75,14 +135,7 @@ pub(super) async fn run(
             // Taken for dead: what this worker holds of its jobs is stale.
             shared.lease.lost();
             shared.running.interrupt_all();
-            bounded(store::reregister_worker(
-                c,
-                shared.worker_id,
-                &me.host,
-                me.pid,
-                &me.queues,
-            ))
-            .await?;
+            bounded(store::reregister_worker(c, shared.worker_id, &me.row())).await?;
             Ok::<_, sqlx::Error>(false)
         };
         wait = match beat.await {

@@ -304,7 +304,22 @@ impl Worker {
         let queue_names: Vec<String> = queues.keys().cloned().collect();
         let host = hostname();
         let pid = std::process::id() as i32;
-        let worker_id = store::register_worker(&pool, &host, pid, &queue_names).await?;
+        let me = heartbeat::Identity {
+            host,
+            pid,
+            queues: queue_names,
+            lease_ms: i64::try_from(config.lease_timeout.as_millis()).unwrap_or(i64::MAX),
+        };
+        let worker_id = store::register_worker(
+            &pool,
+            &store::WorkerRow {
+                host: &me.host,
+                pid,
+                queues: &me.queues,
+                lease_ms: me.lease_ms,
+            },
+        )
+        .await?;
         tracing::info!(
             worker_id,
             queues = ?queues,
@@ -361,19 +376,12 @@ impl Worker {
                 )
             }));
         }
-        {
-            let shared = shared.clone();
-            let stop = stop_services.clone();
-            let every = config.heartbeat_interval;
-            services.spawn(supervised("heartbeat", stop.clone(), move || {
-                let me = heartbeat::Identity {
-                    host: host.clone(),
-                    pid,
-                    queues: queue_names.clone(),
-                };
-                heartbeat::run(shared.clone(), me, every, stop.clone())
-            }));
-        }
+        services.spawn(heartbeat::spawn(
+            shared.clone(),
+            me,
+            config.heartbeat_interval,
+            stop_services.clone(),
+        ));
         {
             let pool = pool.clone();
             let stop = stop_services.clone();
