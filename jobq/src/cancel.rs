@@ -4,7 +4,7 @@ use std::future::Future;
 
 use crate::db::Db;
 use crate::error::Result;
-use crate::job::JobId;
+use crate::job::{JobId, JobState};
 use crate::store;
 
 /// What [`cancel`] did.
@@ -36,11 +36,13 @@ where
     async move {
         let mut conn = db.acquire().await?;
         let before = store::cancel(&mut conn, id.0).await?;
-        Ok(match before.as_deref() {
+        Ok(match before {
             None => Cancellation::NotFound,
-            Some("running") => Cancellation::Requested,
-            Some("available" | "scheduled" | "retryable") => Cancellation::Cancelled,
-            Some(state) => Cancellation::AlreadyFinished(state.to_owned()),
+            Some(JobState::Running) => Cancellation::Requested,
+            Some(JobState::Available | JobState::Scheduled | JobState::Retryable) => {
+                Cancellation::Cancelled
+            }
+            Some(state) => Cancellation::AlreadyFinished(state.to_string()),
         })
     }
 }

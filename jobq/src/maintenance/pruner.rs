@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::job::JobState;
 use crate::store;
 use crate::worker::outage::Outage;
 
@@ -173,11 +174,11 @@ impl Retention {
         self.states().iter().any(|(_, k)| *k != Keep::Forever)
     }
 
-    fn states(&self) -> [(&'static str, Keep); 3] {
+    fn states(&self) -> [(JobState, Keep); 3] {
         [
-            ("completed", self.completed),
-            ("cancelled", self.cancelled),
-            ("discarded", self.discarded),
+            (JobState::Completed, self.completed),
+            (JobState::Cancelled, self.cancelled),
+            (JobState::Discarded, self.discarded),
         ]
     }
 }

@@ -1,7 +1,9 @@
 //! SQL for the pruner: deleting finished jobs past their retention, a bounded
 //! batch at a time.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+
+use crate::job::JobState;
 
 use super::CRON_TICK_MIN_KEEP_MS;
 
@@ -43,14 +45,54 @@ macro_rules! window_ended {
     };
 }
 
+/// A batch delete of the rows `$pred!()` picks (a predicate on `$1` to `$3`),
+/// the `$4` that finished first: the inner select walks the predicate's
+/// index; the delete repeats it, so a row changed meanwhile is checked again.
+macro_rules! delete_batch {
+    ($pred:ident) => {
+        concat!(
+            "DELETE FROM jobq_jobs WHERE id IN (SELECT id FROM jobq_jobs WHERE ",
+            $pred!(),
+            " ORDER BY finalized_at LIMIT $4) AND ",
+            $pred!()
+        )
+    };
+}
+
+/// The batch of [`prunable!`] rows.
+const DELETE_PRUNABLE: &str = delete_batch!(prunable);
+
+/// The batch of [`window_ended!`] rows.
+const DELETE_WINDOW_ENDED: &str = delete_batch!(window_ended);
+
+/// Runs one of the batch deletes above: `$1` state, `$2` its retention,
+/// `$3` the predicate's least keep, `$4` the batch's size.
+async fn delete_batch(
+    tx: &mut PgConnection,
+    sql: &'static str,
+    state: JobState,
+    keep_ms: i64,
+    min_keep_ms: i64,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(sql)
+        .bind(state.as_str())
+        .bind(keep_ms)
+        .bind(min_keep_ms)
+        .bind(limit)
+        .execute(tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// How long a unique key with a window (`unique_for`) is kept at least after
 /// its window ended. The window is read off the enqueuing process's clock and
 /// the end compared with the database's, so this covers a clock that runs
 /// behind: an enqueue still in the window by its own clock finds the key.
 const WINDOW_MIN_KEEP_MS: i64 = 3_600_000;
 
-/// Deletes up to `limit` jobs in state `state` (`completed`, `discarded` or
-/// `cancelled`) finalized more than `keep_ms` ago, oldest first, in a
+/// Deletes up to `limit` jobs in state `state` (`Completed`, `Discarded` or
+/// `Cancelled`) finalized more than `keep_ms` ago, oldest first, in a
 /// transaction of its own. Returns how many, or `None` when another process
 /// holds the prune lock.
 ///
@@ -79,7 +121,7 @@ const WINDOW_MIN_KEEP_MS: i64 = 3_600_000;
 /// taken first: they would double the WAL records written per deleted row.
 pub(crate) async fn prune_finished(
     pool: &PgPool,
-    state: &'static str,
+    state: JobState,
     keep_ms: i64,
     limit: i64,
 ) -> sqlx::Result<Option<u64>> {
@@ -94,38 +136,27 @@ pub(crate) async fn prune_finished(
     if !locked {
         return Ok(None);
     }
-    let done = sqlx::query(concat!(
-        "DELETE FROM jobq_jobs WHERE id IN (
-            SELECT id FROM jobq_jobs WHERE ",
-        prunable!(),
-        " ORDER BY finalized_at LIMIT $4)
-        AND ",
-        prunable!()
-    ))
-    .bind(state)
-    .bind(keep_ms)
-    .bind(CRON_TICK_MIN_KEEP_MS)
-    .bind(limit)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let done = delete_batch(
+        &mut tx,
+        DELETE_PRUNABLE,
+        state,
+        keep_ms,
+        CRON_TICK_MIN_KEEP_MS,
+        limit,
+    )
+    .await?;
     let mut windows = 0;
     if done < limit as u64 {
-        windows = sqlx::query(concat!(
-            "DELETE FROM jobq_jobs WHERE id IN (
-                SELECT id FROM jobq_jobs WHERE ",
-            window_ended!(),
-            " ORDER BY finalized_at LIMIT $4)
-            AND ",
-            window_ended!()
-        ))
-        .bind(state)
-        .bind(keep_ms)
-        .bind(WINDOW_MIN_KEEP_MS)
-        .bind(limit - done as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let left = limit - done as i64;
+        windows = delete_batch(
+            &mut tx,
+            DELETE_WINDOW_ENDED,
+            state,
+            keep_ms,
+            WINDOW_MIN_KEEP_MS,
+            left,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Some(done + windows))

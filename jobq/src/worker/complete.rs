@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::Config;
 use super::conn::{HeldConn, bounded};
 use super::outage::Outage;
-use crate::job::Outcome;
-use crate::store::{self, Finish};
+use crate::job::{JobState, Outcome};
+use crate::store::{self, ErrorKind, Finish};
 
 /// Results written by one statement, at most.
 const MAX_BATCH: usize = 1000;
@@ -61,14 +61,14 @@ impl Completion {
         let mut finish = Finish {
             id: self.id,
             attempt: self.attempt,
-            state: "completed",
+            state: JobState::Completed,
             delay_ms: 0,
             error: None,
             error_kind: None,
             requeue: false,
         };
         let Some(outcome) = self.outcome else {
-            finish.state = "available";
+            finish.state = JobState::Available;
             finish.requeue = true;
             return finish;
         };
@@ -80,11 +80,11 @@ impl Completion {
                 retry_at,
             } => {
                 finish.error = Some(error);
-                finish.error_kind = Some(kind);
+                finish.error_kind = Some(ErrorKind::from_outcome(kind));
                 if self.attempt >= self.max_attempts {
-                    finish.state = "discarded";
+                    finish.state = JobState::Discarded;
                 } else {
-                    finish.state = "retryable";
+                    finish.state = JobState::Retryable;
                     finish.delay_ms = match retry_at {
                         Some(at) => (at - chrono::Utc::now()).num_milliseconds(),
                         None => {
@@ -100,25 +100,25 @@ impl Completion {
                 }
             }
             Outcome::Discard { error, kind } => {
-                finish.state = "discarded";
+                finish.state = JobState::Discarded;
                 finish.error = Some(error);
-                finish.error_kind = Some(kind);
+                finish.error_kind = Some(ErrorKind::from_outcome(kind));
             }
             Outcome::Snooze(delay) => {
-                finish.state = "scheduled";
+                finish.state = JobState::Scheduled;
                 finish.requeue = true;
                 finish.delay_ms = millis(delay);
             }
             Outcome::Cancelled => {
-                finish.state = "cancelled";
+                finish.state = JobState::Cancelled;
                 finish.error = Some("cancelled on request".to_owned());
-                finish.error_kind = Some("cancelled");
+                finish.error_kind = Some(ErrorKind::Cancelled);
             }
             Outcome::Interrupted => {
-                finish.state = "available";
+                finish.state = JobState::Available;
                 finish.requeue = true;
                 finish.error = Some("interrupted: the worker shut down".to_owned());
-                finish.error_kind = Some("shutdown");
+                finish.error_kind = Some(ErrorKind::Shutdown);
             }
         }
         finish.delay_ms = finish.delay_ms.clamp(0, MAX_DELAY_MS);
@@ -297,12 +297,13 @@ async fn run(
         }
         let rescan = batch
             .iter()
-            .any(|f| matches!(f.state, "retryable" | "scheduled"));
+            .any(|f| matches!(f.state, JobState::Retryable | JobState::Scheduled));
         // Plain completions take a lighter statement; each part is written
         // (and split, when refused) on its own, so a part written is never
         // written again when the other is tried again.
-        let (completed, others): (Vec<Finish>, Vec<Finish>) =
-            batch.drain(..).partition(|f| f.state == "completed");
+        let (completed, others): (Vec<Finish>, Vec<Finish>) = batch
+            .drain(..)
+            .partition(|f| f.state == JobState::Completed);
         let mut refused = 0;
         for part in [completed, others] {
             refused += writer.write(&part).await;
@@ -425,7 +426,7 @@ impl Writer {
         };
         tracing::error!(
             job.id = finish.id,
-            state = finish.state,
+            state = %finish.state,
             error = %refusal,
             "PostgreSQL refused this job's result; discarding the job"
         );

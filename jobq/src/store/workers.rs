@@ -1,0 +1,183 @@
+//! Workers' rows (their leases) and the rescue of the jobs of workers that
+//! lost theirs.
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// What a worker's row says about it.
+pub(crate) struct WorkerRow<'a> {
+    pub host: &'a str,
+    pub pid: i32,
+    pub queues: &'a [String],
+    /// How long the worker may miss its heartbeat before it is taken for
+    /// dead: rescuers judge it by this, not by their own lease.
+    pub lease_ms: i64,
+}
+
+/// Records a live worker process; its id fences the jobs it claims.
+pub(crate) async fn register_worker(pool: &PgPool, me: &WorkerRow<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO jobq_workers (host, pid, queues, lease_ms) VALUES ($1, $2, $3, $4)
+         RETURNING id",
+    )
+    .bind(me.host)
+    .bind(me.pid)
+    .bind(me.queues)
+    .bind(me.lease_ms)
+    .fetch_one(pool)
+    .await
+}
+
+/// Marks the worker alive. Returns false when its row is gone: a rescuer
+/// took it for dead and took its running jobs back. The caller then drops
+/// what it still holds of them and [`reregister_worker`]s.
+pub(crate) async fn heartbeat(conn: &mut PgConnection, worker_id: i64) -> sqlx::Result<bool> {
+    let beat = sqlx::query("UPDATE jobq_workers SET heartbeat_at = now() WHERE id = $1")
+        .bind(worker_id)
+        .execute(conn)
+        .await?;
+    Ok(beat.rows_affected() > 0)
+}
+
+/// Registers a worker taken for dead again, under the same id. Its old
+/// attempts' results are refused all the same: the rescue left their jobs
+/// `available`, and a claim after this one counts a new attempt.
+pub(crate) async fn reregister_worker(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    me: &WorkerRow<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO jobq_workers AS w (id, host, pid, queues, lease_ms)
+         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+    )
+    .bind(worker_id)
+    .bind(me.host)
+    .bind(me.pid)
+    .bind(me.queues)
+    .bind(me.lease_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes a worker that stopped cleanly.
+pub(crate) async fn deregister_worker(pool: &PgPool, worker_id: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM jobq_workers WHERE id = $1")
+        .bind(worker_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What one rescue pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rescued {
+    /// Worker rows removed for missing their heartbeat.
+    pub workers: i64,
+    /// Running jobs taken back from dead workers.
+    pub jobs: i64,
+}
+
+/// Key of the advisory lock that makes one process at a time rescue.
+const RESCUE_LOCK: i64 = 0x6a6f_6271_7265_7363; // "jobqresc"
+
+/// How many attempts a job may lose with its worker (killed, cut off, taken
+/// for dead) before it is discarded. A lost attempt does not count against
+/// the job's own attempts, since the job may never have started (it waited
+/// in the worker's buffer), but a job that keeps killing the worker that
+/// runs it must still end.
+///
+/// Past [`SUSPECT_LOST_ATTEMPTS`] losses a job runs alone in its worker, and
+/// a loss counts only when the job had started: so the jobs that happened to
+/// share a worker with a job that kills it are never discarded with it.
+pub const MAX_LOST_ATTEMPTS: i32 = 5;
+
+/// Losses after which a job is suspected of killing its worker: it then
+/// runs alone (its worker starts no other job beside it), and says when it
+/// starts, so that a loss counts against it only when it was running.
+pub(crate) const SUSPECT_LOST_ATTEMPTS: i32 = 2;
+
+/// When no other process is rescuing: removes workers whose heartbeat (or the
+/// server's start, after a restart) is older than their lease (their own,
+/// else `lease`), then takes back the `running` jobs of every worker that has
+/// no row: `available` again at once, in their place in the queue, the
+/// attempt counted as lost rather than used (`cancelled` when a cancel was
+/// asked, `discarded` after [`MAX_LOST_ATTEMPTS`]), with an error entry;
+/// their queues are notified. A suspect's attempt (see
+/// [`SUSPECT_LOST_ATTEMPTS`]) counts only if it started. Returns `None` when
+/// another process holds the rescue lock.
+///
+/// Two statements, in this order, in one transaction: the second, with a
+/// snapshot of its own, takes back the jobs of the workers the first
+/// removed and of any other worker without a row. Claims after the removal
+/// find no row and take nothing (see [`CLAIM_SQL`]).
+pub(crate) async fn rescue_expired(
+    conn: &mut PgConnection,
+    lease_ms: i64,
+) -> sqlx::Result<Option<Rescued>> {
+    let mut tx = conn.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RESCUE_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    // After a server restart every worker gets a full lease to beat again:
+    // the outage was not theirs.
+    let workers = sqlx::query(
+        "DELETE FROM jobq_workers
+         WHERE greatest(heartbeat_at, pg_postmaster_start_time())
+               < now() - coalesce(lease_ms, $1) * interval '1 millisecond'",
+    )
+    .bind(lease_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let jobs: i64 = sqlx::query_scalar(concat!(
+        "WITH lost AS (
+            UPDATE jobq_jobs AS j SET
+                state = CASE
+                    WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                    WHEN j.lost_attempts + c.counts >= $1 THEN 'discarded'
+                    ELSE 'available' END::jobq_state,
+                lost_attempts = j.lost_attempts + c.counts,
+                finalized_at = CASE
+                    WHEN j.cancel_requested_at IS NOT NULL OR j.lost_attempts + c.counts >= $1
+                    THEN now() END,
+                errors = jobq_push_error(j.errors, jsonb_build_object(
+                    'attempt', j.attempt, 'at', now(), 'kind', 'lost',
+                    'error', 'worker ' || j.attempted_by
+                        || CASE WHEN c.counts = 1
+                           THEN ' stopped heartbeating while running this attempt'
+                           ELSE ' stopped heartbeating before this attempt started' END
+                        || CASE WHEN j.cancel_requested_at IS NULL AND j.lost_attempts + c.counts >= $1
+                           THEN '; discarded: ' || (j.lost_attempts + c.counts)
+                                || ' attempts of this job were lost with their worker'
+                           ELSE '' END))
+            FROM (SELECT id, CASE WHEN lost_attempts < $2 OR started_attempt = attempt
+                                  THEN 1 ELSE 0 END AS counts
+                  FROM jobq_jobs
+                  WHERE state = 'running'
+                    AND NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = attempted_by)) AS c
+            WHERE j.id = c.id AND j.state = 'running'
+            RETURNING j.queue
+        ),
+        told AS (
+            SELECT pg_notify('",
+        insert_channel!(),
+        "', q.queue) FROM (SELECT DISTINCT queue FROM lost) AS q
+        )
+        SELECT (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told)"
+    ))
+    .bind(MAX_LOST_ATTEMPTS)
+    .bind(SUSPECT_LOST_ATTEMPTS)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Rescued {
+        workers: i64::try_from(workers).unwrap_or(i64::MAX),
+        jobs,
+    }))
+}
