@@ -272,6 +272,13 @@ async fn a_rescued_jobs_old_worker_cannot_overwrite_the_newer_attempt() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
+    // A worker is judged by its own lease: the old one's is cut to the new
+    // one's, so that it looks dead while its attempt still runs.
+    sqlx::query("UPDATE jobq_workers SET lease_ms = 600 WHERE id = $1")
+        .bind(old_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let new = InProcess::start(
         test_worker(&db.pool)
             .lease_timeout(Duration::from_millis(600))
