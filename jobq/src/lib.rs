@@ -215,6 +215,7 @@ mod maintenance;
 mod queue;
 mod registry;
 mod schedule;
+mod service;
 mod store;
 mod worker;
 

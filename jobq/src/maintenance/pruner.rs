@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::job::JobState;
+use crate::service::{Every, Periodic, Tick};
 use crate::store;
-use crate::worker::outage::Outage;
 
 /// How long a finished job is kept: for a while, or for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,18 +187,41 @@ impl Retention {
 #[derive(Debug, Default)]
 struct Pruned([u64; 3]);
 
-/// Runs a pass when started, then every `retention.interval`, until `stop`.
-pub(crate) async fn run(pool: PgPool, retention: Retention, stop: CancellationToken) {
-    let mut outage = Outage::new("prune finished jobs");
-    let mut wait = Duration::ZERO;
-    let mut size = BatchSize(MAX_BATCH);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+/// One pruning pass per tick, the first when the worker starts.
+pub(crate) struct Pruner {
+    pool: PgPool,
+    retention: Retention,
+    size: BatchSize,
+}
+
+impl Pruner {
+    pub(crate) fn new(pool: PgPool, retention: Retention) -> Self {
+        Pruner {
+            pool,
+            retention,
+            size: BatchSize(MAX_BATCH),
         }
+    }
+
+    /// Every `retention.interval`, the first pass at start.
+    pub(crate) fn every(retention: &Retention) -> Every {
+        Every::new(retention.interval).at_start()
+    }
+}
+
+impl Periodic for Pruner {
+    const NAME: &'static str = "prune finished jobs";
+
+    async fn tick(&mut self, stop: &CancellationToken) -> sqlx::Result<Tick> {
         let mut pruned = Pruned::default();
-        let result = pass(&pool, &retention, &mut size, &mut pruned, &stop).await;
+        let result = pass(
+            &self.pool,
+            &self.retention,
+            &mut self.size,
+            &mut pruned,
+            stop,
+        )
+        .await;
         let [completed, cancelled, discarded] = pruned.0;
         if completed + cancelled + discarded > 0 {
             tracing::info!(
@@ -208,26 +231,21 @@ pub(crate) async fn run(pool: PgPool, retention: Retention, stop: CancellationTo
                 "pruned finished jobs past their retention"
             );
         }
-        wait = match result {
-            Ok(()) => {
-                outage.recovered();
-                retention.interval
-            }
-            Err(e) => outage.failed(&e).min(retention.interval),
-        };
+        result
     }
 }
 
 /// Prunes each state in batches until a batch comes back short, with
 /// batches of `size` (see [`BatchSize`]). Stops early, without error, on
-/// `stop` or when another process holds the prune lock.
+/// `stop`, or when another process holds the prune lock (then says
+/// [`Tick::Skipped`]).
 async fn pass(
     pool: &PgPool,
     retention: &Retention,
     size: &mut BatchSize,
     pruned: &mut Pruned,
     stop: &CancellationToken,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Tick> {
     for (i, (state, keep)) in retention.states().into_iter().enumerate() {
         let Keep::For(keep) = keep else { continue };
         // Validated: at most 100 years.
@@ -236,7 +254,7 @@ async fn pass(
             let limit = size.0;
             // A batch abandoned mid-way (shutdown, time-out) is rolled back.
             let batch = tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => return Ok(Tick::Done),
                 batch = store::prune_finished(pool, state, keep_ms, limit) => batch,
             };
             let batch = match batch {
@@ -252,7 +270,7 @@ async fn pass(
                 Err(e) => return Err(e),
             };
             let Some(n) = batch else {
-                return Ok(()); // another process is pruning
+                return Ok(Tick::Skipped); // another process is pruning
             };
             pruned.0[i] += n;
             if n < limit as u64 {
@@ -262,7 +280,7 @@ async fn pass(
             size.grow();
         }
     }
-    Ok(())
+    Ok(Tick::Done)
 }
 
 #[cfg(test)]

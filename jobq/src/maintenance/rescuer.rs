@@ -1,49 +1,69 @@
 //! The lease rescuer: takes back the `running` jobs of workers that stopped
 //! heartbeating (crashed, killed, cut off), so a `kill -9` delays a job by
-//! about one lease and loses nothing.
+//! about one lease and loses nothing. One process at a time rescues
+//! ([`Lock::Rescue`](crate::store::Lock::Rescue)).
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::service::{Every, Periodic, Tick};
 use crate::store;
 use crate::worker::conn::{HeldConn, bounded};
-use crate::worker::outage::Outage;
 
-/// Runs a rescue pass every `every` until `stop`, on a connection of its own.
-pub(crate) async fn run(pool: PgPool, lease: Duration, every: Duration, stop: CancellationToken) {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let mut outage = Outage::new("rescue lost jobs");
-    let mut conn = HeldConn::new(pool);
-    let mut wait = every;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+/// The rescuer's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RescuerConfig {
+    /// This worker's lease (default 30 s): the lease of a worker whose row
+    /// records none. Every other worker is judged by its own.
+    pub lease: Duration,
+}
+
+impl RescuerConfig {
+    /// A pass every quarter of the lease, and at most every 100 ms: a dead
+    /// worker's jobs wait one lease, give or take a quarter.
+    pub(crate) fn every(&self) -> Every {
+        Every::new((self.lease / 4).max(Duration::from_millis(100)))
+    }
+}
+
+/// One rescue pass per tick, on a connection of its own.
+pub(crate) struct Rescuer {
+    conn: HeldConn,
+    lease: Duration,
+}
+
+impl Rescuer {
+    pub(crate) fn new(pool: PgPool, config: RescuerConfig) -> Self {
+        Rescuer {
+            conn: HeldConn::new(pool),
+            lease: config.lease,
         }
-        let rescued = match conn.get().await {
-            Ok(c) => bounded(store::rescue_expired(c, lease_ms)).await,
-            Err(e) => Err(e),
+    }
+}
+
+impl Periodic for Rescuer {
+    const NAME: &'static str = "rescue lost jobs";
+
+    async fn tick(&mut self, _: &CancellationToken) -> sqlx::Result<Tick> {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let c = self.conn.get().await?;
+        let Some(done) = bounded(store::rescue_expired(c, lease_ms)).await? else {
+            return Ok(Tick::Skipped);
         };
-        wait = match rescued {
-            Ok(Some(done)) => {
-                outage.recovered();
-                if done.workers > 0 || done.jobs > 0 {
-                    tracing::warn!(
-                        workers = done.workers,
-                        jobs = done.jobs,
-                        ?lease,
-                        "rescued the jobs of workers that stopped heartbeating"
-                    );
-                }
-                every
-            }
-            Ok(None) => every, // another process is rescuing
-            Err(e) => {
-                conn.discard();
-                outage.failed(&e).min(every)
-            }
-        };
+        if done.workers > 0 || done.jobs > 0 {
+            tracing::warn!(
+                workers = done.workers,
+                jobs = done.jobs,
+                lease = ?self.lease,
+                "rescued the jobs of workers that stopped heartbeating"
+            );
+        }
+        Ok(Tick::Done)
+    }
+
+    fn failed(&mut self) {
+        self.conn.discard();
     }
 }

@@ -2,6 +2,7 @@
 //! tick's unique key (job name + tick time), under a unique index, makes a
 //! second insert of the same tick a no-op, so N workers produce one run.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::job::{CatchUp, JobDef};
+use crate::service::{Every, Periodic, Tick};
 use crate::store::{self, NewJob};
-use crate::worker::outage::Outage;
 
 /// Ticks of one catch-up, at most.
 const MAX_CATCH_UP: usize = 1000;
@@ -127,78 +128,76 @@ async fn catch_up(pool: &PgPool, job: &CronJob, now: DateTime<Utc>) -> sqlx::Res
     Ok(inserted)
 }
 
-/// Enqueues every cron job's ticks as they come, until `stop`.
-pub(crate) async fn run(pool: PgPool, jobs: std::sync::Arc<Vec<CronJob>>, stop: CancellationToken) {
-    if jobs.is_empty() {
-        return;
-    }
-    let mut outage = Outage::new("schedule cron ticks");
-    let started = Utc::now();
-    let mut next = Vec::with_capacity(jobs.len());
-    for job in jobs.iter() {
-        loop {
-            match catch_up(&pool, job, started).await {
-                Ok(n) => {
-                    outage.recovered();
-                    if n > 0 {
-                        tracing::info!(job = job.def.name, ticks = n, "enqueued missed cron ticks");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    let wait = outage.failed(&e);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
+/// The longest a cron service waits between two ticks when it has no job
+/// left to tick: it then only looks again.
+const IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// Enqueues every cron job's ticks as they come. Its first tick, at start,
+/// catches up each job's missed ticks; each later one comes when the
+/// earliest job is due.
+pub(crate) struct CronService {
+    pool: PgPool,
+    jobs: Arc<Vec<CronJob>>,
+    started: DateTime<Utc>,
+    /// Each job's next tick, for the jobs caught up so far (in order).
+    next: Vec<Option<DateTime<Utc>>>,
+}
+
+impl CronService {
+    pub(crate) fn new(pool: PgPool, jobs: Arc<Vec<CronJob>>) -> Self {
+        CronService {
+            pool,
+            next: Vec::with_capacity(jobs.len()),
+            jobs,
+            started: Utc::now(),
         }
-        let first = job.next_after(started);
-        tracing::info!(
-            job = job.def.name,
-            cron = job.def.cron.unwrap_or_default(),
-            tz = %job.tz,
-            next = ?first,
-            "cron job scheduled"
-        );
-        next.push(first);
     }
-    loop {
-        let Some(earliest) = next.iter().flatten().min().copied() else {
-            stop.cancelled().await;
-            return;
-        };
-        let wait = (earliest - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+
+    /// The first tick at start; the rest when due (the interval only caps
+    /// the back-off through an outage).
+    pub(crate) fn every() -> Every {
+        Every::new(Duration::from_secs(60)).at_start()
+    }
+}
+
+impl Periodic for CronService {
+    const NAME: &'static str = "schedule cron ticks";
+
+    async fn tick(&mut self, _: &CancellationToken) -> sqlx::Result<Tick> {
+        // After an outage, catching up goes on from the job it failed on.
+        while let Some(job) = self.jobs.get(self.next.len()) {
+            let n = catch_up(&self.pool, job, self.started).await?;
+            if n > 0 {
+                tracing::info!(job = job.def.name, ticks = n, "enqueued missed cron ticks");
+            }
+            let first = job.next_after(self.started);
+            tracing::info!(
+                job = job.def.name,
+                cron = job.def.cron.unwrap_or_default(),
+                tz = %job.tz,
+                next = ?first,
+                "cron job scheduled"
+            );
+            self.next.push(first);
         }
         let now = Utc::now();
-        for (job, next) in jobs.iter().zip(next.iter_mut()) {
+        for (job, next) in self.jobs.iter().zip(self.next.iter_mut()) {
             let mut budget = MAX_CATCH_UP;
             while let Some(tick) = *next {
                 if tick > now || budget == 0 {
                     break;
                 }
                 budget -= 1;
-                match store::insert_cron_tick(&pool, &job.new_job(tick), tick).await {
-                    Ok(_) => {
-                        outage.recovered();
-                        *next = job.next_after(tick);
-                    }
-                    Err(e) => {
-                        // Keep the tick; try again after a pause.
-                        let wait = outage.failed(&e);
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        break;
-                    }
-                }
+                // On failure the tick is kept, and tried again after a pause.
+                store::insert_cron_tick(&self.pool, &job.new_job(tick), tick).await?;
+                *next = job.next_after(tick);
             }
         }
+        let wait = match self.next.iter().flatten().min() {
+            Some(earliest) => (*earliest - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            None => IDLE,
+        };
+        Ok(Tick::After(wait.min(IDLE)))
     }
 }
 

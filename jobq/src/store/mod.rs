@@ -162,3 +162,23 @@ pub const CONTROL_CHANNEL: &str = control_channel!();
 
 /// First key of the per-queue wake locks; the second is `hashtext(queue)`.
 pub const WAKE_LOCK_CLASS: i32 = wake_lock_class!();
+
+/// The advisory locks that make one process at a time do a service's work,
+/// each taken in the transaction of that work (see [`crate::service`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Rescuing the jobs of dead workers.
+    Rescue,
+    /// Pruning finished jobs.
+    Prune,
+}
+
+impl Lock {
+    /// The lock's key: 8 ASCII letters, as a big-endian integer.
+    pub(crate) const fn key(self) -> i64 {
+        match self {
+            Lock::Rescue => 0x6a6f_6271_7265_7363, // "jobqresc"
+            Lock::Prune => 0x6a6f_6271_7072_756e,  // "jobqprun"
+        }
+    }
+}

@@ -5,10 +5,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::job::JobState;
 
-use super::CRON_TICK_MIN_KEEP_MS;
-
-/// Key of the advisory lock that makes one process at a time prune.
-const PRUNE_LOCK: i64 = 0x6a6f_6271_7072_756e; // "jobqprun"
+use super::{CRON_TICK_MIN_KEEP_MS, Lock};
 
 /// Which rows a batch may delete: `$1` state, `$2` its retention in ms, `$3`
 /// the least a cron tick is kept. The inner select needs it to walk
@@ -130,7 +127,7 @@ pub(crate) async fn prune_finished(
     // compiling it costs far more (about 0.3 s) than running it.
     let (_, locked): (String, bool) =
         sqlx::query_as("SELECT set_config('jit', 'off', true), pg_try_advisory_xact_lock($1)")
-            .bind(PRUNE_LOCK)
+            .bind(Lock::Prune.key())
             .fetch_one(&mut *tx)
             .await?;
     if !locked {

@@ -3,6 +3,8 @@
 
 use sqlx::{Connection, PgConnection, PgPool};
 
+use super::Lock;
+
 /// What a worker's row says about it.
 pub(crate) struct WorkerRow<'a> {
     pub host: &'a str,
@@ -79,9 +81,6 @@ pub(crate) struct Rescued {
     pub jobs: i64,
 }
 
-/// Key of the advisory lock that makes one process at a time rescue.
-const RESCUE_LOCK: i64 = 0x6a6f_6271_7265_7363; // "jobqresc"
-
 /// How many attempts a job may lose with its worker (killed, cut off, taken
 /// for dead) before it is discarded. A lost attempt does not count against
 /// the job's own attempts, since the job may never have started (it waited
@@ -118,7 +117,7 @@ pub(crate) async fn rescue_expired(
 ) -> sqlx::Result<Option<Rescued>> {
     let mut tx = conn.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(RESCUE_LOCK)
+        .bind(Lock::Rescue.key())
         .fetch_one(&mut *tx)
         .await?;
     if !locked {

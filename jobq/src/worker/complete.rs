@@ -18,11 +18,12 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Config;
 use super::conn::{HeldConn, bounded};
-use super::outage::Outage;
 use crate::job::{JobState, Outcome};
+use crate::service::Outage;
 use crate::store::{self, ErrorKind, Finish};
 
 /// Results written by one statement, at most.
@@ -221,6 +222,7 @@ pub(super) struct Completer {
 impl Completer {
     /// Starts writing the results `rx` receives.
     pub(super) fn spawn(
+        tracker: &TaskTracker,
         pool: PgPool,
         worker_id: i64,
         config: Config,
@@ -228,7 +230,7 @@ impl Completer {
         rescans: Vec<Arc<Notify>>,
     ) -> Self {
         let close = CancellationToken::new();
-        let task = tokio::spawn(run(pool, worker_id, config, rx, rescans, close.clone()));
+        let task = tracker.spawn(run(pool, worker_id, config, rx, rescans, close.clone()));
         Completer { task, close }
     }
 

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::conn::{HeldConn, bounded};
-use super::outage::Outage;
-use super::supervise::supervised;
+use crate::error::{Error, Result};
+use crate::service::{self, Every, Periodic, Tick};
 use crate::store;
 
 /// What the worker's row says about it.
@@ -42,20 +42,66 @@ impl Identity {
     }
 }
 
+/// The heartbeat's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeartbeatConfig {
+    /// How often the worker renews its lease (default 5 s).
+    pub interval: Duration,
+    /// How long the worker may miss its heartbeat before it is taken for
+    /// dead (default 30 s).
+    pub lease: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// Checks that the heartbeat can keep the lease: it beats, and at least
+    /// twice per lease.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.interval.is_zero() {
+            return Err(Error::Config(
+                "the heartbeat interval must be longer than zero".into(),
+            ));
+        }
+        if self.interval * 2 > self.lease {
+            return Err(Error::Config(format!(
+                "the heartbeat interval ({:?}) must be at most half the lease timeout ({:?}), \
+                 or live workers would be taken for dead",
+                self.interval, self.lease
+            )));
+        }
+        Ok(())
+    }
+
+    /// The lease in milliseconds, as the worker's row records it.
+    pub(crate) fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
 /// Starts the heartbeat on a thread of its own, with a runtime of its own;
 /// the returned future completes when it has stopped. Without a thread (the
 /// system refused one), it runs on the caller's runtime instead.
 pub(super) fn spawn(
     shared: Arc<Shared>,
     me: Identity,
-    every: Duration,
+    config: HeartbeatConfig,
     stop: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let beat = move || {
-        let (shared, me, stop) = (shared.clone(), me.clone(), stop.clone());
-        supervised("heartbeat", stop.clone(), move || {
-            run(shared.clone(), me.clone(), every, stop.clone())
-        })
+        let (shared, me) = (shared.clone(), me.clone());
+        service::run(
+            move || Heartbeat::new(shared.clone(), me.clone()),
+            Every::new(config.interval),
+            stop.clone(),
+        )
     };
     let (done, stopped) = tokio::sync::oneshot::channel::<()>();
     let on_thread = beat.clone();
@@ -112,49 +158,53 @@ impl Lease {
     }
 }
 
-pub(super) async fn run(
+/// One beat per tick, on a connection of its own; a lost lease wakes it at
+/// once.
+struct Heartbeat {
     shared: Arc<Shared>,
     me: Identity,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut outage = Outage::new("heartbeat");
-    let mut conn = HeldConn::new(shared.pool.clone());
-    let mut wait = every;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.lease.lost.notified() => {}
+    conn: HeldConn,
+}
+
+impl Heartbeat {
+    fn new(shared: Arc<Shared>, me: Identity) -> Self {
+        let conn = HeldConn::new(shared.pool.clone());
+        Heartbeat { shared, me, conn }
+    }
+}
+
+impl Periodic for Heartbeat {
+    const NAME: &'static str = "heartbeat";
+
+    async fn tick(&mut self, _: &CancellationToken) -> sqlx::Result<Tick> {
+        let shared = &self.shared;
+        let c = self.conn.get().await?;
+        if bounded(store::heartbeat(c, shared.worker_id)).await? {
+            return Ok(Tick::Done);
         }
-        let beat = async {
-            let c = conn.get().await?;
-            if bounded(store::heartbeat(c, shared.worker_id)).await? {
-                return Ok(true);
-            }
-            // Taken for dead: what this worker holds of its jobs is stale.
-            shared.lease.lost();
-            shared.running.interrupt_all();
-            bounded(store::reregister_worker(c, shared.worker_id, &me.row())).await?;
-            Ok::<_, sqlx::Error>(false)
-        };
-        wait = match beat.await {
-            Ok(existed) => {
-                outage.recovered();
-                if !existed {
-                    tracing::warn!(
-                        worker_id = shared.worker_id,
-                        "this worker missed its lease and was taken for dead; its running jobs \
-                         were rescued, so they were interrupted and its buffered jobs will not \
-                         start. Registered again."
-                    );
-                }
-                every
-            }
-            Err(e) => {
-                conn.discard();
-                outage.failed(&e).min(every)
-            }
-        };
+        // Taken for dead: what this worker holds of its jobs is stale.
+        shared.lease.lost();
+        shared.running.interrupt_all();
+        bounded(store::reregister_worker(
+            c,
+            shared.worker_id,
+            &self.me.row(),
+        ))
+        .await?;
+        tracing::warn!(
+            worker_id = shared.worker_id,
+            "this worker missed its lease and was taken for dead; its running jobs were \
+             rescued, so they were interrupted and its buffered jobs will not start. \
+             Registered again."
+        );
+        Ok(Tick::Done)
+    }
+
+    fn failed(&mut self) {
+        self.conn.discard();
+    }
+
+    fn woken(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.shared.lease.lost.notified()
     }
 }

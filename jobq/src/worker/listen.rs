@@ -12,8 +12,8 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::outage::Outage;
 use super::running::RunningJobs;
+use crate::service::Outage;
 use crate::store::{self, CONTROL_CHANNEL, INSERT_CHANNEL};
 
 pub(super) async fn run(

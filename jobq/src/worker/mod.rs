@@ -4,17 +4,18 @@
 //! token: `fetch` (one producer per queue: claim, spawn), `execute` (one
 //! attempt), `complete` (batched result writes), `listen` (LISTEN/NOTIFY
 //! wake-ups), `heartbeat` (the worker's lease). The maintenance services
-//! (lease rescuer, pruner) live in `crate::maintenance`.
+//! (lease rescuer, pruner) live in `crate::maintenance`, cron in
+//! `crate::schedule`; the periodic ones run on `crate::service`'s driver.
 
 mod complete;
 pub(crate) mod conn;
-mod execute;
+pub(crate) mod execute;
 mod fetch;
 mod heartbeat;
 mod listen;
-pub(crate) mod outage;
 mod running;
-mod supervise;
+
+pub(crate) use crate::service::outage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -28,14 +29,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::job::States;
-use crate::maintenance::pruner::Retention;
+use crate::maintenance::pruner::{Pruner, Retention};
+use crate::maintenance::rescuer::{Rescuer, RescuerConfig};
 use crate::registry::Registry;
+use crate::schedule::cron::{CronJob, CronService};
+use crate::service::{self, supervised};
 use crate::store;
 
 pub(crate) use complete::Completion;
-use heartbeat::Lease;
+use heartbeat::{HeartbeatConfig, Lease};
 use running::RunningJobs;
-use supervise::supervised;
 
 /// Concurrency of each queue the worker runs when none was named.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -133,6 +136,34 @@ impl Default for Config {
             timeout_grace: Duration::from_secs(1),
             retention: Retention::default(),
         }
+    }
+}
+
+impl Config {
+    /// The heartbeat's settings.
+    fn heartbeat(&self) -> HeartbeatConfig {
+        HeartbeatConfig {
+            interval: self.heartbeat_interval,
+            lease: self.lease_timeout,
+        }
+    }
+
+    /// The rescuer's settings.
+    fn rescuer(&self) -> RescuerConfig {
+        RescuerConfig {
+            lease: self.lease_timeout,
+        }
+    }
+
+    /// Checks every service's settings.
+    fn validate(&self) -> Result<()> {
+        if self.poll_interval.is_zero() {
+            return Err(Error::Config(
+                "the poll interval must be longer than zero".into(),
+            ));
+        }
+        self.heartbeat().validate()?;
+        self.retention.validate()
     }
 }
 
@@ -280,25 +311,13 @@ impl Worker {
                 )));
             }
         }
-        if config.poll_interval.is_zero() || config.heartbeat_interval.is_zero() {
-            return Err(Error::Config(
-                "poll and heartbeat intervals must be longer than zero".into(),
-            ));
-        }
-        if config.heartbeat_interval * 2 > config.lease_timeout {
-            return Err(Error::Config(format!(
-                "the heartbeat interval ({:?}) must be at most half the lease timeout ({:?}), \
-                 or live workers would be taken for dead",
-                config.heartbeat_interval, config.lease_timeout
-            )));
-        }
-        config.retention.validate()?;
+        config.validate()?;
 
         // The cron jobs whose queue this worker runs: it enqueues their ticks.
         let cron_jobs = registry
             .jobs()
             .filter(|d| d.cron.is_some() && queues.contains_key(d.queue))
-            .map(crate::schedule::cron::CronJob::new)
+            .map(CronJob::new)
             .collect::<Result<Vec<_>>>()?;
 
         let queue_names: Vec<String> = queues.keys().cloned().collect();
@@ -308,7 +327,7 @@ impl Worker {
             host,
             pid,
             queues: queue_names,
-            lease_ms: i64::try_from(config.lease_timeout.as_millis()).unwrap_or(i64::MAX),
+            lease_ms: config.heartbeat().lease_ms(),
         };
         let worker_id = store::register_worker(
             &pool,
@@ -355,8 +374,12 @@ impl Worker {
             .keys()
             .map(|q| (q.clone(), Arc::new(Notify::new())))
             .collect();
+        // The services, each stopping on `stop_services`; the completer
+        // stops when `Completer::finish` closes it.
         let services = TaskTracker::new();
+        let stop = &stop_services;
         let completer = complete::Completer::spawn(
+            &services,
             pool.clone(),
             worker_id,
             config.clone(),
@@ -364,48 +387,33 @@ impl Worker {
             rescans.values().cloned().collect(),
         );
         {
-            let (pool, wakers, running) = (pool.clone(), wakers.clone(), running.clone());
-            let stop = stop_services.clone();
+            let (pool, wakers, running, stop) =
+                (pool.clone(), wakers.clone(), running.clone(), stop.clone());
             services.spawn(supervised("listen", stop.clone(), move || {
-                listen::run(
-                    pool.clone(),
-                    worker_id,
-                    wakers.clone(),
-                    running.clone(),
-                    stop.clone(),
-                )
+                let (wakers, running) = (wakers.clone(), running.clone());
+                listen::run(pool.clone(), worker_id, wakers, running, stop.clone())
             }));
         }
         services.spawn(heartbeat::spawn(
             shared.clone(),
             me,
-            config.heartbeat_interval,
-            stop_services.clone(),
+            config.heartbeat(),
+            stop.clone(),
         ));
-        {
-            let pool = pool.clone();
-            let stop = stop_services.clone();
-            let cron_jobs = Arc::new(cron_jobs);
-            services.spawn(supervised("cron", stop.clone(), move || {
-                crate::schedule::cron::run(pool.clone(), cron_jobs.clone(), stop.clone())
-            }));
+        if !cron_jobs.is_empty() {
+            let (pool, jobs) = (pool.clone(), Arc::new(cron_jobs));
+            let start = move || CronService::new(pool.clone(), jobs.clone());
+            services.spawn(service::run(start, CronService::every(), stop.clone()));
         }
         {
-            let pool = pool.clone();
-            let stop = stop_services.clone();
-            let lease = config.lease_timeout;
-            let rescue_every = (lease / 4).max(Duration::from_millis(100));
-            services.spawn(supervised("rescuer", stop.clone(), move || {
-                crate::maintenance::rescuer::run(pool.clone(), lease, rescue_every, stop.clone())
-            }));
+            let (pool, rescuer) = (pool.clone(), config.rescuer());
+            let start = move || Rescuer::new(pool.clone(), rescuer);
+            services.spawn(service::run(start, rescuer.every(), stop.clone()));
         }
         if config.retention.prunes() {
-            let pool = pool.clone();
-            let stop = stop_services.clone();
-            let retention = config.retention;
-            services.spawn(supervised("pruner", stop.clone(), move || {
-                crate::maintenance::pruner::run(pool.clone(), retention, stop.clone())
-            }));
+            let (pool, retention) = (pool.clone(), config.retention);
+            let start = move || Pruner::new(pool.clone(), retention);
+            services.spawn(service::run(start, Pruner::every(&retention), stop.clone()));
         }
         let producers = TaskTracker::new();
         for (queue, concurrency) in queues {

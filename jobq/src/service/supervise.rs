@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::execute::panic_message;
+use crate::worker::execute::panic_message;
 
 /// Runs the service that `start` makes until it returns or `stop` fires,
 /// starting it again after each panic: after 100 ms, doubling up to 6.4 s
