@@ -314,6 +314,10 @@ pub mod __private {
     /// jobq's claim statement, for its benchmark to time on its own.
     pub use crate::store::CLAIM_SQL;
 
+    /// The channel enqueues notify and the first key of the queues' wake
+    /// locks, for the tests that watch them.
+    pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};
+
     /// Reads cron job `name`'s latest tick, recording `now` when it has
     /// none, and says whether this call recorded it: for the tests that race
     /// many workers registering one cron job.

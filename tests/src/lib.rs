@@ -121,22 +121,53 @@ where
     }
 }
 
+/// How many sessions LISTEN on jobq's insert channel in the test database,
+/// or `None` when the query fails (the server restarts).
+pub async fn listeners(pool: &PgPool) -> Option<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' || $1 || '%'",
+    )
+    .bind(jobq::__private::INSERT_CHANNEL)
+    .fetch_one(pool)
+    .await
+    .ok()
+}
+
 /// Waits until `n` workers LISTEN on the test database, so that jobs
 /// enqueued next are announced to all of them.
 pub async fn wait_for_listeners(db: &TestDb, n: i64) {
     wait_until(
         &format!("{n} worker(s) to LISTEN"),
         Duration::from_secs(60),
-        || async {
-            db.count(
-                "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_insert%'",
-            )
-            .await
-                == n
-        },
+        || async { listeners(&db.pool).await == Some(n) },
     )
     .await;
+}
+
+/// How many wake locks are held in the test database by producers sleeping
+/// on a queue.
+pub async fn wake_locks_held(db: &TestDb) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = $1::oid AND mode = 'ExclusiveLock' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(jobq::__private::WAKE_LOCK_CLASS)
+    .fetch_one(&db.pool)
+    .await
+    .expect("count wake locks")
+}
+
+/// Takes the wake lock of `queue` on `conn`, as a producer about to sleep
+/// does.
+pub async fn take_wake_lock(conn: &mut PgConnection, queue: &str) {
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
+        .bind(jobq::__private::WAKE_LOCK_CLASS)
+        .bind(queue)
+        .execute(conn)
+        .await
+        .expect("take a wake lock");
 }
 
 /// Quick retries, so failure tests finish fast.

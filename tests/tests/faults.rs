@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use jobq_tests::faulty::decodes_badly;
 use jobq_tests::{
-    TestDb, huge_error, nul_error, sigterm, snoozes_forever, spawn_worker_process_with_lease,
-    wait_exit, work,
+    TestDb, huge_error, listeners, nul_error, sigterm, snoozes_forever,
+    spawn_worker_process_with_lease, wait_exit, wait_until, work,
 };
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
@@ -31,22 +31,15 @@ async fn try_count(db: &TestDb, sql: &'static str) -> Option<i64> {
 }
 
 async fn wait_completed(db: &TestDb, at_least: i64) {
-    let start = Instant::now();
-    loop {
-        let done = try_count(
+    wait_until(&format!("{at_least} completed jobs"), DEADLINE, || async {
+        try_count(
             db,
             "SELECT count(*) FROM jobq_jobs WHERE state = 'completed' AND kind = 'work'",
         )
-        .await;
-        if done.is_some_and(|n| n >= at_least) {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out waiting for {at_least} completed jobs (last count {done:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .await
+        .is_some_and(|n| n >= at_least)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,18 +48,10 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
     let mut workers: Vec<_> = (0..3)
         .map(|_| spawn_worker_process_with_lease(WORKER_BIN, &db.url, 8, LEASE, "default"))
         .collect();
-    let start = Instant::now();
-    while try_count(
-        &db,
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_insert%'",
-    )
-    .await
-        != Some(3)
-    {
-        assert!(start.elapsed() < DEADLINE, "workers did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("3 workers to LISTEN", DEADLINE, || async {
+        listeners(&db.pool).await == Some(3)
+    })
+    .await;
     let started = Instant::now();
     // Ordinary jobs in batches, poison jobs between them.
     for _ in 0..POISON {
@@ -113,7 +98,7 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
     victim.wait().unwrap();
 
     // Measure how long the victim's jobs stay stuck.
-    let recovered_after = loop {
+    wait_until("the victim's jobs to be rescued", DEADLINE, || async {
         let stuck: Option<i64> = sqlx::query_scalar(
             "SELECT count(*) FROM jobq_jobs WHERE state = 'running' AND attempted_by = $1",
         )
@@ -121,15 +106,10 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
         .fetch_one(&db.pool)
         .await
         .ok();
-        if stuck == Some(0) {
-            break killed_at.elapsed();
-        }
-        assert!(
-            killed_at.elapsed() < DEADLINE,
-            "the victim's jobs were never rescued"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        stuck == Some(0)
+    })
+    .await;
+    let recovered_after = killed_at.elapsed();
 
     // Restart the server mid-run, when the server is one this run started.
     let restarted = match std::env::var("JOBQ_PG_RESTART") {

@@ -7,16 +7,13 @@ use std::time::Duration;
 use jobq::{Error, Job, JobDef, Registry, Worker};
 use jobq_tests::{
     InProcess, TestDb, always_fails, panics, record, sigterm, slow, spawn_worker_process,
-    test_worker, typed_args, wait_exit, wait_for_listeners, wait_until,
+    take_wake_lock, test_worker, typed_args, wait_exit, wait_for_listeners, wait_until,
+    wake_locks_held,
 };
 use serde_json::json;
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(60);
-/// Wake locks held, in this database, by producers sleeping on a queue.
-const WAKE_LOCKS_HELD: &str = "SELECT count(*) FROM pg_locks
-     WHERE locktype = 'advisory' AND classid = 27249 AND mode = 'ExclusiveLock' AND granted
-       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 async fn job_state(db: &TestDb, id: jobq::JobId) -> String {
     sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
@@ -126,7 +123,7 @@ async fn notify_wakes_an_idle_worker_without_polling() {
     wait_for_listeners(&db, 1).await;
     // The producer found nothing and sleeps on its queue's wake lock.
     wait_until("the worker to sleep", DEADLINE, || async {
-        db.count(WAKE_LOCKS_HELD).await == 1
+        wake_locks_held(&db).await == 1
     })
     .await;
     let mut tx = db.pool.begin().await.unwrap();
@@ -137,7 +134,7 @@ async fn notify_wakes_an_idle_worker_without_polling() {
     wait_for_state(&db, id, "completed").await;
     worker.stop().await.unwrap();
     assert_eq!(
-        db.count(WAKE_LOCKS_HELD).await,
+        wake_locks_held(&db).await,
         0,
         "a stopped worker holds no wake lock"
     );
@@ -185,7 +182,7 @@ async fn a_fast_stream_of_single_enqueues_all_run_without_the_poll_fallback() {
     // the producer's own polling of a fast stream, never by the fallback.
     let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
     wait_until("the worker to sleep", DEADLINE, || async {
-        db.count(WAKE_LOCKS_HELD).await == 1
+        wake_locks_held(&db).await == 1
     })
     .await;
     // Four clients, each enqueuing as fast as it can, then a pause, twice:
@@ -219,7 +216,7 @@ async fn a_fast_stream_of_single_enqueues_all_run_without_the_poll_fallback() {
         })
         .await;
         wait_until("the worker to sleep again", DEADLINE, || async {
-            db.count(WAKE_LOCKS_HELD).await == 1
+            wake_locks_held(&db).await == 1
         })
         .await;
     }
@@ -233,13 +230,13 @@ async fn enqueues_notify_only_queues_a_worker_sleeps_on() {
     let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
         .await
         .unwrap();
-    listener.listen("jobq_insert").await.unwrap();
-    // A producer sleeping on `watched`, as a worker's would.
-    let mut sleeper = db.connection().await;
-    sqlx::query("SELECT pg_advisory_lock(27249, hashtext('watched'))")
-        .execute(&mut sleeper)
+    listener
+        .listen(jobq::__private::INSERT_CHANNEL)
         .await
         .unwrap();
+    // A producer sleeping on `watched`, as a worker's would.
+    let mut sleeper = db.connection().await;
+    take_wake_lock(&mut sleeper, "watched").await;
     let enqueue = |queue: &'static str| record::builder(record::Args { n: 1 }).queue(queue);
     // Nobody sleeps on these: no notification, whatever the isolation.
     enqueue("unwatched").enqueue(&db.pool).await.unwrap();
@@ -254,10 +251,7 @@ async fn enqueues_notify_only_queues_a_worker_sleeps_on() {
     record::enqueue_many(&db.pool, [record::Args { n: 2 }])
         .await
         .unwrap();
-    sqlx::query("SELECT pg_advisory_lock(27249, hashtext('default'))")
-        .execute(&mut sleeper)
-        .await
-        .unwrap();
+    take_wake_lock(&mut sleeper, "default").await;
     record::enqueue_many(&db.pool, [record::Args { n: 3 }])
         .await
         .unwrap();
