@@ -176,7 +176,7 @@ pub(crate) async fn claim_batch(
 /// connection failed mid-claim, perhaps after the claim committed): none of
 /// them was started. Each claim is known by its `claim_at` stamp. The caller
 /// first makes sure the session that ran the claims is gone
-/// ([`terminate`]): a claim still running there could otherwise commit
+/// ([`terminate`](super::terminate)): a claim still running there could otherwise commit
 /// after this statement looked for its jobs.
 pub(crate) async fn release_lost_claims(
     conn: &mut PgConnection,
@@ -198,7 +198,7 @@ pub(crate) async fn release_lost_claims(
 }
 
 /// Records that this worker starts attempt `attempt` of suspect job `id`
-/// (see [`SUSPECT_LOST_ATTEMPTS`]), so that losing it counts.
+/// (see [`SUSPECT_LOST_ATTEMPTS`](super::SUSPECT_LOST_ATTEMPTS)), so that losing it counts.
 pub(crate) async fn mark_started(
     conn: &mut PgConnection,
     worker_id: i64,

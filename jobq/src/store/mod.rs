@@ -63,14 +63,14 @@ macro_rules! next_due_sql {
 }
 
 /// The columns every insert of one job fills, in the order of
-/// [`job_values!`].
+/// `job_values!`.
 macro_rules! job_columns {
     () => {
         "kind, queue, args, priority, max_attempts, scheduled_at, state"
     };
 }
 
-/// The values of [`job_columns!`], bound by [`bind_job!`]: `$1` kind, `$2`
+/// The values of `job_columns!`, bound by `bind_job!`: `$1` kind, `$2`
 /// queue, `$3` arguments (JSON text), `$4` priority, `$5` max attempts, `$6`
 /// when it runs (null: now). A job due later is `scheduled`.
 macro_rules! job_values {
@@ -80,7 +80,7 @@ macro_rules! job_values {
     };
 }
 
-/// Binds a [`NewJob`] as `$1` to `$6` of [`job_values!`].
+/// Binds a [`NewJob`] as `$1` to `$6` of `job_values!`.
 macro_rules! bind_job {
     ($query:expr, $job:expr) => {
         $query
@@ -154,7 +154,7 @@ pub use workers::MAX_LOST_ATTEMPTS;
 /// The channel an insert notifies, with the queue's name as payload. Postgres
 /// delivers it on commit, and folds identical notifications of one
 /// transaction into one. Enqueues notify only queues a producer sleeps on:
-/// see [`take_wake_lock`].
+/// see `take_wake_lock`.
 pub const INSERT_CHANNEL: &str = insert_channel!();
 
 /// The channel for requests to running workers, as JSON: `{"cancel": id}`.

@@ -87,7 +87,7 @@ pub(crate) struct Rescued {
 /// in the worker's buffer), but a job that keeps killing the worker that
 /// runs it must still end.
 ///
-/// Past [`SUSPECT_LOST_ATTEMPTS`] losses a job runs alone in its worker, and
+/// Past two losses (`SUSPECT_LOST_ATTEMPTS`) a job runs alone in its worker, and
 /// a loss counts only when the job had started: so the jobs that happened to
 /// share a worker with a job that kills it are never discarded with it.
 pub const MAX_LOST_ATTEMPTS: i32 = 5;
@@ -110,7 +110,7 @@ pub(crate) const SUSPECT_LOST_ATTEMPTS: i32 = 2;
 /// Two statements, in this order, in one transaction: the second, with a
 /// snapshot of its own, takes back the jobs of the workers the first
 /// removed and of any other worker without a row. Claims after the removal
-/// find no row and take nothing (see [`CLAIM_SQL`]).
+/// find no row and take nothing (see [`CLAIM_SQL`](super::CLAIM_SQL)).
 pub(crate) async fn rescue_expired(
     conn: &mut PgConnection,
     lease_ms: i64,
