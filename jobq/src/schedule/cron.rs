@@ -22,12 +22,7 @@ const MAX_CATCH_UP: usize = 1000;
 /// Parses a cron expression as `#[job]` checked it: 5 fields, 6 with seconds
 /// first, or a nickname.
 fn parse(expr: &str) -> std::result::Result<Cron, croner::errors::CronError> {
-    use croner::parser::{CronParser, Seconds, Year};
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expr)
+    jobq_rules::parse_cron(expr)
 }
 
 /// A cron job's schedule.

@@ -79,13 +79,7 @@ impl Backoff {
 
 /// Checks a queue name: 1 to 63 characters from `a-z A-Z 0-9 _ - .`.
 pub(crate) fn check_queue_name(queue: &str) -> Result<()> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
-    if queue.is_empty() || queue.len() > 63 || !queue.chars().all(ok_char) {
-        return Err(Error::Config(format!(
-            "invalid queue name `{queue}`: use 1 to 63 characters from a-z, A-Z, 0-9, `_`, `-` and `.`"
-        )));
-    }
-    Ok(())
+    jobq_rules::check_queue_name(queue).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Runs jobs. One per process is enough: it runs every queue it is given,
