@@ -1,12 +1,23 @@
 //! Stage 1b: the annotated `async fn`, read into injected parameters and
 //! argument parameters. Nothing here judges the function; `valid.rs` does.
 
+use quote::ToTokens;
 use syn::{Attribute, FnArg, Ident, ItemFn, Pat, Type};
+
+/// What the worker injects into a parameter.
+#[derive(PartialEq, Eq)]
+pub enum Injected {
+    /// `jobq::JobContext`.
+    Context,
+    /// `jobq::State<T>`, with `T` as written (its tokens, printed): two
+    /// parameters with equal strings inject the same value.
+    State(String),
+}
 
 /// How a parameter gets its value when the job runs.
 pub enum ParamKind {
     /// Provided by the worker: `jobq::State<T>` or `jobq::JobContext`.
-    Injected,
+    Injected(Injected),
     /// Deserialized from the stored args; becomes a field of `Args`.
     Arg {
         /// The field name (the parameter's identifier), when the pattern is a
@@ -38,21 +49,27 @@ pub struct JobFn {
     pub receiver: Option<Receiver>,
 }
 
-/// Whether a type names one of the values the worker injects. The macro cannot
-/// resolve paths, so it goes by the last segment: `State<..>` or `JobContext`.
-pub fn is_injected(ty: &Type) -> bool {
+/// What the worker injects into a parameter of this type, if anything. The
+/// macro cannot resolve paths, so it goes by the last segment: `State<..>` or
+/// `JobContext`.
+pub fn injected(ty: &Type) -> Option<Injected> {
     let Type::Path(path) = ty else {
-        return false;
+        return None;
     };
     if path.qself.is_some() {
-        return false;
+        return None;
     }
     match path.path.segments.last() {
-        Some(seg) if seg.ident == "JobContext" => seg.arguments.is_none(),
-        Some(seg) if seg.ident == "State" => {
-            matches!(seg.arguments, syn::PathArguments::AngleBracketed(_))
+        Some(seg) if seg.ident == "JobContext" && seg.arguments.is_none() => {
+            Some(Injected::Context)
         }
-        _ => false,
+        Some(seg) if seg.ident == "State" => match &seg.arguments {
+            syn::PathArguments::AngleBracketed(args) => {
+                Some(Injected::State(args.args.to_token_stream().to_string()))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -72,8 +89,8 @@ impl JobFn {
                     let (serde_attrs, other): (Vec<_>, Vec<_>) =
                         pt.attrs.drain(..).partition(|a| a.path().is_ident("serde"));
                     pt.attrs = other;
-                    let kind = if is_injected(&pt.ty) {
-                        ParamKind::Injected
+                    let kind = if let Some(what) = injected(&pt.ty) {
+                        ParamKind::Injected(what)
                     } else {
                         let ident = match &*pt.pat {
                             Pat::Ident(pi) if pi.subpat.is_none() && pi.by_ref.is_none() => {

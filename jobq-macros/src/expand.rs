@@ -2,13 +2,16 @@
 //! `__private` module for what is not public API) and `::core::...`; locals
 //! start with `__jobq_`.
 
+mod types;
+
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::Visibility;
 use syn::spanned::Spanned;
 
 use crate::ast::{JobFn, ParamKind};
-use crate::valid::Checked;
+use crate::valid::{CatchUp, Checked};
+use types::{in_module, module_needs_glob, needs_arg_check};
 
 /// The visibility of items inside the generated module, chosen so that they are
 /// reachable from exactly where the job function is.
@@ -62,31 +65,59 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let max_attempts = c.retries as i32 + 1;
     let priority = c.priority;
     let aliases = &c.aliases;
-    let cron = opt_str(&c.cron);
+    let cron = opt_str(&c.schedule.cron);
     let timeout = opt_duration(c.timeout);
     let unique_for = opt_duration(c.unique_for);
     let unique_by_args = c.unique_by_args;
-    let tz = opt_str(&c.tz);
-    let catch_up = match c.catch_up.as_str() {
-        "none" => quote!(::jobq::CatchUp::None),
-        "all" => quote!(::jobq::CatchUp::All),
-        _ => quote!(::jobq::CatchUp::Latest),
+    let tz = opt_str(&c.schedule.tz);
+    let catch_up = match c.schedule.catch_up {
+        CatchUp::None => quote!(::jobq::CatchUp::None),
+        CatchUp::Latest => quote!(::jobq::CatchUp::Latest),
+        CatchUp::All => quote!(::jobq::CatchUp::All),
     };
 
-    // Args fields, in parameter order.
-    let fields = f.args().map(|p| {
+    // Args fields, in parameter order. Each type that serde handles itself
+    // gets an assertion, spanned on the type, whose error says what to derive;
+    // the derived impls are bounded on the same trait (`for<'__jobq>` keeps
+    // the bound from being checked where it is written), so that they add no
+    // errors of their own.
+    let mut fields = Vec::new();
+    let mut assertions = Vec::new();
+    let mut bounds = Vec::new();
+    for p in f.args() {
         let ParamKind::Arg { ident, serde_attrs } = &p.kind else {
             unreachable!("args() yields only Arg parameters")
         };
         let field = ident.as_ref().expect("validated: plain identifier");
-        let ty = &p.ty;
+        let ty = in_module(&p.ty);
         let doc = format!("The `{field}` argument of [`{fn_name}`](fn@super::{fn_name}).");
-        quote! {
+        if needs_arg_check(&p.ty, serde_attrs) {
+            assertions.push(quote_spanned! {p.ty.span()=>
+                ::jobq::__private::assert_arg::<#ty>();
+            });
+            bounds.push(quote!(for<'__jobq> #ty: ::jobq::__private::JobArg).to_string());
+        }
+        fields.push(quote! {
             #[doc = #doc]
             #(#serde_attrs)*
             #ivis #field: #ty,
-        }
-    });
+        });
+    }
+    // Where `Args` falls short of `jobq::Job`'s bounds, that error is
+    // reported here: on the argument's type when there is one argument, else
+    // on the function's name (each argument's own error is on its type).
+    let mut args = f.args();
+    let args_span = match (args.next(), args.next()) {
+        (Some(only), None) => only.ty.span(),
+        _ => ident.span(),
+    };
+    let args_ty = quote_spanned!(args_span=> Args);
+    let serde_bound = if bounds.is_empty() {
+        quote!()
+    } else {
+        let bounds = bounds.join(", ");
+        quote!(#[serde(bound(serialize = #bounds, deserialize = #bounds))])
+    };
 
     // Locals for injected values, and the call's argument list in order.
     let mut injections = Vec::new();
@@ -94,9 +125,9 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let mut call_args = Vec::new();
     for (i, p) in f.params.iter().enumerate() {
         match &p.kind {
-            ParamKind::Injected => {
+            ParamKind::Injected(_) => {
                 let local = format_ident!("__jobq_p{}", i);
-                let ty = &p.ty;
+                let ty = in_module(&p.ty);
                 injections.push(quote! {
                     let #local = <#ty as ::jobq::__private::Inject>::inject(&__jobq_cx)?;
                 });
@@ -109,19 +140,26 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
             }
         }
     }
-    // Spanned on the return type, so a type that is not a usable `Result`
-    // is reported there.
-    let into_outcome = match &item.sig.output {
+    // One generic helper in jobq awaits the handler and reads its result, so
+    // no job adds an `async` block of its own to type-check. Spanned on the
+    // return type, so a type that is not a usable `Result` is reported there.
+    let outcome = match &item.sig.output {
         syn::ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
-            ::jobq::__private::IntoOutcome::into_outcome(__jobq_out)
+            ::jobq::__private::IntoOutcome::into_outcome
         },
-        syn::ReturnType::Default => {
-            quote!(::jobq::__private::IntoOutcome::into_outcome(__jobq_out))
-        }
+        syn::ReturnType::Default => quote!(::jobq::__private::IntoOutcome::into_outcome),
     };
     let arg_count = f.args().count();
     let args_binding = if arg_count == 0 {
         quote!(let _ = __jobq_args;)
+    } else {
+        quote!()
+    };
+
+    let glob = if module_needs_glob(f) {
+        quote!(
+            use super::*;
+        )
     } else {
         quote!()
     };
@@ -157,7 +195,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
         #[doc = #mod_doc]
         #vis mod #ident {
             #![allow(unused_imports, dead_code, clippy::all)]
-            use super::*;
+            #glob
 
             #[doc = #args_doc]
             #[derive(
@@ -167,6 +205,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
                 ::core::clone::Clone,
             )]
             #[serde(crate = "::jobq::__private::serde")]
+            #serde_bound
             #ivis struct Args {
                 #(#fields)*
             }
@@ -176,7 +215,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
             #ivis struct Job;
 
             impl ::jobq::Job for Job {
-                type Args = Args;
+                type Args = #args_ty;
                 const DEF: ::jobq::JobDef = ::jobq::JobDef {
                     name: #name,
                     aliases: &[#(#aliases),*],
@@ -250,13 +289,14 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
             fn __jobq_run(
                 __jobq_cx: ::jobq::__private::RunCx,
             ) -> ::core::result::Result<::jobq::__private::JobFuture, ::jobq::__private::RunError> {
-                let __jobq_args: Args = ::jobq::__private::decode(&__jobq_cx)?;
+                #(#assertions)*
+                let __jobq_args: Args = ::jobq::__private::decode::<Job>(&__jobq_cx)?;
                 #args_binding
                 #(#injections)*
-                ::core::result::Result::Ok(::jobq::__private::boxed(async move {
-                    let __jobq_out = super::#ident(#(#call_args),*).await;
-                    #into_outcome
-                }))
+                ::core::result::Result::Ok(::jobq::__private::run(
+                    super::#ident(#(#call_args),*),
+                    #outcome,
+                ))
             }
 
             const _: () = {

@@ -402,9 +402,11 @@ impl fmt::Display for RunError {
     }
 }
 
-/// Decodes the stored arguments, with an error that names the job.
+/// Decodes the stored arguments of job `J`, with an error that names the job.
+/// Generic over the job, not its `Args`: the bound comes with `J: Job`, so a
+/// job whose `Args` is not serde adds no error here.
 #[doc(hidden)]
-pub fn decode<A: DeserializeOwned>(cx: &RunCx) -> Result<A, RunError> {
+pub fn decode<J: Job>(cx: &RunCx) -> Result<J::Args, RunError> {
     serde_json::from_str(&cx.args).map_err(|e| {
         RunError::Decode(format!(
             "cannot decode the arguments of job `{}`: {e}",
@@ -572,6 +574,38 @@ impl Outcome {
             retry_at: None,
         }
     }
+}
+
+/// A type a job's argument can have: arguments are stored as JSON, so it is
+/// serde-serializable both ways. `#[job]` asserts it of every argument's
+/// type with [`assert_arg`], spanned on the type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a job argument: derive `serde::Serialize` and `serde::Deserialize` for it",
+    label = "not `Serialize` and `Deserialize`",
+    note = "job arguments are stored as JSON: add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`; for another crate's type, enable that crate's `serde` feature or give the parameter `#[serde(with = \"..\")]`"
+)]
+#[doc(hidden)]
+pub trait JobArg: Serialize + DeserializeOwned {}
+
+// `do_not_recommend`: an error names `JobArg` (and its message), not the
+// serde trait behind it.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> JobArg for T {}
+
+/// Compiles only when `T` is a [`JobArg`].
+#[doc(hidden)]
+pub fn assert_arg<T: JobArg>() {}
+
+/// Boxes an attempt: awaits the handler's future and reads its result with
+/// `outcome` (`#[job]` passes `IntoOutcome::into_outcome`, spanned on the
+/// job's return type). One generic function, so that each job adds no
+/// `async` block of its own to compile.
+#[doc(hidden)]
+pub fn run<F>(handler: F, outcome: fn(F::Output) -> Outcome) -> JobFuture
+where
+    F: Future + Send + 'static,
+{
+    Box::pin(async move { outcome(handler.await) })
 }
 
 /// Turns a handler's return value into an [`Outcome`].

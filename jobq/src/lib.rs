@@ -302,8 +302,8 @@ pub use jobq_macros::job;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::job::{
-        Inject, IntoOutcome, JobFuture, Location, Registration, RunCx, RunError, StateRequirement,
-        decode,
+        Inject, IntoOutcome, JobArg, JobFuture, Location, Registration, RunCx, RunError,
+        StateRequirement, assert_arg, decode, run,
     };
     pub use inventory;
     pub use serde;
