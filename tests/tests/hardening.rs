@@ -670,7 +670,11 @@ async fn a_worker_is_judged_by_its_own_lease() {
             .heartbeat_interval(Duration::from_secs(10)),
     );
     wait_for_listeners(&db, 1).await;
-    let patient_id: i64 = sqlx::query_scalar("SELECT id FROM jobq_workers")
+    let (patient_id, registered, beat): (
+        i64,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as("SELECT id, started_at, heartbeat_at FROM jobq_workers")
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -681,14 +685,13 @@ async fn a_worker_is_judged_by_its_own_lease() {
             .lease_timeout(Duration::from_secs(1))
             .heartbeat_interval(Duration::from_millis(250)),
     );
-    // The patient worker's last beat is older than the eager one's lease...
-    wait_until("a beat older than 1.5 s", DEADLINE, || async {
-        db.count(
-            "SELECT count(*) FROM jobq_workers
-             WHERE lease_ms = 30000 AND heartbeat_at < now() - interval '1500 ms'",
-        )
-        .await
-            == 1
+    // The patient worker's last beat gets older than the eager one's lease...
+    wait_until("1.5 s past the patient worker's beat", DEADLINE, || async {
+        sqlx::query_scalar::<_, bool>("SELECT now() > $1 + interval '1500 ms'")
+            .bind(beat)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
     })
     .await;
     // ...through two rescue passes.
@@ -707,12 +710,15 @@ async fn a_worker_is_judged_by_its_own_lease() {
         })
         .await;
     }
-    let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM jobq_workers WHERE id = $1")
-        .bind(patient_id)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(alive, 1, "a worker was taken for dead by another's lease");
+    // The same row: not removed (and registered again since).
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobq_workers WHERE id = $1 AND started_at = $2")
+            .bind(patient_id)
+            .bind(registered)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, 1, "a worker was taken for dead by another's lease");
     eager.stop().await.unwrap();
     patient.stop().await.unwrap();
     db.cleanup().await;

@@ -13,6 +13,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    // A test that fails or panics does not stop its worker processes: each
+    // one exits when its parent is gone, rather than outliving the test run
+    // (and holding its output open).
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(3);
+            }
+        }
+    });
     let url = std::env::var("DATABASE_URL")?;
     let concurrency: usize = std::env::var("JOBQ_TEST_CONCURRENCY")
         .ok()
