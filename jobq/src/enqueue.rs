@@ -9,6 +9,7 @@ use sqlx::{Acquire, Postgres};
 
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobState};
+use crate::queue::QueueName;
 use crate::store::{self, NewJob, Unique};
 
 /// Inserts one job of type `J` through `db`: a `&PgPool`, a `&mut PgConnection`
@@ -75,7 +76,7 @@ where
                 })
             })
             .collect::<Result<Vec<_>>>()
-            .map(Many::Batch)
+            .and_then(|args| Ok(Many::Batch(queue_name::<J>(def.queue)?, args)))
     };
     async move {
         let mut conn = db.acquire().await?;
@@ -84,10 +85,10 @@ where
                 let ids = store::insert_unique_many(&mut conn, &jobs).await?;
                 Ok(ids.into_iter().map(JobId).collect())
             }
-            Many::Batch(args) => {
+            Many::Batch(queue, args) => {
                 let batch = store::NewBatch {
                     kind: def.name,
-                    queue: def.queue,
+                    queue: &queue,
                     priority: def.priority,
                     max_attempts: def.max_attempts,
                     args,
@@ -104,8 +105,14 @@ enum Many {
     /// Unique jobs, each with its key: one statement for all too, though
     /// a job whose key changes hands meanwhile is settled on its own.
     Unique(Vec<(NewJob, Unique)>),
-    /// Every other kind: the serialized arguments, one statement for all.
-    Batch(Vec<String>),
+    /// Every other kind: the queue and the serialized arguments, one
+    /// statement for all.
+    Batch(QueueName, Vec<String>),
+}
+
+/// `queue` checked as job `J`'s queue.
+fn queue_name<J: Job>(queue: impl Into<String>) -> Result<QueueName> {
+    QueueName::new(queue).map_err(|e| Error::Enqueue(format!("job `{}`: {e}", J::DEF.name)))
 }
 
 /// What an enqueue did: the job's id, and whether an unfinished job with the
@@ -271,11 +278,10 @@ impl<J: Job> Enqueue<J> {
             job: def.name,
             source,
         })?;
-        let queue = self.queue.unwrap_or_else(|| def.queue.to_owned());
-        crate::worker::check_queue_name(&queue)?;
+        let queue = queue_name::<J>(self.queue.unwrap_or_else(|| def.queue.to_owned()))?;
         let max_attempts = self.max_attempts.unwrap_or(def.max_attempts);
         if max_attempts < 1 {
-            return Err(Error::Config(format!(
+            return Err(Error::Enqueue(format!(
                 "max_attempts must be at least 1, got {max_attempts} for job `{}`",
                 def.name
             )));

@@ -58,13 +58,19 @@ pub enum Error {
     #[error("invalid worker configuration: {0}")]
     Config(String),
 
-    /// A job cannot be enqueued as asked; the message says why: a `run_at`
-    /// before 4714 BC (PostgreSQL's earliest time), a `delay` that ends past
-    /// the latest time chrono holds (the year 262142), options that do not
-    /// go together. Found before anything is sent to the database: nothing
+    /// A job cannot be enqueued as asked; the message says why: an invalid
+    /// queue name, `max_attempts` below 1, `unique_states` without every
+    /// unfinished state, a `run_at` before 4714 BC (PostgreSQL's earliest
+    /// time), a `delay` that ends past the latest time chrono holds (the
+    /// year 262142). Found before anything is sent to the database: nothing
     /// was written, and a transaction the enqueue rode in is still usable.
     #[error("cannot enqueue: {0}")]
     Enqueue(String),
+
+    /// A queue cannot be paused or resumed as asked: its name is invalid.
+    /// Nothing was written.
+    #[error("cannot change the queue: {0}")]
+    Queue(String),
 
     /// A migration failed to apply.
     #[error("migration {version} ({name}) failed: {source}")]

@@ -1,16 +1,44 @@
-//! Queue control (pause, resume) and statistics.
+//! Queue names, queue control (pause, resume) and statistics.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use sqlx::PgPool;
 
 use crate::db::Db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::JobState;
 use crate::store;
-use crate::worker::check_queue_name;
+
+/// A queue name, checked once where it enters jobq: 1 to 63 characters from
+/// `a-z A-Z 0-9 _ - .`, the rule `#[job]` checks at compile time
+/// (`jobq_rules::check_queue_name`, which says the same words).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct QueueName(String);
+
+impl QueueName {
+    /// `name`, if it is a valid queue name.
+    pub(crate) fn new(name: impl Into<String>) -> std::result::Result<Self, InvalidQueueName> {
+        let name = name.into();
+        jobq_rules::check_queue_name(&name)?;
+        Ok(QueueName(name))
+    }
+
+    /// The name.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) use jobq_rules::InvalidQueueName;
 
 /// Pauses `queue` across every worker: they stop claiming its jobs within one
 /// claim (the claim itself checks), while enqueues go on being accepted.
@@ -39,7 +67,7 @@ where
     A: Db<'c>,
 {
     async move {
-        check_queue_name(&queue)?;
+        let queue = QueueName::new(queue).map_err(|e| Error::Queue(e.to_string()))?;
         let mut conn = db.acquire().await?;
         store::set_paused(&mut conn, &queue, paused).await?;
         Ok(())

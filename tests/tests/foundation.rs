@@ -354,7 +354,7 @@ async fn builder_options_override_the_job_defaults() {
         .enqueue(&db.pool)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(matches!(err, Error::Enqueue(_)), "{err}");
     let err = record::builder(record::Args { n: 1 })
         .max_attempts(0)
         .enqueue(&db.pool)

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::job::{CatchUp, JobDef};
+use crate::queue::QueueName;
 use crate::service::{Every, Periodic, Tick};
 use crate::store::{self, NewJob};
 
@@ -28,6 +29,7 @@ fn parse(expr: &str) -> std::result::Result<Cron, croner::errors::CronError> {
 /// A cron job's schedule.
 pub(crate) struct CronJob {
     pub def: &'static JobDef,
+    queue: QueueName,
     cron: Cron,
     tz: Tz,
 }
@@ -48,7 +50,14 @@ impl CronJob {
                 Error::Config(format!("job `{}`: unknown time zone `{name}`", def.name))
             })?,
         };
-        Ok(CronJob { def, cron, tz })
+        let queue = QueueName::new(def.queue)
+            .map_err(|e| Error::Config(format!("job `{}`: {e}", def.name)))?;
+        Ok(CronJob {
+            def,
+            queue,
+            cron,
+            tz,
+        })
     }
 
     /// The first tick strictly after `t`.
@@ -94,7 +103,7 @@ impl CronJob {
     fn new_job(&self, tick: DateTime<Utc>) -> NewJob {
         NewJob {
             kind: self.def.name,
-            queue: self.def.queue.to_owned(),
+            queue: self.queue.clone(),
             args: "{}".to_owned(),
             priority: self.def.priority,
             max_attempts: self.def.max_attempts,

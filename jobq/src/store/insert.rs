@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, Row};
 
+use crate::queue::QueueName;
+
 /// A job about to be inserted.
 pub(crate) struct NewJob {
     pub kind: &'static str,
-    pub queue: String,
+    pub queue: QueueName,
     pub args: String,
     pub priority: i16,
     pub max_attempts: i32,
@@ -37,7 +39,7 @@ pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::R
 /// `enqueue_many` inserts.
 pub(crate) struct NewBatch<'a> {
     pub kind: &'static str,
-    pub queue: &'a str,
+    pub queue: &'a QueueName,
     pub priority: i16,
     pub max_attempts: i32,
     /// Each job's arguments, as JSON.

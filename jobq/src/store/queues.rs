@@ -2,10 +2,12 @@
 
 use sqlx::PgConnection;
 
+use crate::queue::QueueName;
+
 /// Pauses (`paused = true`) or resumes a queue and tells every worker.
 pub(crate) async fn set_paused(
     conn: &mut PgConnection,
-    queue: &str,
+    queue: &QueueName,
     paused: bool,
 ) -> sqlx::Result<()> {
     sqlx::query(concat!(

@@ -1,5 +1,6 @@
 //! How jobq's types cross the seam: [`JobState`] as PostgreSQL's `jobq_state`
-//! enum, and [`ErrorKind`], the kind of an entry in a job's error history.
+//! enum, [`ErrorKind`], the kind of an entry in a job's error history, and
+//! [`QueueName`] as text.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -7,6 +8,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
 use crate::job::JobState;
+use crate::queue::QueueName;
 
 impl Type<Postgres> for JobState {
     fn type_info() -> PgTypeInfo {
@@ -96,6 +98,18 @@ impl PgHasArrayType for ErrorKind {
 }
 
 impl Encode<'_, Postgres> for ErrorKind {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<'_, Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl Type<Postgres> for QueueName {
+    fn type_info() -> PgTypeInfo {
+        <&str as Type<Postgres>>::type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for QueueName {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <&str as Encode<'_, Postgres>>::encode(self.as_str(), buf)
     }

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::job::States;
 use crate::maintenance::pruner::{Pruner, Retention};
 use crate::maintenance::rescuer::{Rescuer, RescuerConfig};
+use crate::queue::QueueName;
 use crate::registry::Registry;
 use crate::schedule::cron::{CronJob, CronService};
 use crate::service::{self, supervised};
@@ -75,11 +76,6 @@ impl Backoff {
         // Jitter: uniformly in [full/2, full].
         full.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
-}
-
-/// Checks a queue name: 1 to 63 characters from `a-z A-Z 0-9 _ - .`.
-pub(crate) fn check_queue_name(queue: &str) -> Result<()> {
-    jobq_rules::check_queue_name(queue).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Runs jobs. One per process is enough: it runs every queue it is given,
@@ -298,7 +294,7 @@ impl Worker {
             }
         }
         for (queue, concurrency) in &queues {
-            check_queue_name(queue)?;
+            QueueName::new(queue.as_str()).map_err(|e| Error::Config(e.to_string()))?;
             if *concurrency == 0 {
                 return Err(Error::Config(format!(
                     "queue `{queue}` has concurrency 0; give it at least 1"
