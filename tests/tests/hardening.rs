@@ -599,12 +599,12 @@ async fn timestamps_that_are_not_finite_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_kills_its_worker_takes_no_neighbour_with_it() {
     let db = TestDb::new("abort_neighbours").await;
-    // Three jobs that would succeed, and one that aborts its process, all
-    // claimed together by each worker that comes up.
-    bystander::enqueue_many(&db.pool, (0..3).map(|_| bystander::Args { millis: 1500 }))
+    // One job that aborts its process, first in the queue, and three that
+    // would succeed, all claimed together by each worker that comes up.
+    let poison = aborts::enqueue(&db.pool, aborts::Args { millis: 200 })
         .await
         .unwrap();
-    let poison = aborts::enqueue(&db.pool, aborts::Args { millis: 200 })
+    bystander::enqueue_many(&db.pool, (0..3).map(|_| bystander::Args { millis: 1500 }))
         .await
         .unwrap();
     // A supervisor that starts the worker again each time it dies.
