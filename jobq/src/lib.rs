@@ -300,40 +300,4 @@ pub use jobq_macros::job;
 /// Not public API: what `#[job]`'s generated code names. May change in any
 /// release.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::job::{
-        Inject, IntoOutcome, JobArg, JobFuture, Location, Registration, RunCx, RunError,
-        StateRequirement, assert_arg, decode, run,
-    };
-    pub use inventory;
-    pub use serde;
-    pub use serde_json;
-    pub use sqlx;
-    pub use std::vec::Vec;
-
-    /// jobq's claim statement, for its benchmark to time on its own.
-    pub use crate::store::CLAIM_SQL;
-
-    /// The channel enqueues notify and the first key of the queues' wake
-    /// locks, for the tests that watch them.
-    pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};
-
-    /// Reads cron job `name`'s latest tick, recording `now` when it has
-    /// none, and says whether this call recorded it: for the tests that race
-    /// many workers registering one cron job.
-    pub async fn cron_last_tick(
-        pool: &sqlx::PgPool,
-        name: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> sqlx::Result<(chrono::DateTime<chrono::Utc>, bool)> {
-        crate::store::cron_last_tick(pool, name, now).await
-    }
-
-    /// Boxes an attempt's future.
-    pub fn boxed<F>(fut: F) -> JobFuture
-    where
-        F: std::future::Future<Output = crate::Outcome> + Send + 'static,
-    {
-        Box::pin(fut)
-    }
-}
+pub mod __private;

@@ -1,0 +1,234 @@
+//! Not public API: what `#[job]`'s generated code names, and the few items
+//! jobq's own tests and benchmark reach. May change in any release.
+//!
+//! Generated code names only `::jobq::__private::...` (and `::core::...`),
+//! so everything it uses is here: the registration record and its parts,
+//! the runner's context and errors, argument decoding, injection, and the
+//! reading of a handler's result.
+
+use std::any::TypeId;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::job::{Control, Job, JobContext, JobDef, Outcome, State, States};
+
+pub use inventory;
+pub use serde;
+pub use serde_json;
+pub use sqlx;
+pub use std::vec::Vec;
+
+/// jobq's claim statement, for its benchmark to time on its own.
+pub use crate::store::CLAIM_SQL;
+
+/// The channel enqueues notify and the first key of the queues' wake
+/// locks, for the tests that watch them.
+pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};
+
+/// Reads cron job `name`'s latest tick, recording `now` when it has
+/// none, and says whether this call recorded it: for the tests that race
+/// many workers registering one cron job.
+pub async fn cron_last_tick(
+    pool: &sqlx::PgPool,
+    name: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<(chrono::DateTime<chrono::Utc>, bool)> {
+    crate::store::cron_last_tick(pool, name, now).await
+}
+
+/// Boxes an attempt's future.
+pub fn boxed<F>(fut: F) -> JobFuture
+where
+    F: std::future::Future<Output = crate::Outcome> + Send + 'static,
+{
+    Box::pin(fut)
+}
+
+/// Where a job is defined.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct Location {
+    /// `module_path!()` at the job.
+    pub module_path: &'static str,
+    /// `file!()` at the job.
+    pub file: &'static str,
+    /// `line!()` at the job.
+    pub line: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}:{})", self.module_path, self.file, self.line)
+    }
+}
+
+/// A state type a job needs from the worker.
+#[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
+pub struct StateRequirement {
+    /// `TypeId::of::<T>()`.
+    pub type_id: TypeId,
+    /// `type_name::<T>()`.
+    pub type_name: &'static str,
+}
+
+/// The future of one attempt.
+#[doc(hidden)]
+pub type JobFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+
+/// Everything one attempt's runner needs.
+#[doc(hidden)]
+pub struct RunCx {
+    pub(crate) def: &'static JobDef,
+    pub(crate) args: String,
+    pub(crate) ctx: JobContext,
+    pub(crate) states: Arc<States>,
+}
+
+/// Why an attempt could not even start.
+#[derive(Debug)]
+#[doc(hidden)]
+pub enum RunError {
+    /// The stored arguments do not decode into `Args`: the job can never run.
+    Decode(String),
+    /// A `State<T>` the worker does not have (checked at start, so unexpected).
+    MissingState(&'static str),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Decode(m) => f.write_str(m),
+            RunError::MissingState(t) => write!(f, "the worker has no state of type `{t}`"),
+        }
+    }
+}
+
+/// Decodes the stored arguments of job `J`, with an error that names the job.
+/// Generic over the job, not its `Args`: the bound comes with `J: Job`, so a
+/// job whose `Args` is not serde adds no error here.
+#[doc(hidden)]
+pub fn decode<J: Job>(cx: &RunCx) -> Result<J::Args, RunError> {
+    serde_json::from_str(&cx.args).map_err(|e| {
+        RunError::Decode(format!(
+            "cannot decode the arguments of job `{}`: {e}",
+            cx.def.name
+        ))
+    })
+}
+
+/// A parameter type the worker provides instead of the stored arguments.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be injected into a job",
+    note = "a job parameter named `State<..>` or `JobContext` must be `jobq::State<T>` or `jobq::JobContext`"
+)]
+#[doc(hidden)]
+pub trait Inject: Sized {
+    /// Takes the value for one attempt.
+    fn inject(cx: &RunCx) -> Result<Self, RunError>;
+    /// The state type this needs from the worker, if any.
+    fn requirement() -> Option<StateRequirement>;
+}
+
+impl<T: Send + Sync + 'static> Inject for State<T> {
+    fn inject(cx: &RunCx) -> Result<Self, RunError> {
+        cx.states
+            .get::<T>()
+            .map(State::new)
+            .ok_or(RunError::MissingState(std::any::type_name::<T>()))
+    }
+
+    fn requirement() -> Option<StateRequirement> {
+        Some(StateRequirement {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+        })
+    }
+}
+
+impl Inject for JobContext {
+    fn inject(cx: &RunCx) -> Result<Self, RunError> {
+        Ok(cx.ctx.clone())
+    }
+
+    fn requirement() -> Option<StateRequirement> {
+        None
+    }
+}
+
+/// A type a job's argument can have: arguments are stored as JSON, so it is
+/// serde-serializable both ways. `#[job]` asserts it of every argument's
+/// type with [`assert_arg`], spanned on the type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a job argument: derive `serde::Serialize` and `serde::Deserialize` for it",
+    label = "not `Serialize` and `Deserialize`",
+    note = "job arguments are stored as JSON: add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`; for another crate's type, enable that crate's `serde` feature or give the parameter `#[serde(with = \"..\")]`"
+)]
+#[doc(hidden)]
+pub trait JobArg: Serialize + DeserializeOwned {}
+
+// `do_not_recommend`: an error names `JobArg` (and its message), not the
+// serde trait behind it.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> JobArg for T {}
+
+/// Compiles only when `T` is a [`JobArg`].
+#[doc(hidden)]
+pub fn assert_arg<T: JobArg>() {}
+
+/// Boxes an attempt: awaits the handler's future and reads its result with
+/// `outcome` (`#[job]` passes `IntoOutcome::into_outcome`, spanned on the
+/// job's return type). One generic function, so that each job adds no
+/// `async` block of its own to compile.
+#[doc(hidden)]
+pub fn run<F>(handler: F, outcome: fn(F::Output) -> Outcome) -> JobFuture
+where
+    F: Future + Send + 'static,
+{
+    Box::pin(async move { outcome(handler.await) })
+}
+
+/// Turns a handler's return value into an [`Outcome`].
+#[diagnostic::on_unimplemented(
+    message = "a job must return `Result<T, E>` where `E` implements `Display`",
+    note = "for example `Result<(), MyError>` or `anyhow::Result<()>`"
+)]
+#[doc(hidden)]
+pub trait IntoOutcome {
+    /// Reads the handler's result.
+    fn into_outcome(self) -> Outcome;
+}
+
+impl<T, E: fmt::Display + 'static> IntoOutcome for Result<T, E> {
+    fn into_outcome(self) -> Outcome {
+        let e = match self {
+            Ok(_) => return Outcome::Completed,
+            Err(e) => e,
+        };
+        match Control::find(&e) {
+            Some(Control::Snooze(d)) => Outcome::Snooze(*d),
+            Some(Control::RetryAt { at, reason }) => Outcome::Failed {
+                error: reason.clone(),
+                kind: "error",
+                retry_at: Some(*at),
+            },
+            Some(Control::Discard(reason)) => Outcome::Discard {
+                error: reason.clone(),
+                kind: "discard",
+            },
+            // `{:#}` shows the whole chain of an `anyhow::Error`.
+            None => Outcome::failed(format!("{e:#}"), "error"),
+        }
+    }
+}
+
+/// The registration record that `#[job]` submits to `inventory`.
+#[doc(hidden)]
+pub struct Registration(pub &'static JobDef);
+
+inventory::collect!(Registration);
