@@ -7,13 +7,16 @@
 //! (lease rescuer, pruner) live in `crate::maintenance`, cron in
 //! `crate::schedule`; the periodic ones run on `crate::service`'s driver.
 
+mod backoff;
 mod complete;
+mod config;
 pub(crate) mod conn;
 pub(crate) mod execute;
 mod fetch;
 mod heartbeat;
 mod listen;
 mod running;
+mod shutdown;
 
 pub(crate) use crate::service::outage;
 
@@ -30,53 +33,22 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Result};
 use crate::job::States;
 use crate::maintenance::pruner::{Pruner, Retention};
-use crate::maintenance::rescuer::{Rescuer, RescuerConfig};
+use crate::maintenance::rescuer::Rescuer;
 use crate::queue::QueueName;
 use crate::registry::Registry;
 use crate::schedule::cron::{CronJob, CronService};
 use crate::service::{self, supervised};
 use crate::store;
 
+pub use backoff::Backoff;
 pub(crate) use complete::Completion;
-use heartbeat::{HeartbeatConfig, Lease};
+pub(crate) use config::Config;
+use heartbeat::Lease;
 use running::RunningJobs;
+use shutdown::{Running, shutdown_signal};
 
 /// Concurrency of each queue the worker runs when none was named.
 pub const DEFAULT_CONCURRENCY: usize = 10;
-
-/// How long to wait before retrying a failed attempt: exponential in the
-/// attempt number, capped, with jitter so that jobs failing together do not
-/// retry together.
-///
-/// Attempt `n` (1 for the first) failing waits a random time between half and
-/// all of `min(base * 2^(n-1), max)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The wait after the first failure (before jitter).
-    pub base: Duration,
-    /// The longest wait.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 1 s after the first failure, doubling up to 1 hour.
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait after attempt `attempt` (1-based) failed.
-    pub fn delay(&self, attempt: i32) -> Duration {
-        let exp = attempt.saturating_sub(1).clamp(0, 30) as u32;
-        let full = self.base.saturating_mul(1u32 << exp).min(self.max);
-        // Jitter: uniformly in [full/2, full].
-        full.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
 
 /// Runs jobs. One per process is enough: it runs every queue it is given,
 /// each with its own concurrency.
@@ -99,62 +71,6 @@ pub struct Worker {
     states: States,
     queues: BTreeMap<String, usize>,
     config: Config,
-}
-
-/// Tunables shared by the worker's services.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub poll_interval: Duration,
-    pub heartbeat_interval: Duration,
-    pub lease_timeout: Duration,
-    pub shutdown_grace: Duration,
-    pub backoff: Backoff,
-    pub default_timeout: Option<Duration>,
-    pub timeout_grace: Duration,
-    pub retention: Retention,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            poll_interval: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_secs(5),
-            lease_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(30),
-            backoff: Backoff::default(),
-            default_timeout: None,
-            timeout_grace: Duration::from_secs(1),
-            retention: Retention::default(),
-        }
-    }
-}
-
-impl Config {
-    /// The heartbeat's settings.
-    fn heartbeat(&self) -> HeartbeatConfig {
-        HeartbeatConfig {
-            interval: self.heartbeat_interval,
-            lease: self.lease_timeout,
-        }
-    }
-
-    /// The rescuer's settings.
-    fn rescuer(&self) -> RescuerConfig {
-        RescuerConfig {
-            lease: self.lease_timeout,
-        }
-    }
-
-    /// Checks every service's settings.
-    fn validate(&self) -> Result<()> {
-        if self.poll_interval.is_zero() {
-            return Err(Error::Config(
-                "the poll interval must be longer than zero".into(),
-            ));
-        }
-        self.heartbeat().validate()?;
-        self.retention.validate()
-    }
 }
 
 impl Worker {
@@ -450,97 +366,6 @@ pub(crate) struct Shared {
     pub jobs: TaskTracker,
     /// Whether the worker still holds its lease.
     pub lease: Lease,
-}
-
-/// A started worker, waiting to be shut down.
-struct Running {
-    shared: Arc<Shared>,
-    stop_fetching: CancellationToken,
-    stop_jobs: CancellationToken,
-    stop_services: CancellationToken,
-    producers: TaskTracker,
-    services: TaskTracker,
-    completer: complete::Completer,
-}
-
-impl Running {
-    /// Stops claiming, lets running jobs finish within the grace period,
-    /// interrupts the rest (they go back to `available`), writes every result,
-    /// and removes the worker's row.
-    async fn shutdown(self) -> Result<()> {
-        let Running {
-            shared,
-            stop_fetching,
-            stop_jobs,
-            stop_services,
-            producers,
-            services,
-            completer,
-        } = self;
-        let grace = shared.config.shutdown_grace;
-        let running = shared.running.len();
-        tracing::info!(running, ?grace, "jobq worker shutting down");
-        stop_fetching.cancel();
-        producers.wait().await;
-        shared.jobs.close();
-        if tokio::time::timeout(grace, shared.jobs.wait())
-            .await
-            .is_err()
-        {
-            let left = shared.running.len();
-            tracing::warn!(
-                left,
-                "jobs still running after the shutdown grace period; interrupting them"
-            );
-            stop_jobs.cancel();
-            shared.jobs.wait().await;
-        }
-        let worker_id = shared.worker_id;
-        let pool = shared.pool.clone();
-        drop(shared);
-        // No job runs and no producer claims: every result has been sent.
-        // They are retried through an outage, but not forever: past the
-        // grace period the jobs stay `running` and are rescued after the lease.
-        if !completer.finish(grace.max(Duration::from_secs(5))).await {
-            tracing::error!(
-                "could not record every result before exiting; those jobs will run again after \
-                 their lease expires"
-            );
-        }
-        stop_services.cancel();
-        services.wait().await;
-        if let Err(e) = store::deregister_worker(&pool, worker_id).await {
-            tracing::warn!(error = %e, "could not remove the worker's row; its lease will expire");
-        }
-        tracing::info!("jobq worker stopped");
-        Ok(())
-    }
-}
-
-/// Installs SIGTERM and ctrl-c handlers; the future completes on either.
-fn shutdown_signal() -> Result<impl Future<Output = ()> + Send> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let listen = |kind: SignalKind| {
-            signal(kind).map_err(|e| Error::Config(format!("cannot listen for signals: {e}")))
-        };
-        let mut term = listen(SignalKind::terminate())?;
-        let mut int = listen(SignalKind::interrupt())?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("ctrl-c received"),
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("ctrl-c received");
-        })
-    }
 }
 
 fn hostname() -> String {
