@@ -77,3 +77,47 @@ pub async fn blocks(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(
     std::thread::sleep(Duration::from_millis(millis));
     record_run(&db, &ctx, "finished", serde_json::Value::Null).await
 }
+
+async fn count_events(db: &PgPool, id: i64, event: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE job_id = $1 AND event = $2")
+        .bind(id)
+        .bind(event)
+        .fetch_one(db)
+        .await
+}
+
+/// Two overlapping runs of one job, for the fencing test. The first run
+/// waits until a second one started (its worker was taken for dead), then
+/// fails; the second waits until the first failed, and half a second more
+/// for that failure to reach the database (or be refused), then completes.
+#[job(retries = 3)]
+pub async fn overtaken(db: State<PgPool>, ctx: JobContext) -> anyhow::Result<()> {
+    let id = ctx.id().0;
+    let earlier = count_events(&db, id, "started").await?;
+    record_run(
+        &db,
+        &ctx,
+        "started",
+        serde_json::json!({ "run": earlier + 1 }),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    if earlier == 0 {
+        while count_events(&db, id, "started").await? < 2 {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "no second run");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        record_run(&db, &ctx, "failed", serde_json::Value::Null).await?;
+        anyhow::bail!("the first run fails once a second one started");
+    }
+    while count_events(&db, id, "failed").await? < 1 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the first run never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    record_run(&db, &ctx, "finished", serde_json::Value::Null).await?;
+    Ok(())
+}
