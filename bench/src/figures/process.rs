@@ -140,9 +140,10 @@ impl IdleWorker {
         loop {
             let sleeping: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_locks
-                 WHERE locktype = 'advisory' AND classid = 27249 AND granted
+                 WHERE locktype = 'advisory' AND classid = $1::oid AND granted
                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             )
+            .bind(jobq::__private::WAKE_LOCK_CLASS)
             .fetch_one(&db.pool)
             .await?;
             if sleeping > 0 {
