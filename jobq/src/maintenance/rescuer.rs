@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
 use crate::service::{Every, Periodic, Tick};
 use crate::store;
 use crate::worker::conn::{HeldConn, bounded};
@@ -21,6 +22,16 @@ pub(crate) struct RescuerConfig {
 }
 
 impl RescuerConfig {
+    /// Checks that the rescuer can judge workers: a lease longer than zero.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.lease.is_zero() {
+            return Err(Error::Config(
+                "the lease timeout must be longer than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A pass every quarter of the lease, and at most every 100 ms: a dead
     /// worker's jobs wait one lease, give or take a quarter.
     pub(crate) fn every(&self) -> Every {

@@ -59,6 +59,7 @@ impl Config {
                 "the poll interval must be longer than zero".into(),
             ));
         }
+        self.rescuer().validate()?;
         self.heartbeat().validate()?;
         self.retention.validate()
     }
