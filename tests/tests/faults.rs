@@ -251,11 +251,16 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
             .sum::<i64>()
     };
     let n = POISON as i64;
-    assert_eq!(ended("nul_error", "discarded"), n, "{poison:?}");
-    assert_eq!(ended("decodes_badly", "discarded"), n, "{poison:?}");
-    assert_eq!(ended("huge_error", "discarded"), 3, "{poison:?}");
+    // Kinds, states and counts only: an error may be 8 KiB long.
+    let summary: Vec<(&str, &str, i64)> = poison
+        .iter()
+        .map(|(kind, state, n, _)| (kind.as_str(), state.as_str(), *n))
+        .collect();
+    assert_eq!(ended("nul_error", "discarded"), n, "{summary:?}");
+    assert_eq!(ended("decodes_badly", "discarded"), n, "{summary:?}");
+    assert_eq!(ended("huge_error", "discarded"), 3, "{summary:?}");
     // Snoozed as far as PostgreSQL stores, not lost, not running.
-    assert_eq!(ended("snoozes_forever", "scheduled"), n, "{poison:?}");
+    assert_eq!(ended("snoozes_forever", "scheduled"), n, "{summary:?}");
     for (kind, state, _, error) in &poison {
         if state == "discarded" {
             let error = error.as_deref().unwrap_or_default();
