@@ -50,6 +50,10 @@ impl ClaimedJob {
 ///   better, since the worker runs what it claimed either way until it
 ///   learns it lost its lease.)
 /// - Nothing is claimed while the queue is paused.
+/// - The claimed rows are updated by id through an array (`= ANY (ARRAY
+///   (...))`), an index lookup whatever the plan: joined to the candidates
+///   instead, a generic plan (which cannot see `$3`) hashed the whole table
+///   to update 16 rows, 22-56 ms on 100,000 waiting jobs.
 /// - The statement always returns one row at least: with no job claimed, a
 ///   row of nulls that still carries `promoted`, `alive` and
 ///   `next_due_ms`, how long until the queue's next future job is due
@@ -91,8 +95,7 @@ pub const CLAIM_SQL: &str = concat!(
         claimed AS (
             UPDATE jobq_jobs AS j
             SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
-            FROM c
-            WHERE j.id = c.id
+            WHERE j.id = ANY (ARRAY (SELECT id FROM c))
             RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.lost_attempts,
                       j.max_attempts, j.priority, j.scheduled_at
         )
