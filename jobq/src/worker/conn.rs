@@ -70,6 +70,20 @@ impl HeldConn {
         }
     }
 
+    /// A held connection whose prepared statements always use their generic
+    /// plan (`plan_cache_mode = force_generic_plan`): for the producer, whose
+    /// claim PostgreSQL would otherwise plan afresh on every call (its
+    /// custom plans look cheaper to it), about 0.4 ms of a 0.8 ms claim of
+    /// 16 jobs. The claim is written to run well as a generic plan (see
+    /// `CLAIM_SQL`): 0.3-0.4 ms so.
+    pub(crate) fn generic_plans(pool: PgPool) -> Self {
+        let mut held = HeldConn::new(pool);
+        held.options = held
+            .options
+            .options([("plan_cache_mode", "force_generic_plan")]);
+        held
+    }
+
     /// The held connection, opened if there is none.
     pub(crate) async fn get(&mut self) -> sqlx::Result<&mut PgConnection> {
         if self.conn.is_none() {

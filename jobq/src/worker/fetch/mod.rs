@@ -141,7 +141,7 @@ async fn produce(
         held,
         rate: StartRate::new(now),
         outage: Outage::new("claim jobs"),
-        conn: HeldConn::new(shared.pool.clone()),
+        conn: HeldConn::generic_plans(shared.pool.clone()),
         producer: Producer::new(shared.config.poll_interval, now),
     };
     loop {
