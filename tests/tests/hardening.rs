@@ -29,6 +29,26 @@ async fn state_of(db: &TestDb, id: JobId) -> String {
         .expect("job row")
 }
 
+/// Waits for `n` rescue passes of the running workers: each removes a
+/// worker row planted long dead.
+async fn rescue_passes(db: &TestDb, n: usize) {
+    for _ in 0..n {
+        sqlx::query(
+            "INSERT INTO jobq_workers (host, pid, queues, heartbeat_at)
+             VALUES ('dead', 0, '{}', now() - interval '1 hour')",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        wait_until("a rescue pass", DEADLINE, || async {
+            db.count("SELECT count(*) FROM jobq_workers WHERE host = 'dead'")
+                .await
+                == 0
+        })
+        .await;
+    }
+}
+
 /// Shared buffers (hit + read) that one claim of `limit` `record` jobs of the
 /// `default` queue touches, by `EXPLAIN (ANALYZE, BUFFERS)`, rolled back.
 async fn claim_buffers(db: &TestDb, limit: i64) -> i64 {
@@ -316,21 +336,7 @@ async fn a_worker_whose_row_was_removed_claims_nothing_under_it() {
         .unwrap();
     // Two rescue passes after the jobs were announced: a dead worker's row
     // for each to remove.
-    for _ in 0..2 {
-        sqlx::query(
-            "INSERT INTO jobq_workers (host, pid, queues, heartbeat_at)
-             VALUES ('dead', 0, '{}', now() - interval '1 hour')",
-        )
-        .execute(&db.pool)
-        .await
-        .unwrap();
-        wait_until("a rescue pass", DEADLINE, || async {
-            db.count("SELECT count(*) FROM jobq_workers WHERE host = 'dead'")
-                .await
-                == 0
-        })
-        .await;
-    }
+    rescue_passes(&db, 2).await;
     assert_eq!(
         db.count("SELECT count(*) FROM test_runs").await,
         0,
@@ -695,21 +701,7 @@ async fn a_worker_is_judged_by_its_own_lease() {
     })
     .await;
     // ...through two rescue passes.
-    for _ in 0..2 {
-        sqlx::query(
-            "INSERT INTO jobq_workers (host, pid, queues, heartbeat_at)
-             VALUES ('dead', 0, '{}', now() - interval '1 hour')",
-        )
-        .execute(&db.pool)
-        .await
-        .unwrap();
-        wait_until("a rescue pass", DEADLINE, || async {
-            db.count("SELECT count(*) FROM jobq_workers WHERE host = 'dead'")
-                .await
-                == 0
-        })
-        .await;
-    }
+    rescue_passes(&db, 2).await;
     // The same row: not removed (and registered again since).
     let kept: i64 =
         sqlx::query_scalar("SELECT count(*) FROM jobq_workers WHERE id = $1 AND started_at = $2")
