@@ -59,16 +59,17 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let ident = &item.sig.ident;
     let fn_name = ident.to_string();
 
-    let name = &c.name;
-    let queue = &c.queue;
-    let retries = c.retries;
-    let max_attempts = c.retries as i32 + 1;
-    let priority = c.priority;
-    let aliases = &c.aliases;
+    let s = &c.settings;
+    let name = &s.name;
+    let queue = &s.queue;
+    let retries = s.retries;
+    let max_attempts = s.retries as i32 + 1;
+    let priority = s.priority;
+    let aliases = &s.aliases;
     let cron = opt_str(&c.schedule.cron);
-    let timeout = opt_duration(c.timeout);
-    let unique_for = opt_duration(c.unique_for);
-    let unique_by_args = c.unique_by_args;
+    let timeout = opt_duration(s.timeout);
+    let unique_for = opt_duration(s.unique_for);
+    let unique_by_args = s.unique_by_args;
     let tz = opt_str(&c.schedule.tz);
     let catch_up = match c.schedule.catch_up {
         CatchUp::None => quote!(::jobq::CatchUp::None),

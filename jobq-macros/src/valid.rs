@@ -8,8 +8,6 @@
 mod schedule;
 mod settings;
 
-use std::time::Duration;
-
 use quote::ToTokens;
 use syn::{Pat, ReturnType, Type};
 
@@ -20,14 +18,9 @@ pub use schedule::{CatchUp, Schedule};
 
 /// The job's settings, every literal already parsed and checked.
 pub struct Checked {
-    pub name: String,
-    pub aliases: Vec<String>,
-    pub queue: String,
-    pub retries: u32,
-    pub priority: i16,
-    pub timeout: Option<Duration>,
-    pub unique_by_args: bool,
-    pub unique_for: Option<Duration>,
+    /// Name, queue, attempts and the other plain settings.
+    pub settings: settings::Settings,
+    /// When it runs by itself (cron), if it does.
     pub schedule: Schedule,
 }
 
@@ -43,14 +36,7 @@ pub fn check(attr: &JobAttr, f: &JobFn, errors: &mut Vec<syn::Error>) -> Option<
         return None;
     }
     Some(Checked {
-        name: s.name,
-        aliases: s.aliases,
-        queue: s.queue,
-        retries: s.retries,
-        priority: s.priority,
-        timeout: s.timeout,
-        unique_by_args: s.unique_by_args,
-        unique_for: s.unique_for,
+        settings: s,
         schedule,
     })
 }
