@@ -29,13 +29,7 @@ pub(super) async fn run(
         // Unreachable: the claim names only registered kinds. Hand it back
         // untouched rather than guess.
         tracing::error!(job.id = job.id, job.kind = %job.kind, "claimed a job of an unknown kind");
-        let back = Completion {
-            id: job.id,
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            outcome: None,
-        };
-        let _ = shared.completions.send(back).await;
+        let _ = shared.completions.send(Completion::handed_back(&job)).await;
         return;
     };
     let span = tracing::info_span!(

@@ -31,6 +31,17 @@ pub(crate) struct Completion {
 }
 
 impl Completion {
+    /// The result that hands a claimed job back untouched: it never started
+    /// (shutdown, a lost lease, too long in the buffer).
+    pub(crate) fn handed_back(job: &crate::store::ClaimedJob) -> Self {
+        Completion {
+            id: job.id,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            outcome: None,
+        }
+    }
+
     pub(super) fn into_finish(self, config: &Config) -> Finish {
         let mut finish = Finish {
             id: self.id,

@@ -341,21 +341,16 @@ fn start(shared: &Arc<Shared>, queue: &str, held: &mut Holdings, slot: OwnedSema
     }
 }
 
-/// The result that hands a claimed job back untouched: it never started.
-fn handed_back(job: &ClaimedJob) -> Completion {
-    Completion {
-        id: job.id,
-        attempt: job.attempt,
-        max_attempts: job.max_attempts,
-        outcome: None,
-    }
-}
-
 /// Hands jobs back through the completer, which writes them with their
 /// attempt's fence: a job the rescuer took back meanwhile is left alone.
 async fn hand_back(shared: &Shared, jobs: impl IntoIterator<Item = ClaimedJob>) {
     for job in jobs {
-        if shared.completions.send(handed_back(&job)).await.is_err() {
+        if shared
+            .completions
+            .send(Completion::handed_back(&job))
+            .await
+            .is_err()
+        {
             tracing::error!(
                 job.id = job.id,
                 "the completer stopped; the job will be rescued"
