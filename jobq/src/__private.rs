@@ -30,6 +30,9 @@ pub use crate::store::CLAIM_SQL;
 /// locks, for the tests that watch them.
 pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};
 
+/// The channel on which the end of a job a caller waits for is announced.
+pub use crate::store::FINISHED_CHANNEL;
+
 /// Reads cron job `name`'s latest tick, recording `now` when it has
 /// none, and says whether this call recorded it: for the tests that race
 /// many workers registering one cron job.
@@ -181,36 +184,73 @@ impl<T: Serialize + DeserializeOwned> JobArg for T {}
 #[doc(hidden)]
 pub fn assert_arg<T: JobArg>() {}
 
-/// Boxes an attempt: awaits the handler's future and reads its result with
-/// `outcome` (`#[job]` passes `IntoOutcome::into_outcome`, spanned on the
-/// job's return type). One generic function, so that each job adds no
-/// `async` block of its own to compile.
+/// Boxes an attempt: awaits the handler's future, splits its result with
+/// `split` (`#[job]` passes `IntoOutcome::into_outcome`, spanned on the
+/// job's return type) and keeps what it returned with `keep` ([`keep`]). One generic function, so that each job
+/// adds no `async` block of its own to compile.
 #[doc(hidden)]
-pub fn run<F>(handler: F, outcome: fn(F::Output) -> Outcome) -> JobFuture
+pub fn run<F, T>(
+    handler: F,
+    split: fn(F::Output) -> Result<T, Outcome>,
+    keep: fn(T) -> Outcome,
+) -> JobFuture
 where
     F: Future + Send + 'static,
+    T: 'static,
 {
-    Box::pin(async move { outcome(handler.await) })
+    Box::pin(async move {
+        match split(handler.await) {
+            Ok(value) => keep(value),
+            Err(outcome) => outcome,
+        }
+    })
 }
 
-/// Turns a handler's return value into an [`Outcome`].
+/// What job `J`'s `Ok` value becomes: nothing to write for `()` (not even
+/// serialized) or a value serde writes as `null`, else its JSON, kept with
+/// the job. A value that does not serialize (a map with non-string keys)
+/// discards the job, with serde's message: trying the work again would
+/// return the same. Generic over the job, not its output: the bound comes
+/// with `J: Job`, so a job whose output is not serde gets one error, on
+/// its `type Output`.
+#[doc(hidden)]
+pub fn keep<J: Job>(value: J::Output) -> Outcome {
+    if TypeId::of::<J::Output>() == TypeId::of::<()>() {
+        return Outcome::Completed;
+    }
+    match serde_json::to_string(&value) {
+        Ok(json) if json == "null" => Outcome::Completed,
+        Ok(json) => Outcome::CompletedWith(json),
+        Err(e) => Outcome::Discard {
+            error: format!("the job's result could not be stored: {e}"),
+            kind: "discard",
+        },
+    }
+}
+
+/// Splits a handler's return value into what it returned or the
+/// [`Outcome`] of a failure.
 #[diagnostic::on_unimplemented(
     message = "a job must return `Result<T, E>` where `E` implements `Display`",
-    note = "for example `Result<(), MyError>` or `anyhow::Result<()>`"
+    note = "for example `Result<(), MyError>`, `anyhow::Result<()>` or `anyhow::Result<Page>`"
 )]
 #[doc(hidden)]
 pub trait IntoOutcome {
+    /// What the job returns when it succeeds: the `T` of `Result<T, E>`.
+    type Ok;
     /// Reads the handler's result.
-    fn into_outcome(self) -> Outcome;
+    fn into_outcome(self) -> Result<Self::Ok, Outcome>;
 }
 
 impl<T, E: fmt::Display + 'static> IntoOutcome for Result<T, E> {
-    fn into_outcome(self) -> Outcome {
+    type Ok = T;
+
+    fn into_outcome(self) -> Result<T, Outcome> {
         let e = match self {
-            Ok(_) => return Outcome::Completed,
+            Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        match Control::find(&e) {
+        Err(match Control::find(&e) {
             Some(Control::Snooze(d)) => Outcome::Snooze(*d),
             Some(Control::RetryAt { at, reason }) => Outcome::Failed {
                 error: reason.clone(),
@@ -223,7 +263,7 @@ impl<T, E: fmt::Display + 'static> IntoOutcome for Result<T, E> {
             },
             // `{:#}` shows the whole chain of an `anyhow::Error`.
             None => Outcome::failed(format!("{e:#}"), "error"),
-        }
+        })
     }
 }
 

@@ -72,6 +72,31 @@ pub enum Error {
     #[error("cannot change the queue: {0}")]
     Queue(String),
 
+    /// A job's result was asked for as the result of another kind of job:
+    /// `my_job::result(db, id)` (or `wait`, `JobContext::result_of`) with
+    /// the id of a job that is not a `my_job`.
+    #[error("job {id} is a `{found}` job, not a `{expected}` job: its result is not this type")]
+    WrongKind {
+        /// The job asked for.
+        id: i64,
+        /// The job type whose result was asked for.
+        expected: &'static str,
+        /// The stored name of the job with that id.
+        found: String,
+    },
+
+    /// A job's stored result does not decode as the job's result type: the
+    /// type changed since the job ran.
+    #[error("cannot decode the result of job {id} (`{job}`): {source}")]
+    DecodeResult {
+        /// The job's id.
+        id: i64,
+        /// The job's name.
+        job: &'static str,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+
     /// A migration failed to apply.
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {

@@ -214,6 +214,7 @@ mod job;
 mod maintenance;
 mod queue;
 mod registry;
+mod result;
 mod schedule;
 mod service;
 mod store;
@@ -223,10 +224,13 @@ pub use cancel::{Cancellation, cancel};
 pub use db::Db;
 pub use enqueue::{Enqueue, Inserted, enqueue, enqueue_many};
 pub use error::{Error, Result};
-pub use job::{CatchUp, Control, Job, JobContext, JobDef, JobId, JobState, Outcome, State};
+pub use job::{
+    CatchUp, Control, Job, JobContext, JobDef, JobId, JobOutput, JobState, Outcome, State,
+};
 pub use maintenance::pruner::{Keep, Retention};
 pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};
+pub use result::{WaitError, result, wait};
 pub use store::{MAX_LOST_ATTEMPTS, migrate};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};

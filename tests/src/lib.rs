@@ -100,6 +100,16 @@ impl TestDb {
             .await
             .expect("count query")
     }
+
+    /// How many rows `sql` (a `SELECT count(*) ...` with `$1`) counts for
+    /// `arg`.
+    pub async fn count_bind(&self, sql: &'static str, arg: i64) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(arg)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
+    }
 }
 
 /// Polls `check` every 20 ms until it holds; panics naming `what` after
@@ -462,4 +472,39 @@ pub async fn waits_then_fails(db: State<PgPool>, ctx: JobContext) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// == Results ==
+
+/// What [`doubles`] returns.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Doubled {
+    /// The argument.
+    pub n: i64,
+    /// Twice the argument.
+    pub twice: i64,
+}
+
+/// Returns its argument doubled, kept with the job.
+#[job(retries = 0)]
+pub async fn doubles(n: i64) -> anyhow::Result<Doubled> {
+    Ok(Doubled { n, twice: 2 * n })
+}
+
+/// Fails every attempt with `message`.
+#[job(retries = 1)]
+pub async fn fails_with(message: String) -> anyhow::Result<i64> {
+    anyhow::bail!("{message}")
+}
+
+/// Returns the time it finished, for the latency of `wait`.
+#[job(retries = 0)]
+pub async fn returns_now() -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    Ok(chrono::Utc::now())
+}
+
+/// Returns `None`: a result serde writes as `null`, so nothing is stored.
+#[job(retries = 0)]
+pub async fn returns_none() -> anyhow::Result<Option<String>> {
+    Ok(None)
 }

@@ -23,6 +23,8 @@ const MODULE_ITEMS: &[&str] = &[
     "enqueue",
     "enqueue_many",
     "builder",
+    "result",
+    "wait",
 ];
 
 /// Rewrites a type written at the function so that it means the same inside
@@ -93,10 +95,36 @@ pub fn needs_arg_check(ty: &Type, serde_attrs: &[Attribute]) -> bool {
 /// cannot slip through: the call `super::job(args.field, ..)` checks each
 /// field against the parameter's type.
 pub fn module_needs_glob(f: &JobFn) -> bool {
-    f.params.iter().any(|p| match &p.kind {
-        ParamKind::Arg { serde_attrs, .. } => !serde_attrs.is_empty() || !known_serde(&p.ty),
-        ParamKind::Injected(_) => true,
-    })
+    let output_known = match &f.item.sig.output {
+        syn::ReturnType::Type(_, ty) => ok_type(ty).is_some_and(known_serde),
+        syn::ReturnType::Default => true,
+    };
+    !output_known
+        || f.params.iter().any(|p| match &p.kind {
+            ParamKind::Arg { serde_attrs, .. } => !serde_attrs.is_empty() || !known_serde(&p.ty),
+            ParamKind::Injected(_) => true,
+        })
+}
+
+/// The `T` of a return type written `Result<T, ..>`, `anyhow::Result<T>`,
+/// `AppResult<T>`: the first type argument of a path whose last segment
+/// ends in `Result` (the names `valid.rs` accepts). `None` for an alias
+/// without arguments (`JobResult`), whose `T` the type system finds instead.
+pub fn ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else {
+        return None;
+    };
+    let last = p.path.segments.last()?;
+    if !last.ident.to_string().ends_with("Result") {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
 }
 
 /// Primitives and `String`, by the names the prelude gives them.

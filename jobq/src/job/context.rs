@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobDef, JobId};
+use super::{Job, JobDef, JobId};
 
 /// A value the worker was given with [`Worker::state`](crate::Worker::state),
 /// handed to every job that takes a `State<T>` parameter. Derefs to `T`;
@@ -170,6 +170,29 @@ impl JobContext {
     /// The worker's pool, to enqueue follow-up jobs or read data.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// What job `id` of type `J` returned: `Some` once it has completed
+    /// (see [`crate::result`]). A job enqueued `.after(&[id])` runs once
+    /// `id` has completed, so it finds `Some` there (unless it was enqueued
+    /// with `.after_any_outcome(..)`, or `id` was pruned meanwhile).
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Page { body: String }
+    /// #[jobq::job]
+    /// async fn fetch_page(url: String) -> anyhow::Result<Page> {
+    ///     Ok(Page { body: format!("<html>{url}</html>") })
+    /// }
+    ///
+    /// #[jobq::job]
+    /// async fn count_words(ctx: jobq::JobContext, page: jobq::JobId) -> anyhow::Result<usize> {
+    ///     let page = ctx.result_of::<fetch_page::Job>(page).await?;
+    ///     Ok(page.map_or(0, |p| p.body.split_whitespace().count()))
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub async fn result_of<J: Job>(&self, id: JobId) -> crate::Result<Option<J::Output>> {
+        crate::result::<J, _>(&self.inner.pool, id).await
     }
 }
 

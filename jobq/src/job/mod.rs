@@ -52,9 +52,26 @@ pub enum CatchUp {
 pub trait Job: Send + Sync + 'static {
     /// The serialized arguments.
     type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What the job returns when it succeeds (the `T` of its `Result<T, E>`),
+    /// stored with the job and read back by [`result`](crate::result) and
+    /// [`wait`](crate::wait); `()` stores nothing.
+    type Output: JobOutput;
     /// Everything the worker needs to know to run the job.
     const DEF: JobDef;
 }
+
+/// A type a job can return (the `T` of its `Result<T, E>`): what serde
+/// serializes both ways, since it is stored with the job as JSON and read
+/// back typed. Implemented for every such type; `()` stores nothing.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a job's result: derive `serde::Serialize` and `serde::Deserialize` for it",
+    label = "not `Serialize` and `Deserialize`",
+    note = "what a job returns is stored with it as JSON, and read back with `my_job::result(..)` or `my_job::wait(..)`: add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or return `()`"
+)]
+pub trait JobOutput: Serialize + DeserializeOwned + Send + 'static {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Send + 'static> JobOutput for T {}
 
 /// The registration record of one job type: its stored name, defaults, and a
 /// type-erased runner. `#[job]` builds it; the worker reads it.

@@ -89,8 +89,12 @@ impl Control {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// The handler returned `Ok`.
+    /// The handler returned `Ok` with nothing to keep (`()`, or a value serde
+    /// writes as `null`).
     Completed,
+    /// The handler returned `Ok` with a value, kept with the job as this
+    /// JSON text (read back with `my_job::result` or `my_job::wait`).
+    CompletedWith(String),
     /// The handler returned `Err`, panicked or timed out: retry after backoff
     /// (or at `retry_at`), or discard when out of attempts.
     Failed {
@@ -118,6 +122,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the handler returned `Ok`: [`Completed`](Self::Completed) or
+    /// [`CompletedWith`](Self::CompletedWith).
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed | Outcome::CompletedWith(_))
+    }
+
     /// A plain failure of `kind`.
     pub(crate) fn failed(error: impl Into<String>, kind: &'static str) -> Self {
         Outcome::Failed {

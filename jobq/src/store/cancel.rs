@@ -19,15 +19,18 @@ pub(crate) async fn cancel(conn: &mut PgConnection, id: i64) -> sqlx::Result<Opt
                 cancel_requested_at = now()
             FROM target t
             WHERE j.id = t.id AND t.state IN ('available', 'scheduled', 'retryable', 'running')
-            RETURNING j.id, t.state
+            RETURNING j.id, t.state AS before, j.state, j.on_finish
         ),
         told AS (
             SELECT pg_notify('",
         control_channel!(),
         "', json_build_object('cancel', id)::text)
-            FROM changed WHERE state = 'running'
+            FROM changed WHERE before = 'running'
         )
-        SELECT t.state FROM target t WHERE (SELECT count(*) FROM told) >= 0"
+        SELECT t.state FROM target t WHERE (SELECT count(*) FROM told) >= 0
+            AND ",
+        after_finish!("changed"),
+        " = 0"
     ))
     .bind(id)
     .fetch_optional(conn)

@@ -21,6 +21,9 @@ pub(crate) struct Finish {
     pub error_kind: Option<ErrorKind>,
     /// The attempt does not count (interrupted or snoozed).
     pub requeue: bool,
+    /// For a completion: what the job returned, as JSON; `None` when it
+    /// returned nothing to keep (`()`), so nothing is written.
+    pub result: Option<String>,
 }
 
 /// Records many attempts' results in one statement. A result is written only
@@ -28,20 +31,43 @@ pub(crate) struct Finish {
 /// worker whose job was rescued cannot overwrite the newer attempt. A job
 /// whose cancellation was requested while it ran ends `cancelled` unless it
 /// completed. Returns how many were written.
+///
+/// Jobs somebody follows (`on_finish` set: a caller waits for them) are
+/// skipped by the statements that write the others, so that those stay as
+/// light as before; when a statement wrote fewer rows than it was given,
+/// [`finish_followed`] writes the rest, each with what its end sets off, in
+/// one statement. (The fence's refusals, rare, send their results there too,
+/// to be refused again.)
 pub(crate) async fn finish_many(
     conn: &mut PgConnection,
     worker_id: i64,
     batch: &[Finish],
 ) -> sqlx::Result<u64> {
-    // Most results are plain completions: they take a lighter statement.
-    let (completed, others): (Vec<&Finish>, Vec<&Finish>) =
-        batch.iter().partition(|f| f.state == JobState::Completed);
+    // Most results are plain completions: they take a lighter statement,
+    // lighter still without a result to keep.
+    let mut plain = Vec::new();
+    let mut returned = Vec::new();
+    let mut others = Vec::new();
+    for f in batch {
+        match (f.state, &f.result) {
+            (JobState::Completed, None) => plain.push(f),
+            (JobState::Completed, Some(_)) => returned.push(f),
+            _ => others.push(f),
+        }
+    }
     let mut written = 0;
-    if !completed.is_empty() {
-        written += complete_many(&mut *conn, worker_id, &completed).await?;
+    if !plain.is_empty() {
+        written += complete_many(&mut *conn, worker_id, &plain).await?;
+    }
+    if !returned.is_empty() {
+        written += complete_with_results(&mut *conn, worker_id, &returned).await?;
     }
     if !others.is_empty() {
-        written += settle_many(conn, worker_id, &others).await?;
+        written += settle_many(&mut *conn, worker_id, &others).await?;
+    }
+    if written < batch.len() as u64 {
+        let all: Vec<&Finish> = batch.iter().collect();
+        written += finish_followed(conn, worker_id, &all).await?;
     }
     Ok(written)
 }
@@ -52,6 +78,14 @@ macro_rules! fenced {
     () => {
         "WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running'
           AND j.attempted_by = $1"
+    };
+}
+
+/// The fence of the statements for jobs nobody follows: [`fenced`], and
+/// `on_finish` is null (see [`finish_many`]).
+macro_rules! fenced_unfollowed {
+    () => {
+        concat!(fenced!(), " AND j.on_finish IS NULL")
     };
 }
 
@@ -82,7 +116,7 @@ async fn complete_many(
         "UPDATE jobq_jobs AS j SET state = 'completed', finalized_at = now()
         FROM (SELECT * FROM unnest($2::bigint[], $3::int[]) AS u(id, attempt) ORDER BY id) AS c
         ",
-        fenced!()
+        fenced_unfollowed!()
     ))
     .bind(worker_id)
     .bind(ids)
@@ -90,6 +124,66 @@ async fn complete_many(
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Marks attempts completed and keeps what each returned (JSON text in
+/// `$4`), with the same fencing as [`complete_many`].
+async fn complete_with_results(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    batch: &[&Finish],
+) -> sqlx::Result<u64> {
+    let (ids, attempts) = id_arrays(batch);
+    let results: Vec<Option<&str>> = batch.iter().map(|f| f.result.as_deref()).collect();
+    let done = sqlx::query(concat!(
+        "UPDATE jobq_jobs AS j SET state = 'completed', finalized_at = now(),
+            result = c.result::jsonb
+        FROM (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[]) AS u(id, attempt, result)
+              ORDER BY id) AS c
+        ",
+        fenced_unfollowed!()
+    ))
+    .bind(worker_id)
+    .bind(ids)
+    .bind(attempts)
+    .bind(results)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The `SET` list and `FROM` of [`settle_many`] and [`finish_followed`]:
+/// `$2` to `$8` are the batch's arrays (see [`settle_many`]), `$9` the
+/// results.
+macro_rules! settle_set_from {
+    () => {
+        concat!(
+            "UPDATE jobq_jobs AS j SET
+            state = ",
+            final_state!(),
+            "::jobq_state,
+            attempt = CASE WHEN c.requeue AND ",
+            final_state!(),
+            " <> 'cancelled' THEN j.attempt - 1
+                ELSE j.attempt END,
+            -- The next claim counts this attempt again: it has not started.
+            started_attempt = CASE WHEN c.requeue THEN NULL ELSE j.started_attempt END,
+            scheduled_at = CASE
+                WHEN ",
+            final_state!(),
+            " IN ('retryable', 'scheduled')
+                    THEN now() + c.delay_ms * interval '1 millisecond'
+                ELSE j.scheduled_at END,
+            finalized_at = CASE WHEN ",
+            final_state!(),
+            " IN ('completed', 'discarded', 'cancelled')
+                THEN now() END,
+            errors = CASE WHEN c.error IS NULL THEN j.errors
+                ELSE jobq_push_error(j.errors, jsonb_build_object(
+                    'attempt', j.attempt, 'at', now(), 'kind', c.kind, 'error', c.error))
+                END"
+        )
+    };
 }
 
 /// Records failures, snoozes, cancellations and returned jobs.
@@ -110,30 +204,8 @@ async fn settle_many(
     let kinds: Vec<Option<ErrorKind>> = batch.iter().map(|f| f.error_kind).collect();
     let requeue: Vec<bool> = batch.iter().map(|f| f.requeue).collect();
     let done = sqlx::query(concat!(
-        "UPDATE jobq_jobs AS j SET
-            state = ",
-        final_state!(),
-        "::jobq_state,
-            attempt = CASE WHEN c.requeue AND ",
-        final_state!(),
-        " <> 'cancelled' THEN j.attempt - 1
-                ELSE j.attempt END,
-            -- The next claim counts this attempt again: it has not started.
-            started_attempt = CASE WHEN c.requeue THEN NULL ELSE j.started_attempt END,
-            scheduled_at = CASE
-                WHEN ",
-        final_state!(),
-        " IN ('retryable', 'scheduled')
-                    THEN now() + c.delay_ms * interval '1 millisecond'
-                ELSE j.scheduled_at END,
-            finalized_at = CASE WHEN ",
-        final_state!(),
-        " IN ('completed', 'discarded', 'cancelled')
-                THEN now() END,
-            errors = CASE WHEN c.error IS NULL THEN j.errors
-                ELSE jobq_push_error(j.errors, jsonb_build_object(
-                    'attempt', j.attempt, 'at', now(), 'kind', c.kind, 'error', c.error))
-                END
+        settle_set_from!(),
+        "
         -- The ordered subquery keeps a generic plan from re-running the
         -- unnest once per running row (a nested loop): it joins by id instead.
         FROM (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::bigint[],
@@ -141,7 +213,7 @@ async fn settle_many(
                   AS u(id, attempt, state, delay_ms, error, kind, requeue)
               ORDER BY id) AS c
         ",
-        fenced!()
+        fenced_unfollowed!()
     ))
     .bind(worker_id)
     .bind(ids)
@@ -156,6 +228,57 @@ async fn settle_many(
     Ok(done.rows_affected())
 }
 
+/// Records the results of followed jobs (`on_finish` set), whatever they
+/// are, and in the same statement, so the same transaction, sets off what
+/// their end must (see `jobq_finished`): each waiting caller is told. Fenced
+/// like [`finish_many`]; rows already written, or nobody follows, are left
+/// alone. Returns how many were written.
+async fn finish_followed(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    batch: &[&Finish],
+) -> sqlx::Result<u64> {
+    let (ids, attempts) = id_arrays(batch);
+    let states: Vec<&str> = batch.iter().map(|f| f.state.as_str()).collect();
+    let delays: Vec<i64> = batch.iter().map(|f| f.delay_ms).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
+    let kinds: Vec<Option<ErrorKind>> = batch.iter().map(|f| f.error_kind).collect();
+    let requeue: Vec<bool> = batch.iter().map(|f| f.requeue).collect();
+    let results: Vec<Option<&str>> = batch.iter().map(|f| f.result.as_deref()).collect();
+    let written: i64 = sqlx::query_scalar(concat!(
+        "WITH done AS (",
+        settle_set_from!(),
+        ",
+            result = CASE WHEN ",
+        final_state!(),
+        " = 'completed' THEN c.result::jsonb ELSE j.result END
+        FROM (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::bigint[],
+                                   $6::text[], $7::text[], $8::bool[], $9::text[])
+                  AS u(id, attempt, state, delay_ms, error, kind, requeue, result)
+              ORDER BY id) AS c
+        ",
+        fenced!(),
+        " AND j.on_finish IS NOT NULL
+        RETURNING j.id, j.state, j.on_finish
+        )
+        SELECT count(*) + ",
+        after_finish!("done"),
+        " FROM done"
+    ))
+    .bind(worker_id)
+    .bind(ids)
+    .bind(attempts)
+    .bind(states)
+    .bind(delays)
+    .bind(errors)
+    .bind(kinds)
+    .bind(requeue)
+    .bind(results)
+    .fetch_one(conn)
+    .await?;
+    Ok(written as u64)
+}
+
 /// Discards the attempt `attempt` of job `id` whose result PostgreSQL refused
 /// (see the completer), keeping `reason` in its error history under the kind
 /// `unrecordable`. Fenced like [`finish_many`]; returns how many rows were
@@ -168,24 +291,32 @@ pub(crate) async fn discard_unrecordable(
     attempt: i32,
     reason: &str,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
-            errors = jobq_push_error(errors, jsonb_build_object(
-                'attempt', attempt, 'at', now(), 'kind', 'unrecordable', 'error', $4::text))
-        WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3",
-    )
+    let written: i64 = sqlx::query_scalar(concat!(
+        "WITH done AS (
+            UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
+                errors = jobq_push_error(errors, jsonb_build_object(
+                    'attempt', attempt, 'at', now(), 'kind', 'unrecordable', 'error', $4::text))
+            WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3
+            RETURNING id, state, on_finish
+        )
+        SELECT count(*) + ",
+        after_finish!("done"),
+        " FROM done"
+    ))
     .bind(id)
     .bind(attempt)
     .bind(worker_id)
     .bind(reason)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(written as u64)
 }
 
 /// The last resort for a result PostgreSQL refused even as
 /// [`discard_unrecordable`]: the job is discarded with a fixed error entry,
-/// and nothing else the worker or the database could object to is written.
+/// and nothing else the worker or the database could object to is written
+/// (but what the end of a followed job sets off, which writes only values
+/// jobq makes).
 ///
 /// With `release_key`, the job also gives up its unique key. Passed when the
 /// refusal was a unique violation: `discarded` is then one of the states the
@@ -201,19 +332,25 @@ pub(crate) async fn discard_unrecordable_minimal(
     attempt: i32,
     release_key: bool,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
-            unique_key = CASE WHEN $4 THEN NULL ELSE unique_key END,
-            errors = jobq_push_error(errors, jsonb_build_object(
-                'attempt', attempt, 'at', now(), 'kind', 'unrecordable',
-                'error', 'could not record this attempt''s result'))
-        WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3",
-    )
+    let written: i64 = sqlx::query_scalar(concat!(
+        "WITH done AS (
+            UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
+                unique_key = CASE WHEN $4 THEN NULL ELSE unique_key END,
+                errors = jobq_push_error(errors, jsonb_build_object(
+                    'attempt', attempt, 'at', now(), 'kind', 'unrecordable',
+                    'error', 'could not record this attempt''s result'))
+            WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3
+            RETURNING id, state, on_finish
+        )
+        SELECT count(*) + ",
+        after_finish!("done"),
+        " FROM done"
+    ))
     .bind(id)
     .bind(attempt)
     .bind(worker_id)
     .bind(release_key)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(written as u64)
 }

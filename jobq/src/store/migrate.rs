@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_hardening.sql",
         sql: include_str!("../../migrations/0005_hardening.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_results.sql",
+        sql: include_str!("../../migrations/0006_results.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

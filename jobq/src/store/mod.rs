@@ -3,7 +3,7 @@
 //!
 //! One file per concern: `insert`, `claim`, `finish`, `cancel`, `workers`
 //! (leases and rescues), `wake` (the wake locks), `cron`, `queues`, `prune`,
-//! `migrate`, `session` (server sessions), `admin` (read-only queries for
+//! `results` (results and following a job to its end), `migrate`, `session` (server sessions), `admin` (read-only queries for
 //! people and tools), `types` (how jobq's types cross the seam). Names that
 //! SQL text spells (channels, lock keys) are defined once, below, as macros
 //! the statements are built from and constants the code uses.
@@ -120,6 +120,22 @@ macro_rules! on_key_held_do_nothing {
     };
 }
 
+/// The SQL expression (an integer, 0) that sets off what the end of the
+/// followed jobs among the rows of the CTE `$cte` must: `jobq_finished` with
+/// those of its rows (`id`, `state`, `on_finish`) that finished and that
+/// somebody follows. Every statement that can finish a job adds it to what
+/// it returns, which makes PostgreSQL run it, once, in that statement's
+/// transaction.
+macro_rules! after_finish {
+    ($cte:literal) => {
+        concat!(
+            "(SELECT jobq_finished(array_agg(id), array_agg(state), array_agg(on_finish)) FROM ",
+            $cte,
+            " WHERE on_finish IS NOT NULL AND state IN ('completed', 'discarded', 'cancelled'))"
+        )
+    };
+}
+
 mod admin;
 mod cancel;
 mod claim;
@@ -129,6 +145,7 @@ mod insert;
 mod migrate;
 mod prune;
 mod queues;
+mod results;
 mod session;
 mod types;
 mod wake;
@@ -143,12 +160,14 @@ pub(crate) use insert::*;
 pub use migrate::migrate;
 pub(crate) use prune::*;
 pub(crate) use queues::*;
+pub(crate) use results::*;
 pub(crate) use session::*;
 pub(crate) use types::*;
 pub(crate) use wake::*;
 pub(crate) use workers::*;
 
 pub use claim::CLAIM_SQL;
+pub use results::FINISHED_CHANNEL;
 pub use workers::MAX_LOST_ATTEMPTS;
 
 /// The channel an insert notifies, with the queue's name as payload. Postgres

@@ -161,14 +161,15 @@ pub(crate) async fn rescue_expired(
                   WHERE state = 'running'
                     AND NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = attempted_by)) AS c
             WHERE j.id = c.id AND j.state = 'running'
-            RETURNING j.queue
+            RETURNING j.id, j.queue, j.state, j.on_finish
         ),
         told AS (
             SELECT pg_notify('",
         insert_channel!(),
         "', q.queue) FROM (SELECT DISTINCT queue FROM lost) AS q
         )
-        SELECT (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told)"
+        SELECT (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told) + ",
+        after_finish!("lost")
     ))
     .bind(MAX_LOST_ATTEMPTS)
     .bind(SUSPECT_LOST_ATTEMPTS)

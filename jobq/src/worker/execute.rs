@@ -55,7 +55,7 @@ pub(super) async fn run(
         *error = clean_error(std::mem::take(error));
     }
     span.in_scope(|| match &outcome {
-        Outcome::Completed => tracing::debug!("job completed"),
+        Outcome::Completed | Outcome::CompletedWith(_) => tracing::debug!("job completed"),
         Outcome::Failed { error, kind, .. } => tracing::warn!(%error, kind, "job attempt failed"),
         Outcome::Discard { error, .. } => tracing::error!(%error, "job discarded"),
         Outcome::Snooze(delay) => tracing::debug!(?delay, "job snoozed"),
@@ -175,7 +175,7 @@ async fn supervise(
             // The handler may watch its token. If it still completes within
             // the grace, its work is done: running it again would repeat it.
             match tokio::time::timeout(grace, &mut fut).await.map(from_result) {
-                Ok(Outcome::Completed) => Outcome::Completed,
+                Ok(done) if done.is_completed() => done,
                 _ => Outcome::failed(
                     format!("timed out after {:?}", timeout.unwrap_or_default()),
                     "timeout",
@@ -185,7 +185,7 @@ async fn supervise(
         _ = cancel.cancelled() => {
             let finished = tokio::time::timeout(grace, &mut fut).await;
             match finished.map(from_result) {
-                Ok(Outcome::Completed) => Outcome::Completed,
+                Ok(done) if done.is_completed() => done,
                 _ if handle.was_cancel_requested() => Outcome::Cancelled,
                 _ => Outcome::Interrupted,
             }

@@ -51,6 +51,7 @@ impl Completion {
             error: None,
             error_kind: None,
             requeue: false,
+            result: None,
         };
         let Some(outcome) = self.outcome else {
             finish.state = JobState::Available;
@@ -59,6 +60,7 @@ impl Completion {
         };
         match outcome {
             Outcome::Completed => {}
+            Outcome::CompletedWith(result) => finish.result = Some(result),
             Outcome::Failed {
                 error,
                 kind,
