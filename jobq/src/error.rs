@@ -97,6 +97,11 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// An admin request cannot be done as asked (see [`crate::admin`]); the
+    /// message says why. Nothing was changed.
+    #[error("{0}")]
+    Admin(String),
+
     /// A migration failed to apply.
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {

@@ -206,6 +206,7 @@
 // written as `async fn` their futures would not be `Send`.
 #![allow(clippy::manual_async_fn)]
 
+pub mod admin;
 mod cancel;
 mod db;
 mod enqueue;
@@ -226,12 +227,16 @@ pub use enqueue::{Enqueue, Inserted, enqueue, enqueue_many};
 pub use error::{Error, Result};
 pub use job::{
     CatchUp, Control, Job, JobContext, JobDef, JobId, JobOutput, JobState, Outcome, State,
+    UnknownJobState,
 };
 pub use maintenance::pruner::{Keep, Retention};
 pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};
 pub use result::{WaitError, result, wait};
-pub use store::{MAX_LOST_ATTEMPTS, migrate};
+pub use store::{
+    MAX_LOST_ATTEMPTS, Migration, MigrationStatus, migrate, migration_script, migration_status,
+    migrations,
+};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
 

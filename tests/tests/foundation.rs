@@ -626,6 +626,9 @@ async fn migrating_twice_or_concurrently_is_safe_and_apart_from_sqlx() {
         db.count("SELECT count(*) FROM jobq_migrations").await,
         files
     );
+    assert_eq!(files, jobq::migrations().len() as i64);
+    let status = jobq::migration_status(&db.pool).await.unwrap();
+    assert!(status.pending.is_empty() && !status.too_new());
     assert_eq!(
         db.count("SELECT count(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'")
             .await,

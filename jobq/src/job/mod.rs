@@ -20,7 +20,7 @@ pub(crate) use crate::__private::{
 pub(crate) use context::States;
 pub use context::{JobContext, State};
 pub use outcome::{Control, Outcome};
-pub use state::JobState;
+pub use state::{JobState, UnknownJobState};
 
 /// The id of a stored job (`jobq_jobs.id`).
 #[derive(

@@ -2,8 +2,12 @@
 
 use std::fmt;
 
-/// The states of a stored job (`jobq_jobs.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The states of a stored job (`jobq_jobs.state`). Serialized, and parsed
+/// (`"discarded".parse()`), as the name stored in the database.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// May run now.
     Available,
@@ -63,6 +67,42 @@ impl JobState {
     /// This state's bit in a `unique_states` mask (`jobq_state_bit` in SQL).
     pub(crate) fn bit(self) -> i32 {
         1 << (self as i32)
+    }
+}
+
+/// A name that is no [`JobState`]'s; says which names are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownJobState(pub String);
+
+impl fmt::Display for UnknownJobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown job state `{}`; expected one of ", self.0)?;
+        for (i, s) in JobState::ALL.iter().enumerate() {
+            f.write_str(if i == 0 { "" } else { ", " })?;
+            f.write_str(s.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownJobState {}
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownJobState;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        JobState::from_name(name).ok_or_else(|| UnknownJobState(name.to_owned()))
+    }
+}
+
+impl JobState {
+    /// Whether a job in this state has finished (`completed`, `discarded`,
+    /// `cancelled`).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Discarded | JobState::Cancelled
+        )
     }
 }
 

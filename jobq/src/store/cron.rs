@@ -38,6 +38,11 @@ pub(crate) async fn cron_last_tick(
     Ok((row.try_get("last_tick")?, row.try_get("first")?))
 }
 
+/// The unique key of cron job `kind`'s tick `tick`.
+pub(crate) fn cron_tick_key(kind: &str, tick: DateTime<Utc>) -> String {
+    format!("{kind}:cron:{}", tick.to_rfc3339())
+}
+
 /// Enqueues one cron tick of `job` at `tick`, once across every process:
 /// its unique key holds in every state, so a second insert of the same tick
 /// is a no-op. Records the tick as the job's latest. Returns whether this
@@ -53,7 +58,7 @@ pub(crate) async fn insert_cron_tick(
     job: &NewJob,
     tick: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let key = format!("{}:cron:{}", job.kind, tick.to_rfc3339());
+    let key = cron_tick_key(job.kind, tick);
     debug_assert_eq!(job.run_at, Some(tick), "a tick's job runs at the tick");
     let inserted: i64 = bind_job!(
         sqlx::query_scalar(concat!(

@@ -180,7 +180,8 @@ macro_rules! settle_set_from {
                 THEN now() END,
             errors = CASE WHEN c.error IS NULL THEN j.errors
                 ELSE jobq_push_error(j.errors, jsonb_build_object(
-                    'attempt', j.attempt, 'at', now(), 'kind', c.kind, 'error', c.error))
+                    'attempt', j.attempt, 'at', now(), 'kind', c.kind, 'error', c.error,
+                    'worker', j.attempted_by, 'started_at', j.attempted_at))
                 END"
         )
     };
@@ -295,7 +296,8 @@ pub(crate) async fn discard_unrecordable(
         "WITH done AS (
             UPDATE jobq_jobs SET state = 'discarded', finalized_at = now(),
                 errors = jobq_push_error(errors, jsonb_build_object(
-                    'attempt', attempt, 'at', now(), 'kind', 'unrecordable', 'error', $4::text))
+                    'attempt', attempt, 'at', now(), 'kind', 'unrecordable', 'error', $4::text,
+                    'worker', attempted_by, 'started_at', attempted_at))
             WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3
             RETURNING id, state, on_finish
         )
@@ -338,7 +340,8 @@ pub(crate) async fn discard_unrecordable_minimal(
                 unique_key = CASE WHEN $4 THEN NULL ELSE unique_key END,
                 errors = jobq_push_error(errors, jsonb_build_object(
                     'attempt', attempt, 'at', now(), 'kind', 'unrecordable',
-                    'error', 'could not record this attempt''s result'))
+                    'error', 'could not record this attempt''s result',
+                    'worker', attempted_by, 'started_at', attempted_at))
             WHERE id = $1 AND attempt = $2 AND state = 'running' AND attempted_by = $3
             RETURNING id, state, on_finish
         )

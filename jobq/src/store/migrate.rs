@@ -12,10 +12,90 @@ use sqlx::PgPool;
 
 use crate::error::{Error, Result};
 
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
+/// One of jobq's schema migrations, as [`migrations`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migration {
+    /// Its version, from 1, in the order they apply.
+    pub version: i64,
+    /// Its file name, `0001_jobs.sql`.
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+/// Every migration this jobq ships, oldest first.
+pub fn migrations() -> &'static [Migration] {
+    MIGRATIONS
+}
+
+/// The table that records the migrations applied, apart from sqlx's.
+const HISTORY_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS jobq_migrations (
+    version    bigint PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// The SQL of the migrations after version `after` (0: all), for a
+/// migration tool of your own: each migration's file, then the row that
+/// records it in `jobq_migrations`, so that [`migrate`] and
+/// [`migration_status`] know it was applied. Apply it in one transaction.
+pub fn migration_script(after: i64) -> String {
+    let mut out = format!("-- jobq schema migrations after version {after}\n");
+    out.push_str(HISTORY_TABLE_SQL);
+    out.push_str(";\n");
+    for m in MIGRATIONS.iter().filter(|m| m.version > after) {
+        out.push_str(&format!("\n-- {}\n", m.name));
+        out.push_str(m.sql.trim_end());
+        out.push_str(&format!(
+            "\nINSERT INTO jobq_migrations (version, name) VALUES ({}, '{}');\n",
+            m.version, m.name
+        ));
+    }
+    out
+}
+
+/// Which of jobq's migrations a database has: [`migration_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MigrationStatus {
+    /// The versions applied, oldest first (empty: no jobq schema yet).
+    pub applied: Vec<i64>,
+    /// The migrations this jobq ships that the database lacks.
+    pub pending: Vec<&'static Migration>,
+    /// The newest version this jobq knows.
+    pub known: i64,
+}
+
+impl MigrationStatus {
+    /// Whether the database holds a version newer than this jobq knows: a
+    /// newer jobq migrated it.
+    pub fn too_new(&self) -> bool {
+        self.applied.iter().any(|v| *v > self.known)
+    }
+}
+
+/// Which migrations `pool`'s database has applied and which it lacks.
+/// Reads only; a database without jobq's schema has none applied.
+pub async fn migration_status(pool: &PgPool) -> Result<MigrationStatus> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('jobq_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let applied: Vec<i64> = if exists {
+        sqlx::query_scalar("SELECT version FROM jobq_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MigrationStatus {
+        pending: MIGRATIONS
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .collect(),
+        applied,
+        known: MIGRATIONS.last().map_or(0, |m| m.version),
+    })
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -49,6 +129,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_results.sql",
         sql: include_str!("../../migrations/0006_results.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_published_kinds.sql",
+        sql: include_str!("../../migrations/0007_published_kinds.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.
@@ -63,15 +148,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
         .bind(MIGRATE_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS jobq_migrations (
-            version    bigint PRIMARY KEY,
-            name       text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(&mut *tx)
-    .await?;
+    sqlx::raw_sql(HISTORY_TABLE_SQL).execute(&mut *tx).await?;
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM jobq_migrations")
         .fetch_all(&mut *tx)
         .await?;

@@ -3,10 +3,11 @@
 //!
 //! One file per concern: `insert`, `claim`, `finish`, `cancel`, `workers`
 //! (leases and rescues), `wake` (the wake locks), `cron`, `queues`, `prune`,
-//! `results` (results and following a job to its end), `migrate`, `session` (server sessions), `admin` (read-only queries for
-//! people and tools), `types` (how jobq's types cross the seam). Names that
-//! SQL text spells (channels, lock keys) are defined once, below, as macros
-//! the statements are built from and constants the code uses.
+//! `results` (results and following a job to its end), `migrate`, `session`
+//! (server sessions), `admin` (what people and tools read and do: lists,
+//! counts, bulk actions), `types` (how jobq's types cross the seam). Names
+//! that SQL text spells (channels, lock keys) are defined once, below, as
+//! macros the statements are built from and constants the code uses.
 
 /// The channel an insert notifies: spelled once, for [`INSERT_CHANNEL`] and
 /// the SQL built with it.
@@ -157,7 +158,9 @@ pub(crate) use claim::*;
 pub(crate) use cron::*;
 pub(crate) use finish::*;
 pub(crate) use insert::*;
-pub use migrate::migrate;
+pub use migrate::{
+    Migration, MigrationStatus, migrate, migration_script, migration_status, migrations,
+};
 pub(crate) use prune::*;
 pub(crate) use queues::*;
 pub(crate) use results::*;

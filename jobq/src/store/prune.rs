@@ -158,3 +158,72 @@ pub(crate) async fn prune_finished(
     tx.commit().await?;
     Ok(Some(done + windows))
 }
+
+/// How many jobs in state `state` finalized more than `keep_ms` ago
+/// [`prune_finished`] would delete now, counted up to `cap + 1`, and when
+/// the oldest finished; reads them through the indexes its batches walk,
+/// oldest first, deleting nothing.
+pub(crate) async fn count_prunable(
+    pool: &PgPool,
+    state: JobState,
+    keep_ms: i64,
+    cap: i64,
+) -> sqlx::Result<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
+    let mut total = 0;
+    let mut oldest = None;
+    for (sql, min_keep_ms) in [
+        (COUNT_PRUNABLE, CRON_TICK_MIN_KEEP_MS),
+        (COUNT_WINDOW_ENDED, WINDOW_MIN_KEEP_MS),
+    ] {
+        let (n, first): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(sql)
+            .bind(state.as_str())
+            .bind(keep_ms)
+            .bind(min_keep_ms)
+            .bind(cap.saturating_add(1))
+            .fetch_one(pool)
+            .await?;
+        total += n;
+        oldest = match (oldest, first) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok((total, oldest))
+}
+
+/// The planner's estimate of the rows [`DELETE_PRUNABLE`] would delete for
+/// `state` and `keep_ms` (reads no row).
+pub(crate) async fn estimate_prunable(
+    pool: &PgPool,
+    state: JobState,
+    keep_ms: i64,
+) -> sqlx::Result<i64> {
+    let plan: serde_json::Value = sqlx::query_scalar(concat!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM jobq_jobs WHERE ",
+        prunable!()
+    ))
+    .bind(state.as_str())
+    .bind(keep_ms)
+    .bind(CRON_TICK_MIN_KEEP_MS)
+    .fetch_one(pool)
+    .await?;
+    Ok(plan
+        .pointer("/0/Plan/Plan Rows")
+        .and_then(|v| v.as_f64())
+        .map_or(0, |n| n as i64))
+}
+
+/// Counts the rows of [`DELETE_PRUNABLE`]'s predicate, oldest first, up to
+/// `$4`.
+const COUNT_PRUNABLE: &str = concat!(
+    "SELECT count(*), min(finalized_at) FROM (SELECT finalized_at FROM jobq_jobs WHERE ",
+    prunable!(),
+    " ORDER BY finalized_at LIMIT $4) AS p"
+);
+
+/// Counts the rows of [`DELETE_WINDOW_ENDED`]'s predicate, up to `$4`.
+const COUNT_WINDOW_ENDED: &str = concat!(
+    "SELECT count(*), min(finalized_at) FROM (SELECT finalized_at FROM jobq_jobs WHERE ",
+    window_ended!(),
+    " ORDER BY finalized_at LIMIT $4) AS p"
+);

@@ -5,26 +5,77 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::Lock;
 
-/// What a worker's row says about it.
+/// What a worker's row says about it, and what it publishes with it.
 pub(crate) struct WorkerRow<'a> {
     pub host: &'a str,
     pub pid: i32,
     pub queues: &'a [String],
+    /// How many jobs of each of `queues` it runs at once, in their order.
+    pub concurrency: &'a [i32],
     /// How long the worker may miss its heartbeat before it is taken for
     /// dead: rescuers judge it by this, not by their own lease.
     pub lease_ms: i64,
+    /// The kinds it runs, a JSON array of [`PublishedKind`]s.
+    pub kinds: &'a str,
 }
 
-/// Records a live worker process; its id fences the jobs it claims.
+/// One job kind as a worker publishes it (`jobq_worker_kinds`, migration 7),
+/// serialized into [`WorkerRow::kinds`].
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct PublishedKind<'a> {
+    pub kind: &'a str,
+    pub aliases: &'a [&'a str],
+    pub queue: &'a str,
+    pub priority: i16,
+    pub max_attempts: i32,
+    pub timeout_ms: Option<i64>,
+    pub cron: Option<&'a str>,
+    pub tz: Option<&'a str>,
+    pub source: String,
+}
+
+/// Inserts a worker's queues (`$3` names, `$5` concurrency) and kinds (`$6`,
+/// JSON) for the worker whose id `w` (a CTE) returns, skipping rows it
+/// published already.
+macro_rules! publish {
+    () => {
+        "q AS (
+            INSERT INTO jobq_worker_queues (worker_id, queue, concurrency)
+            SELECT w.id, u.queue, u.concurrency
+            FROM w, unnest($3::text[], $5::int[]) AS u(queue, concurrency)
+            ON CONFLICT DO NOTHING
+        ),
+        k AS (
+            INSERT INTO jobq_worker_kinds (worker_id, kind, aliases, queue, priority,
+                                           max_attempts, timeout_ms, cron, tz, source)
+            SELECT w.id, k.kind, k.aliases, k.queue, k.priority, k.max_attempts,
+                   k.timeout_ms, k.cron, k.tz, k.source
+            FROM w, jsonb_to_recordset($6::jsonb) AS k(
+                kind text, aliases text[], queue text, priority smallint, max_attempts int,
+                timeout_ms bigint, cron text, tz text, source text)
+            ON CONFLICT DO NOTHING
+        )"
+    };
+}
+
+/// Records a live worker process, with the queues and kinds it runs (one
+/// statement, one round trip); its id fences the jobs it claims. The
+/// published rows go with the worker's row (`ON DELETE CASCADE`).
 pub(crate) async fn register_worker(pool: &PgPool, me: &WorkerRow<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO jobq_workers (host, pid, queues, lease_ms) VALUES ($1, $2, $3, $4)
-         RETURNING id",
-    )
+    sqlx::query_scalar(concat!(
+        "WITH w AS (
+            INSERT INTO jobq_workers (host, pid, queues, lease_ms) VALUES ($1, $2, $3, $4)
+            RETURNING id
+        ), ",
+        publish!(),
+        " SELECT id FROM w"
+    ))
     .bind(me.host)
     .bind(me.pid)
     .bind(me.queues)
     .bind(me.lease_ms)
+    .bind(me.concurrency)
+    .bind(me.kinds)
     .fetch_one(pool)
     .await
 }
@@ -40,24 +91,32 @@ pub(crate) async fn heartbeat(conn: &mut PgConnection, worker_id: i64) -> sqlx::
     Ok(beat.rows_affected() > 0)
 }
 
-/// Registers a worker taken for dead again, under the same id. Its old
-/// attempts' results are refused all the same: the rescue left their jobs
-/// `available`, and a claim after this one counts a new attempt.
+/// Registers a worker taken for dead again, under the same id, and
+/// publishes again what it runs (the rescue deleted it with the row). Its
+/// old attempts' results are refused all the same: the rescue left their
+/// jobs `available`, and a claim after this one counts a new attempt.
 pub(crate) async fn reregister_worker(
     conn: &mut PgConnection,
     worker_id: i64,
     me: &WorkerRow<'_>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO jobq_workers AS w (id, host, pid, queues, lease_ms)
-         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-    )
-    .bind(worker_id)
+    sqlx::query(concat!(
+        "WITH w AS (
+            INSERT INTO jobq_workers AS w (id, host, pid, queues, lease_ms)
+            OVERRIDING SYSTEM VALUE VALUES ($7, $1, $2, $3, $4)
+            ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+            RETURNING id
+        ), ",
+        publish!(),
+        " SELECT id FROM w"
+    ))
     .bind(me.host)
     .bind(me.pid)
     .bind(me.queues)
     .bind(me.lease_ms)
+    .bind(me.concurrency)
+    .bind(me.kinds)
+    .bind(worker_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -147,6 +206,7 @@ pub(crate) async fn rescue_expired(
                     THEN now() END,
                 errors = jobq_push_error(j.errors, jsonb_build_object(
                     'attempt', j.attempt, 'at', now(), 'kind', 'lost',
+                    'worker', j.attempted_by, 'started_at', j.attempted_at,
                     'error', 'worker ' || j.attempted_by
                         || CASE WHEN c.counts = 1
                            THEN ' stopped heartbeating while running this attempt'

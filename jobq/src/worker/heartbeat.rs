@@ -28,16 +28,22 @@ pub(super) struct Identity {
     pub host: String,
     pub pid: i32,
     pub queues: Vec<String>,
+    /// How many jobs of each of `queues` it runs at once.
+    pub concurrency: Vec<i32>,
     pub lease_ms: i64,
+    /// The kinds it publishes, as JSON (see [`store::PublishedKind`]).
+    pub kinds: Arc<str>,
 }
 
 impl Identity {
-    fn row(&self) -> store::WorkerRow<'_> {
+    pub(super) fn row(&self) -> store::WorkerRow<'_> {
         store::WorkerRow {
             host: &self.host,
             pid: self.pid,
             queues: &self.queues,
+            concurrency: &self.concurrency,
             lease_ms: self.lease_ms,
+            kinds: &self.kinds,
         }
     }
 }

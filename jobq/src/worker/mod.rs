@@ -227,24 +227,18 @@ impl Worker {
             .collect::<Result<Vec<_>>>()?;
 
         let queue_names: Vec<String> = queues.keys().cloned().collect();
-        let host = hostname();
-        let pid = std::process::id() as i32;
         let me = heartbeat::Identity {
-            host,
-            pid,
+            host: hostname(),
+            pid: std::process::id() as i32,
             queues: queue_names,
+            concurrency: queues
+                .values()
+                .map(|c| i32::try_from(*c).unwrap_or(i32::MAX))
+                .collect(),
             lease_ms: config.heartbeat().lease_ms(),
+            kinds: published_kinds(&registry, &config)?.into(),
         };
-        let worker_id = store::register_worker(
-            &pool,
-            &store::WorkerRow {
-                host: &me.host,
-                pid,
-                queues: &me.queues,
-                lease_ms: me.lease_ms,
-            },
-        )
-        .await?;
+        let worker_id = store::register_worker(&pool, &me.row()).await?;
         tracing::info!(
             worker_id,
             queues = ?queues,
@@ -366,6 +360,29 @@ pub(crate) struct Shared {
     pub jobs: TaskTracker,
     /// Whether the worker still holds its lease.
     pub lease: Lease,
+}
+
+/// What the worker publishes of its kinds (see [`store::PublishedKind`]):
+/// each with the timeout it runs it with, as JSON.
+fn published_kinds(registry: &Registry, config: &Config) -> Result<String> {
+    let kinds: Vec<store::PublishedKind<'_>> = registry
+        .jobs()
+        .map(|def| store::PublishedKind {
+            kind: def.name,
+            aliases: def.aliases,
+            queue: def.queue,
+            priority: def.priority,
+            max_attempts: def.max_attempts,
+            timeout_ms: def
+                .timeout
+                .or(config.default_timeout)
+                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            cron: def.cron,
+            tz: def.tz,
+            source: def.defined_at(),
+        })
+        .collect();
+    serde_json::to_string(&kinds).map_err(|e| Error::Config(format!("publishing job kinds: {e}")))
 }
 
 fn hostname() -> String {

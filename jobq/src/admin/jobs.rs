@@ -1,0 +1,335 @@
+//! Finding jobs: filters, pages, one job in full, counts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::seconds;
+use crate::error::Result;
+use crate::job::JobState;
+use crate::store;
+
+/// How many jobs of an unknown kind [`Warning::UnknownKind`](super::Warning)
+/// counts at most.
+pub(crate) const UNKNOWN_KIND_CAP: i64 = 10_000;
+
+/// Which jobs a list, a count or a bulk action is about. Every field left
+/// empty matches every job; the fields set must all match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobFilter {
+    /// Jobs with one of these ids.
+    pub ids: Vec<i64>,
+    /// Jobs in one of these states.
+    pub states: Vec<JobState>,
+    /// Jobs in one of these queues.
+    pub queues: Vec<String>,
+    /// Jobs of one of these kinds (stored names).
+    pub kinds: Vec<String>,
+    /// Jobs whose arguments contain this JSON (PostgreSQL's `@>`):
+    /// `{"user_id": 7}` matches every job with a `user_id` of 7, whatever
+    /// its other arguments. Checks every row the other fields leave.
+    pub args: Option<serde_json::Value>,
+    /// Jobs enqueued at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Jobs enqueued before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl JobFilter {
+    /// Whether it matches every job.
+    pub fn is_empty(&self) -> bool {
+        *self == JobFilter::default()
+    }
+}
+
+/// Where the next page of [`list_jobs`] starts: after the last job of this
+/// one. Jobs come newest first (by id), so a page never repeats a job or
+/// skips one that was there when the first page was read. Shown and parsed
+/// as the id it continues after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor(pub i64);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        s.trim().parse().map(Cursor)
+    }
+}
+
+impl Serialize for Cursor {
+    /// As a string, so that JavaScript does not round a large id.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A page of [`list_jobs`].
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<Cursor>,
+}
+
+/// One job in a list: everything but its full arguments and history.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    /// The job's id.
+    pub id: i64,
+    /// Its kind (stored name).
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its state.
+    pub state: JobState,
+    /// Its priority; lower runs first.
+    pub priority: i16,
+    /// Attempts started so far.
+    pub attempt: i32,
+    /// Attempts it may use in all.
+    pub max_attempts: i32,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it may run (next).
+    pub scheduled_at: DateTime<Utc>,
+    /// When its latest attempt started.
+    pub attempted_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finalized_at: Option<DateTime<Utc>>,
+    /// The worker that ran (or runs) its latest attempt.
+    pub attempted_by: Option<i64>,
+    /// Its arguments as JSON text, cut to 200 characters.
+    pub args_preview: String,
+    /// Its latest error, cut to 200 characters.
+    pub last_error: Option<String>,
+}
+
+/// One job in full: [`job`].
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    /// What a list shows of it.
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    /// Its arguments.
+    pub args: serde_json::Value,
+    /// Its metadata.
+    pub metadata: serde_json::Value,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Its unique key, if any.
+    pub unique_key: Option<String>,
+    /// When its cancellation was asked.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Attempts lost with their worker (killed, cut off), apart from its own.
+    pub lost_attempts: i32,
+    /// Its attempts, oldest first: the failed ones from its error history
+    /// (the first and the last 20 are kept), then the latest if it did not
+    /// fail.
+    pub attempts: Vec<Attempt>,
+    /// What happened to it, in order.
+    pub timeline: Vec<Event>,
+}
+
+/// One attempt of a job, in [`JobDetail::attempts`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// Its number, from 1.
+    pub attempt: i32,
+    /// How it ended: `running` (not yet), `completed`, or the kind of its
+    /// error (`error`, `panic`, `timeout`, `decode`, `discard`,
+    /// `cancelled`, `shutdown`, `lost`, `unrecordable`).
+    pub outcome: String,
+    /// When it started, when known.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How long it ran, when both ends are known.
+    #[serde(rename = "duration_seconds", with = "seconds::option")]
+    pub duration: Option<Duration>,
+    /// The worker that ran it, when known.
+    pub worker: Option<i64>,
+    /// Its error.
+    pub error: Option<String>,
+}
+
+/// One moment in [`JobDetail::timeline`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What: `enqueued`, `due`, `attempt 2 started`, `attempt 2 failed
+    /// (timeout)`, `cancel requested`, `completed`...
+    pub what: String,
+}
+
+/// A page of jobs matching `filter`, newest first: `limit` of them (1 to
+/// 1,000) after `after` (the previous page's [`JobPage::next`]).
+pub async fn list_jobs(
+    pool: &PgPool,
+    filter: &JobFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<JobPage> {
+    let limit = limit.clamp(1, 1000);
+    let jobs = store::list_jobs(pool, filter, after.map(|c| c.0), limit).await?;
+    let next = if jobs.len() as i64 == limit {
+        jobs.last().map(|j| Cursor(j.id))
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next })
+}
+
+/// Job `id` in full, or `None` when there is none (never enqueued, or
+/// pruned).
+pub async fn job(pool: &PgPool, id: i64) -> Result<Option<JobDetail>> {
+    let Some(row) = store::job_detail(pool, id).await? else {
+        return Ok(None);
+    };
+    let s = &row.summary;
+    let mut attempts: Vec<Attempt> = row
+        .errors
+        .iter()
+        .map(|e| Attempt {
+            attempt: e.attempt,
+            outcome: e.kind.clone().unwrap_or_else(|| "error".into()),
+            started_at: e.started_at,
+            ended_at: e.at,
+            duration: e.started_at.zip(e.at).map(|(s, a)| super::age(a, s)),
+            worker: e.worker,
+            error: e.error.clone(),
+        })
+        .collect();
+    let latest_failed = attempts.last().map(|a| a.attempt) == Some(s.attempt);
+    if s.attempt > 0 && !latest_failed {
+        let ended_at = match s.state {
+            JobState::Running => None,
+            _ => s.finalized_at,
+        };
+        let outcome = match s.state {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Cancelled => "cancelled",
+            JobState::Discarded => "discarded",
+            // Put back without an error: interrupted by a shutdown or lost
+            // in a buffer, or retried by hand.
+            _ => "interrupted",
+        };
+        attempts.push(Attempt {
+            attempt: s.attempt,
+            outcome: outcome.into(),
+            started_at: s.attempted_at,
+            ended_at,
+            duration: s.attempted_at.zip(ended_at).map(|(a, e)| super::age(e, a)),
+            worker: s.attempted_by,
+            error: None,
+        });
+    }
+    let mut timeline = vec![Event {
+        at: s.created_at,
+        what: "enqueued".into(),
+    }];
+    if s.scheduled_at > s.created_at && s.attempt == 0 {
+        timeline.push(Event {
+            at: s.scheduled_at,
+            what: "due".into(),
+        });
+    }
+    for a in &attempts {
+        if let Some(at) = a.started_at {
+            timeline.push(Event {
+                at,
+                what: format!("attempt {} started", a.attempt),
+            });
+        }
+        if let Some(at) = a.ended_at
+            && a.error.is_some()
+        {
+            timeline.push(Event {
+                at,
+                what: format!("attempt {} failed ({})", a.attempt, a.outcome),
+            });
+        }
+    }
+    if let Some(at) = row.cancel_requested_at {
+        timeline.push(Event {
+            at,
+            what: "cancel requested".into(),
+        });
+    }
+    if matches!(s.state, JobState::Retryable | JobState::Scheduled) && s.attempt > 0 {
+        timeline.push(Event {
+            at: s.scheduled_at,
+            what: "next attempt due".into(),
+        });
+    }
+    if let Some(at) = s.finalized_at {
+        timeline.push(Event {
+            at,
+            what: s.state.to_string(),
+        });
+    }
+    // Enqueued first: a worker's clock, which stamps an attempt's start,
+    // may run a little behind the database's.
+    timeline[1..].sort_by_key(|e| e.at);
+    Ok(Some(JobDetail {
+        summary: row.summary,
+        args: row.args,
+        metadata: row.metadata,
+        tags: row.tags,
+        unique_key: row.unique_key,
+        cancel_requested_at: row.cancel_requested_at,
+        lost_attempts: row.lost_attempts,
+        attempts,
+        timeline,
+    }))
+}
+
+/// How many jobs match `filter`, per state (states with none are absent):
+/// what a bulk action would look at. Exact, so it reads every match: on a
+/// big table with a broad filter, prefer [`count_matching`].
+pub async fn count_by_state(pool: &PgPool, filter: &JobFilter) -> Result<BTreeMap<JobState, i64>> {
+    Ok(store::count_by_state(pool, filter).await?)
+}
+
+/// A count that is exact up to a cap, estimated past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// The count, or the estimate.
+    pub count: i64,
+    /// Whether `count` is exact (else PostgreSQL's estimate, at least the
+    /// cap).
+    pub exact: bool,
+}
+
+/// How many jobs match `filter`: exactly when at most `cap`, else the
+/// planner's estimate (never below `cap + 1`), so that a count over
+/// millions of rows costs no more than reading `cap` of them.
+pub async fn count_matching(pool: &PgPool, filter: &JobFilter, cap: i64) -> Result<Count> {
+    let cap = cap.max(0);
+    let n = store::count_capped(pool, filter, cap).await?;
+    if n <= cap {
+        return Ok(Count {
+            count: n,
+            exact: true,
+        });
+    }
+    let estimate = store::estimate_matching(pool, filter).await?;
+    Ok(Count {
+        count: estimate.max(cap + 1),
+        exact: false,
+    })
+}
