@@ -2,13 +2,22 @@
 //! SIGTERM or ctrl-c.
 //!
 //! `DATABASE_URL=postgres://... cargo run -p jobq-examples --bin worker`
+//!
+//! The same binary carries the `jobq` command line, so a deploy that ships
+//! only this binary can look at its queues:
+//! `worker jobq status`, `worker jobq jobs retry --state discarded --yes`.
 
 // The jobs live in the library crate; naming it keeps the linker from
 // dropping their registrations (see jobq's docs on the linker pitfall).
 use jobq_examples as _;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    // `worker jobq <command>`: the `jobq` command line, with its own exit
+    // code and one-line errors.
+    if std::env::args().nth(1).as_deref() == Some("jobq") {
+        return Ok(jobq_cli::run_from(std::env::args_os().skip(1)).await);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -27,5 +36,5 @@ async fn main() -> anyhow::Result<()> {
         .queue("default", 4)
         .run()
         .await?;
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

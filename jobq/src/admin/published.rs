@@ -103,7 +103,8 @@ pub struct CronJob {
     /// Its next tick after now (`None` when not served, or the expression
     /// never fires again).
     pub next_tick: Option<DateTime<Utc>>,
-    /// The latest tick enqueued.
+    /// The latest tick enqueued; before the first, when a worker first
+    /// scheduled the job (ticks missed after it are caught up).
     pub last_tick: Option<DateTime<Utc>>,
     /// The job of that tick, while it is kept.
     pub last_run: Option<CronRun>,

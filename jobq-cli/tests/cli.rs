@@ -1,0 +1,403 @@
+//! The `jobq` binary against a real database: outputs (`--json`), exit
+//! codes, one-line errors, and a bulk retry of 100,000 jobs.
+
+use std::process::Output;
+use std::time::Duration;
+
+use jobq_tests::{InProcess, TestDb, test_worker, wait_until};
+use serde_json::Value;
+
+const JOBQ: &str = env!("CARGO_BIN_EXE_jobq");
+
+/// Runs `jobq args...` on `url` (none: no `DATABASE_URL` at all).
+async fn jobq(url: Option<&str>, args: &[&str]) -> Output {
+    let url = url.map(str::to_owned);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(JOBQ);
+        cmd.args(&args).env_remove("DATABASE_URL");
+        if let Some(url) = url {
+            cmd.env("DATABASE_URL", url);
+        }
+        cmd.output().expect("run jobq")
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The one JSON document on stdout of a command that succeeded.
+fn json(o: &Output) -> Value {
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", stdout(o)))
+}
+
+/// A failure: exit `code`, one line on stderr starting `jobq: `, which
+/// contains `says`.
+fn fails(o: &Output, code: i32, says: &str) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {} stderr: {err}",
+        stdout(o)
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("jobq: "), "{err}");
+    assert!(err.contains(says), "`{says}` not in: {err}");
+}
+
+async fn insert(db: &TestDb, n: i64, kind: &str, queue: &str, state: &str) {
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, state, max_attempts, attempt, finalized_at,
+                                errors)
+         SELECT $2, $3, jsonb_build_object('n', i), $4::jobq_state, 1,
+                CASE WHEN $4 = 'available' THEN 0 ELSE 1 END,
+                CASE WHEN $4 IN ('completed', 'discarded', 'cancelled') THEN now() END,
+                CASE WHEN $4 = 'discarded'
+                     THEN '[{\"attempt\": 1, \"kind\": \"error\", \"error\": \"smtp down\"}]'::jsonb
+                     ELSE '[]' END
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(n)
+    .bind(kind)
+    .bind(queue)
+    .bind(state)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn migrate_status_fails_while_pending_and_every_command_says_to_migrate() {
+    let db = TestDb::empty("cli_migrate").await;
+    let url = Some(db.url.as_str());
+    let pending = jobq(url, &["migrate", "status", "--json"]).await;
+    assert_eq!(pending.status.code(), Some(3));
+    let s: Value = serde_json::from_slice(&pending.stdout).unwrap();
+    assert_eq!(s["current"], false);
+    assert_eq!(s["pending"][0], "0001_jobs.sql");
+    fails(&jobq(url, &["status"]).await, 1, "run `jobq migrate`");
+
+    let migrated = jobq(url, &["migrate"]).await;
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    assert!(stdout(&migrated).contains("applied 0001_jobs.sql"));
+    let s = json(&jobq(url, &["migrate", "status", "--json"]).await);
+    assert_eq!(s["current"], true);
+    assert_eq!(
+        s["applied"].as_array().unwrap().len(),
+        jobq::migrations().len()
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_printed_sql_migrates_a_database_as_jobq_migrate_does() {
+    let db = TestDb::empty("cli_print_sql").await;
+    let sql = jobq(None, &["migrate", "--print-sql"]).await;
+    assert!(sql.status.success(), "needs no database: {}", stderr(&sql));
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(stdout(&sql)))
+        .execute(&mut *tx)
+        .await
+        .expect("the printed SQL applies");
+    tx.commit().await.unwrap();
+    let status = jobq(Some(&db.url), &["migrate", "status"]).await;
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let later = jobq(None, &["migrate", "--print-sql", "--after", "5"]).await;
+    assert!(!stdout(&later).contains("0005_hardening.sql"));
+    assert!(stdout(&later).contains("0006_"));
+    assert!(stdout(&later).contains("0007_published_kinds.sql"));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn errors_are_one_line_on_stderr_with_a_non_zero_exit() {
+    let db = TestDb::new("cli_errors").await;
+    let url = Some(db.url.as_str());
+    fails(
+        &jobq(None, &["status"]).await,
+        1,
+        "no database: pass --database-url",
+    );
+    fails(
+        &jobq(Some("postgres://postgres@127.0.0.1:1/none"), &["status"]).await,
+        1,
+        "cannot connect to the database at 127.0.0.1:1/none",
+    );
+    fails(
+        &jobq(url, &["jobs", "show", "424242"]).await,
+        1,
+        "no job 424242",
+    );
+    fails(
+        &jobq(url, &["jobs", "list", "--state", "failed"]).await,
+        1,
+        "--state: unknown job state `failed`; expected one of available,",
+    );
+    fails(
+        &jobq(url, &["jobs", "list", "--args", "{user_id: 7}"]).await,
+        1,
+        "--args is not JSON",
+    );
+    fails(
+        &jobq(url, &["jobs", "list", "--since", "someday"]).await,
+        1,
+        "--since `someday`",
+    );
+    fails(&jobq(url, &["jobs", "retry"]).await, 1, "which jobs?");
+    fails(
+        &jobq(url, &["jobs", "retry", "1", "--state", "discarded"]).await,
+        1,
+        "not both",
+    );
+    fails(
+        &jobq(url, &["jobs", "delete", "424242"]).await,
+        1,
+        "no job 424242",
+    );
+    fails(
+        &jobq(url, &["queues", "pause", "bad name!"]).await,
+        1,
+        "queue",
+    );
+    fails(&jobq(url, &["prune"]).await, 1, "add --dry-run");
+    let usage = jobq(url, &["jobs", "frobnicate"]).await;
+    assert_eq!(usage.status.code(), Some(2), "a usage error");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn status_and_queues_show_each_queue_with_its_warnings() {
+    let db = TestDb::new("cli_status").await;
+    let url = Some(db.url.as_str());
+    insert(&db, 3, "send_email", "email", "available").await;
+    insert(&db, 2, "send_email", "email", "discarded").await;
+    let s = json(&jobq(url, &["status", "--json"]).await);
+    let email = &s["queues"][0];
+    assert_eq!(email["queue"], "email");
+    assert_eq!(
+        (email["available"].as_i64(), email["discarded"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(email["failed_last_minute"], 2);
+    assert!(email["lag_seconds"].as_f64().is_some());
+    assert_eq!(s["warnings"][0]["warning"], "queue_not_served");
+    assert_eq!(s["warnings"][0]["waiting"], 3);
+    let human = stdout(&jobq(url, &["status"]).await);
+    assert!(
+        human.contains("warning: queue `email` has 3 waiting job(s)"),
+        "{human}"
+    );
+
+    assert!(
+        jobq(url, &["queues", "pause", "email"])
+            .await
+            .status
+            .success()
+    );
+    let q = json(&jobq(url, &["queues", "list", "--json"]).await);
+    assert_eq!(
+        (q[0]["queue"].as_str(), q[0]["paused"].as_bool()),
+        (Some("email"), Some(true))
+    );
+    assert!(
+        jobq(url, &["queues", "resume", "email"])
+            .await
+            .status
+            .success()
+    );
+    let q = json(&jobq(url, &["queues", "list", "--json"]).await);
+    assert_eq!(q[0]["paused"], false);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn jobs_list_pages_through_a_filter_and_show_tells_a_job_in_full() {
+    let db = TestDb::new("cli_jobs").await;
+    let url = Some(db.url.as_str());
+    insert(&db, 5, "send_email", "email", "discarded").await;
+    insert(&db, 5, "other", "email", "discarded").await;
+    let first = json(
+        &jobq(
+            url,
+            &[
+                "jobs",
+                "list",
+                "--state",
+                "discarded",
+                "--kind",
+                "send_email",
+                "--limit",
+                "3",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(first["jobs"].as_array().unwrap().len(), 3);
+    let next = first["next"].as_str().expect("a next page").to_owned();
+    let second = json(
+        &jobq(
+            url,
+            &[
+                "jobs",
+                "list",
+                "--state",
+                "discarded",
+                "--kind",
+                "send_email",
+                "--limit",
+                "3",
+                "--after",
+                &next,
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(second["jobs"].as_array().unwrap().len(), 2);
+    assert!(second["next"].is_null());
+    let ids: Vec<i64> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["jobs"].as_array().unwrap())
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats: {ids:?}"
+    );
+    let by_args = json(&jobq(url, &["jobs", "list", "--args", r#"{"n": 2}"#, "--json"]).await);
+    assert_eq!(by_args["jobs"].as_array().unwrap().len(), 2, "one per kind");
+
+    let id = ids[0].to_string();
+    let job = json(&jobq(url, &["jobs", "show", &id, "--json"]).await);
+    assert_eq!(job["kind"], "send_email");
+    assert_eq!(job["state"], "discarded");
+    assert_eq!(job["attempts"][0]["error"], "smtp down");
+    let human = stdout(&jobq(url, &["jobs", "show", &id]).await);
+    assert!(
+        human.contains("smtp down") && human.contains("timeline:"),
+        "{human}"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_retry_of_100000_discarded_jobs_goes_in_bounded_batches() {
+    let db = TestDb::new("cli_bulk").await;
+    let url = Some(db.url.as_str());
+    insert(&db, 100_000, "send_email", "email", "discarded").await;
+    insert(&db, 7, "other", "email", "discarded").await;
+    let args = [
+        "jobs",
+        "retry",
+        "--state",
+        "discarded",
+        "--kind",
+        "send_email",
+    ];
+
+    let preview = jobq(url, &args).await;
+    assert!(preview.status.success(), "{}", stderr(&preview));
+    let said = stderr(&preview);
+    assert!(
+        said.contains("100,000 job(s) match (100,000 discarded)"),
+        "{said}"
+    );
+    assert!(said.contains("nothing done: add --yes"), "{said}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'discarded'")
+            .await,
+        100_007,
+        "nothing changed without --yes"
+    );
+
+    let mut all = args.to_vec();
+    all.extend(["--yes", "--batch-size", "5000", "--json"]);
+    let done = jobq(url, &all).await;
+    let outcome = json(&done);
+    assert_eq!(outcome["changed"], 100_000);
+    assert_eq!(outcome["batches"], 20, "5,000 jobs per transaction");
+    assert_eq!(outcome["largest_batch"], 5000);
+    let said = stderr(&done);
+    let progress: Vec<&str> = said.lines().filter(|l| l.starts_with("retry: ")).collect();
+    assert_eq!(progress.len(), 20, "progress after each batch");
+    assert!(
+        progress[0].starts_with("retry: 5,000 of 100,000 done (batch 1"),
+        "{}",
+        progress[0]
+    );
+    assert!(progress[19].starts_with("retry: 100,000 of 100,000 done (batch 20"));
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM jobq_jobs
+             WHERE kind = 'send_email' AND state = 'available' AND finalized_at IS NULL"
+        )
+        .await,
+        100_000
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE kind = 'other' AND state = 'discarded'")
+            .await,
+        7
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_and_cron_jobs_are_read_from_what_live_workers_publish() {
+    let db = TestDb::new("cli_workers").await;
+    let url = Some(db.url.as_str());
+    let worker = InProcess::start(test_worker(&db.pool).queue("cron", 2));
+    wait_until("a tick to run", Duration::from_secs(60), || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE kind = 'tick' AND state = 'completed'")
+            .await
+            > 0
+    })
+    .await;
+    let workers = json(&jobq(url, &["workers", "--json"]).await);
+    assert_eq!(workers.as_array().unwrap().len(), 1);
+    assert_eq!(workers[0]["queues"][1]["queue"], "default");
+    assert_eq!(workers[0]["queues"][1]["concurrency"], 8);
+    let cron = json(&jobq(url, &["cron", "list", "--json"]).await);
+    let tick = cron
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "tick")
+        .expect("tick");
+    assert_eq!(tick["schedule"], "* * * * * *");
+    assert_eq!(tick["served"], true);
+    assert!(tick["next_tick"].is_string());
+    assert!(tick["last_tick"].is_string());
+    let human = stdout(&jobq(url, &["cron", "list"]).await);
+    assert!(human.contains("tick") && human.contains("in "), "{human}");
+    worker.stop().await.unwrap();
+    let gone = json(&jobq(url, &["workers", "--json"]).await);
+    assert_eq!(gone.as_array().unwrap().len(), 0);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn prune_dry_run_counts_and_deletes_nothing() {
+    let db = TestDb::new("cli_prune").await;
+    let url = Some(db.url.as_str());
+    insert(&db, 4, "send_email", "email", "completed").await;
+    let preview = json(&jobq(url, &["prune", "--dry-run", "--completed", "0s", "--json"]).await);
+    assert_eq!(preview[0]["state"], "completed");
+    assert_eq!(preview[0]["prunable"]["count"], 4);
+    assert_eq!(preview[0]["prunable"]["exact"], true);
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 4);
+    db.cleanup().await;
+}
