@@ -146,7 +146,14 @@ async fn the_overview_counts_each_queue_and_warns_of_what_nobody_runs() {
     insert_jobs(&db, 9, "record", "mail", "completed", 7200).await;
     insert_jobs(&db, 1, "renamed", "served", "available", 5).await;
     insert_jobs(&db, 1, "record", "served", "available", 5).await;
-    fake_worker(&db, &["served"], &["record"], 0).await;
+    // A kind renamed with `aliases`: its jobs under the old name are known.
+    insert_jobs(&db, 1, "record_v0", "served", "available", 5).await;
+    let w = fake_worker(&db, &["served"], &["record"], 0).await;
+    sqlx::query("UPDATE jobq_worker_kinds SET aliases = '{record_v0}' WHERE worker_id = $1")
+        .bind(w)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     jobq::pause_queue(&db.pool, "paused").await.unwrap();
 
     let o = admin::overview(&db.pool).await.unwrap();
@@ -168,7 +175,7 @@ async fn the_overview_counts_each_queue_and_warns_of_what_nobody_runs() {
     );
     assert_eq!(mail.workers, 0);
     let served = o.queues.iter().find(|q| q.queue == "served").unwrap();
-    assert_eq!((served.workers, served.available), (1, 2));
+    assert_eq!((served.workers, served.available), (1, 3));
     assert!(o.queues.iter().any(|q| q.queue == "paused" && q.paused));
     assert_eq!(
         o.warnings,
