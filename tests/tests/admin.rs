@@ -358,6 +358,26 @@ async fn a_bulk_retry_by_filter_goes_in_bounded_batches() {
     .await
     .unwrap();
     assert_eq!(other, 10, "jobs outside the filter are left alone");
+    // A cancel by kind walks the jobs it may cancel, not the history.
+    insert_jobs(&db, 50, "archive", "default", "completed", 60).await;
+    insert_jobs(&db, 3, "archive", "default", "available", 0).await;
+    let by_kind = JobFilter {
+        kinds: vec!["archive".into()],
+        ..JobFilter::default()
+    };
+    let cancelled = admin::apply(
+        &db.pool,
+        Action::Cancel,
+        Target::Filter(&by_kind),
+        10,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (cancelled.progress.changed, cancelled.progress.examined),
+        (3, 3)
+    );
     let empty = admin::apply(
         &db.pool,
         Action::Retry,

@@ -135,8 +135,9 @@ pub struct BulkOutcome {
 /// 10,000), so that no transaction holds many rows locked for long however
 /// many jobs match; calls `progress` after each batch.
 ///
-/// A filter is walked from the newest job to the oldest, once: a job
-/// enqueued meanwhile is not included, and a job changed meanwhile into a
+/// A filter is walked from the newest job to the oldest, once, over the
+/// states the action changes ([`Action::changes`]): a job enqueued
+/// meanwhile is not included, and a job changed meanwhile into a
 /// state the action does not change is left as it is (each batch checks
 /// again as it writes). Jobs made `available` wake the workers of their
 /// queue at once. Stopped half-way (an error, the caller's future
@@ -184,9 +185,22 @@ pub async fn apply(
                         .into(),
                 ));
             }
+            // Only the states the action changes are walked: a cancel by
+            // kind reads the unfinished jobs (through their indexes), not
+            // the finished history.
+            let mut filter = filter.clone();
+            filter.states = if filter.states.is_empty() {
+                action.changes().to_vec()
+            } else {
+                filter
+                    .states
+                    .into_iter()
+                    .filter(|s| action.changes().contains(s))
+                    .collect()
+            };
             let mut before = None;
-            loop {
-                let rows = store::act_on_filter(pool, action, filter, before, batch).await?;
+            while !filter.states.is_empty() {
+                let rows = store::act_on_filter(pool, action, &filter, before, batch).await?;
                 let Some(last) = rows.iter().map(|r| r.id).min() else {
                     break;
                 };
