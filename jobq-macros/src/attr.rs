@@ -22,6 +22,9 @@ mod kw {
     syn::custom_keyword!(catch_up);
     syn::custom_keyword!(unique);
     syn::custom_keyword!(unique_for);
+    syn::custom_keyword!(concurrency);
+    syn::custom_keyword!(rate);
+    syn::custom_keyword!(partition);
 }
 
 /// A signed integer literal as written. Errors about it go through
@@ -83,6 +86,9 @@ pub struct JobAttr {
     pub catch_up: Option<LitStr>,
     pub unique: Option<LitStr>,
     pub unique_for: Option<LitStr>,
+    pub concurrency: Option<LitInt>,
+    pub rate: Option<LitStr>,
+    pub partition: Option<LitStr>,
 }
 
 /// Stores `value` in `slot`, or reports the key as given twice on `key_span`.
@@ -159,6 +165,12 @@ impl JobAttr {
                 read::<kw::unique, _>(input, "unique", &mut attr.unique, errors)?;
             } else if look.peek(kw::unique_for) {
                 read::<kw::unique_for, _>(input, "unique_for", &mut attr.unique_for, errors)?;
+            } else if look.peek(kw::concurrency) {
+                read::<kw::concurrency, _>(input, "concurrency", &mut attr.concurrency, errors)?;
+            } else if look.peek(kw::rate) {
+                read::<kw::rate, _>(input, "rate", &mut attr.rate, errors)?;
+            } else if look.peek(kw::partition) {
+                read::<kw::partition, _>(input, "partition", &mut attr.partition, errors)?;
             } else if input.peek(syn::Ident::peek_any) {
                 // Name the unknown key, then list the known ones.
                 let key = input.call(syn::Ident::parse_any)?;

@@ -10,7 +10,7 @@ use syn::Visibility;
 use syn::spanned::Spanned;
 
 use crate::ast::{JobFn, ParamKind};
-use crate::valid::{CatchUp, Checked};
+use crate::valid::{CatchUp, Checked, Limits};
 use types::{in_module, module_needs_glob, needs_arg_check, ok_type};
 
 /// The visibility of items inside the generated module, chosen so that they are
@@ -51,6 +51,30 @@ fn opt_str(v: &Option<String>) -> TokenStream {
     }
 }
 
+/// The job's `JobLimits`; the constant `NONE` when it has none.
+fn limits(l: &Limits) -> TokenStream {
+    if l.concurrency.is_none() && l.rate.is_none() {
+        return quote!(::jobq::JobLimits::NONE);
+    }
+    let concurrency = match l.concurrency {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let rate = match l.rate {
+        Some((count, secs)) => quote!(::core::option::Option::Some(::jobq::Rate::new(
+            #count,
+            ::core::time::Duration::from_secs(#secs)
+        ))),
+        None => quote!(::core::option::Option::None),
+    };
+    let partition = opt_str(&l.partition);
+    quote!(::jobq::JobLimits {
+        concurrency: #concurrency,
+        rate: #rate,
+        partition: #partition,
+    })
+}
+
 /// Emits the function, unchanged, plus the job module and its registration.
 pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let item = &f.item;
@@ -71,6 +95,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let unique_for = opt_duration(s.unique_for);
     let unique_by_args = s.unique_by_args;
     let tz = opt_str(&c.schedule.tz);
+    let limits = limits(&c.limits);
     let catch_up = match c.schedule.catch_up {
         CatchUp::None => quote!(::jobq::CatchUp::None),
         CatchUp::Latest => quote!(::jobq::CatchUp::Latest),
@@ -256,6 +281,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
                     catch_up: #catch_up,
                     unique_by_args: #unique_by_args,
                     unique_for: #unique_for,
+                    limits: #limits,
                     location: ::jobq::__private::Location {
                         module_path: ::core::module_path!(),
                         file: ::core::file!(),

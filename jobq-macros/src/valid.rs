@@ -5,6 +5,7 @@
 //! attribute's settings in [`settings`], the cron schedule in [`schedule`].
 //! [`check`] runs them all, so one compile reports every mistake.
 
+mod limits;
 mod schedule;
 mod settings;
 
@@ -14,6 +15,7 @@ use syn::{Pat, ReturnType, Type};
 use crate::ast::{Injected, JobFn, ParamKind};
 use crate::attr::JobAttr;
 
+pub use limits::Limits;
 pub use schedule::{CatchUp, Schedule};
 
 /// The job's settings, every literal already parsed and checked.
@@ -22,6 +24,8 @@ pub struct Checked {
     pub settings: settings::Settings,
     /// When it runs by itself (cron), if it does.
     pub schedule: Schedule,
+    /// Its concurrency and rate limits.
+    pub limits: Limits,
 }
 
 /// Checks everything; returns the settings, or `None` when any error was
@@ -32,12 +36,14 @@ pub fn check(attr: &JobAttr, f: &JobFn, errors: &mut Vec<syn::Error>) -> Option<
     check_params(f, errors);
     let s = settings::check(attr, &f.item.sig.ident, errors);
     let schedule = schedule::check(attr, f, errors);
+    let limits = limits::check(attr, f, errors);
     if errors.len() > before {
         return None;
     }
     Some(Checked {
         settings: s,
         schedule,
+        limits,
     })
 }
 

@@ -75,9 +75,143 @@ pub fn parse_cron(expr: &str) -> Result<Cron, CronError> {
         .parse(expr)
 }
 
+/// The most attempts a rate limit allows in one window.
+pub const MAX_RATE_COUNT: u32 = 1_000_000;
+/// The longest window of a rate limit, in seconds: one day.
+pub const MAX_RATE_WINDOW_SECS: u64 = 86_400;
+
+/// A rate limit: at most `count` attempts started in any window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSpec {
+    /// Attempts allowed per window, at least 1.
+    pub count: u32,
+    /// The window's length, in whole seconds, at least 1.
+    pub per_secs: u64,
+}
+
+/// A rate that breaks the rule of [`parse_rate`]. Its `Display` quotes the
+/// rate and says how to write one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRate {
+    /// The rate as given.
+    pub rate: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for InvalidRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid rate `{}`: {}; write attempts per window like \"100/1s\", \"600/1m\" or \
+             \"10/1h\" (1 to {MAX_RATE_COUNT} attempts, a window of whole seconds `s`, minutes \
+             `m` or hours `h`, at most a day)",
+            self.rate, self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidRate {}
+
+/// Parses a rate limit: `N/W`, where `N` is how many attempts may start in
+/// any window of length `W`, and `W` is a whole number of seconds, minutes
+/// or hours (`1s`, `30s`, `1m`, `5m`, `1h`); the number may be left out for
+/// one unit (`100/s`).
+///
+/// ```
+/// let r = jobq_rules::parse_rate("100/1m").unwrap();
+/// assert_eq!((r.count, r.per_secs), (100, 60));
+/// assert_eq!(jobq_rules::parse_rate("5/h").unwrap().per_secs, 3600);
+/// assert!(jobq_rules::parse_rate("100 per minute").is_err());
+/// assert!(jobq_rules::parse_rate("0/1s").is_err());
+/// ```
+pub fn parse_rate(rate: &str) -> Result<RateSpec, InvalidRate> {
+    let bad = |reason| InvalidRate {
+        rate: rate.to_owned(),
+        reason,
+    };
+    let (count, window) = rate
+        .split_once('/')
+        .ok_or_else(|| bad("no `/` between the attempts and the window"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| bad("the attempts are not a whole number"))?;
+    if count == 0 || count > MAX_RATE_COUNT {
+        return Err(bad("the attempts are out of range"));
+    }
+    let window = window.trim();
+    let unit_at = window
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| bad("the window has no unit"))?;
+    let (n, unit) = window.split_at(unit_at);
+    let n: u64 = if n.is_empty() {
+        1
+    } else {
+        n.parse().map_err(|_| bad("the window is too long"))?
+    };
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad("the window's unit is not `s`, `m` or `h`")),
+    };
+    let per_secs = n.saturating_mul(unit_secs);
+    if per_secs == 0 {
+        return Err(bad("the window is zero"));
+    }
+    if per_secs > MAX_RATE_WINDOW_SECS {
+        return Err(bad("the window is longer than a day"));
+    }
+    Ok(RateSpec { count, per_secs })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        for (good, count, secs) in [
+            ("100/1s", 100, 1),
+            ("100/1m", 100, 60),
+            ("10/1h", 10, 3600),
+            ("3/30s", 3, 30),
+            ("7/s", 7, 1),
+            ("1000000/24h", 1_000_000, 86_400),
+        ] {
+            let r = parse_rate(good).unwrap();
+            assert_eq!((r.count, r.per_secs), (count, secs), "{good}");
+        }
+        for bad in [
+            "",
+            "100",
+            "/1s",
+            "0/1s",
+            "-1/1s",
+            "100/0s",
+            "100/1d",
+            "100/1ms",
+            "100/25h",
+            "1000001/1s",
+            "100/1 m x",
+            "1.5/1s",
+            "100/m1",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rate_error_says_how_to_write_one() {
+        let e = parse_rate("100/1d").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid rate `100/1d`: the window's unit is not `s`, `m` or `h`; write attempts per \
+             window like \"100/1s\", \"600/1m\" or \"10/1h\" (1 to 1000000 attempts, a window \
+             of whole seconds `s`, minutes `m` or hours `h`, at most a day)"
+        );
+    }
 
     #[test]
     fn queue_name_limits() {

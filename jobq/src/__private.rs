@@ -33,6 +33,10 @@ pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};
 /// The channel on which the end of a job a caller waits for is announced.
 pub use crate::store::FINISHED_CHANNEL;
 
+/// The first key of the limits' advisory locks, for the tests that watch
+/// them.
+pub use crate::store::LIMIT_LOCK_CLASS;
+
 /// Reads cron job `name`'s latest tick, recording `now` when it has
 /// none, and says whether this call recorded it: for the tests that race
 /// many workers registering one cron job.

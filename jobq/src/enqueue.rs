@@ -88,6 +88,7 @@ where
             Many::Batch(queue, args) => {
                 let batch = store::NewBatch {
                     kind: def.name,
+                    limits: def.limits,
                     queue: &queue,
                     priority: def.priority,
                     max_attempts: def.max_attempts,
@@ -365,6 +366,7 @@ impl<J: Job> Enqueue<J> {
         };
         let job = NewJob {
             kind: def.name,
+            limits: def.limits,
             queue,
             args,
             priority: self.priority.unwrap_or(def.priority),

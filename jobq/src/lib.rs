@@ -212,6 +212,7 @@ mod db;
 mod enqueue;
 mod error;
 mod job;
+mod limit;
 mod maintenance;
 mod queue;
 mod registry;
@@ -229,6 +230,7 @@ pub use job::{
     CatchUp, Control, Job, JobContext, JobDef, JobId, JobOutput, JobState, Outcome, State,
     UnknownJobState,
 };
+pub use limit::{JobLimits, Limit, Rate, clear_queue_limit, set_queue_limit};
 pub use maintenance::pruner::{Keep, Retention};
 pub use queue::{QueueStats, Stats, pause_queue, resume_queue, stats};
 pub use registry::{Registry, registry};

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod faulty;
+pub mod limited;
 pub mod proxy;
 
 /// The server the tests run against: `DATABASE_URL`, set by `scripts/test`.

@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::limit::JobLimits;
+
 pub(crate) use crate::__private::{
     JobFuture, Location, Registration, RunCx, RunError, StateRequirement,
 };
@@ -99,6 +101,8 @@ pub struct JobDef {
     pub unique_by_args: bool,
     /// With `unique_by_args`: the key holds within windows of this length.
     pub unique_for: Option<Duration>,
+    /// Its concurrency and rate limits, across every worker.
+    pub limits: JobLimits,
     /// Where the job is defined, for error messages.
     #[doc(hidden)]
     pub location: Location,

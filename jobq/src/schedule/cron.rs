@@ -103,6 +103,7 @@ impl CronJob {
     fn new_job(&self, tick: DateTime<Utc>) -> NewJob {
         NewJob {
             kind: self.def.name,
+            limits: self.def.limits,
             queue: self.queue.clone(),
             args: "{}".to_owned(),
             priority: self.def.priority,
@@ -232,6 +233,7 @@ mod tests {
             catch_up: CatchUp::Latest,
             unique_by_args: false,
             unique_for: None,
+            limits: crate::limit::JobLimits::NONE,
             location: crate::job::Location {
                 module_path: "t",
                 file: "t.rs",

@@ -1,6 +1,7 @@
 //! Claiming jobs for attempts, and putting back claims whose answer was lost.
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 /// A job claimed for one attempt.
@@ -49,13 +50,17 @@ impl ClaimedJob {
 ///   not locked: that would cost every claim a write and order nothing
 ///   better, since the worker runs what it claimed either way until it
 ///   learns it lost its lease.)
-/// - Nothing is claimed while the queue is paused.
+/// - Nothing is claimed while the queue is paused, or while it has a limit
+///   of its own (`queue_limited`): the worker then claims it through
+///   [`claim_limited`](super::claim_limited), which counts against the
+///   limit. Both are read from the queue's one row, which the claim read
+///   already, so kinds and queues without limits pay nothing for them.
 /// - The claimed rows are updated by id through an array (`= ANY (ARRAY
 ///   (...))`), an index lookup whatever the plan: joined to the candidates
 ///   instead, a generic plan (which cannot see `$3`) hashed the whole table
 ///   to update 16 rows, 22-56 ms on 100,000 waiting jobs.
 /// - The statement always returns one row at least: with no job claimed, a
-///   row of nulls that still carries `promoted`, `alive` and
+///   row of nulls that still carries `promoted`, `alive`, `queue_limited` and
 ///   `next_due_ms`, how long until the queue's next future job is due
 ///   (null when there is none), so a producer about to sleep knows how long
 ///   without another round trip.
@@ -76,6 +81,11 @@ pub const CLAIM_SQL: &str = concat!(
         me AS (
             SELECT id FROM jobq_workers WHERE id = $4
         ),
+        q AS (
+            SELECT paused_at IS NOT NULL AS paused,
+                   concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL AS limited
+            FROM jobq_queues WHERE name = $1
+        ),
         c AS (
             SELECT x.id
             FROM unnest($2::text[]) AS k(kind)
@@ -87,8 +97,7 @@ pub const CLAIM_SQL: &str = concat!(
                 FOR UPDATE SKIP LOCKED
             ) AS x
             WHERE EXISTS (SELECT 1 FROM me)
-              AND NOT EXISTS (
-                  SELECT 1 FROM jobq_queues q WHERE q.name = $1 AND q.paused_at IS NOT NULL)
+              AND NOT EXISTS (SELECT 1 FROM q WHERE q.paused OR q.limited)
             ORDER BY x.priority, x.scheduled_at, x.id
             LIMIT $3
         ),
@@ -99,7 +108,9 @@ pub const CLAIM_SQL: &str = concat!(
             RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.lost_attempts,
                       j.max_attempts, j.priority, j.scheduled_at
         )
-        SELECT claimed.*, p.n AS promoted, EXISTS (SELECT 1 FROM me) AS alive, (",
+        SELECT claimed.*, p.n AS promoted, EXISTS (SELECT 1 FROM me) AS alive,
+               EXISTS (SELECT 1 FROM q WHERE q.limited) AS queue_limited,
+               NULL::float8 AS held_ms, (",
     next_due_sql!(),
     ") AS next_due_ms
         FROM (SELECT count(*) AS n FROM promoted) AS p LEFT JOIN claimed ON true"
@@ -123,6 +134,12 @@ pub(crate) struct Claim {
     /// How long from the claim until the next job not yet due is, measured
     /// on the server's clock; `None` when no job waits for a future time.
     pub next_due: Option<std::time::Duration>,
+    /// Whether the queue has a limit of its own: the plain claim then takes
+    /// nothing from it, and the limited claim takes everything.
+    pub queue_limited: bool,
+    /// A limit held a waiting job back: how long until a rate limit lets
+    /// one more start (zero for a concurrency limit). `None` otherwise.
+    pub held: Option<std::time::Duration>,
 }
 
 /// Claims up to `limit` due jobs of `queue` whose kind this worker knows, in
@@ -144,14 +161,22 @@ pub(crate) async fn claim_batch(
         .bind(claim_at)
         .fetch_all(conn)
         .await?;
+    read_claim(&rows)
+}
+
+/// Reads a claim's rows: the plain claim's and the limited claim's have the
+/// same columns.
+pub(crate) fn read_claim(rows: &[PgRow]) -> sqlx::Result<Claim> {
     let first = rows
         .first()
         .ok_or_else(|| sqlx::Error::Protocol("the claim returned no row".into()))?;
     let promoted: i64 = first.try_get("promoted")?;
     let alive: bool = first.try_get("alive")?;
     let next_due_ms: Option<f64> = first.try_get("next_due_ms")?;
+    let queue_limited: bool = first.try_get("queue_limited")?;
+    let held_ms: Option<f64> = first.try_get("held_ms")?;
     let mut jobs = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         let Some(id) = r.try_get::<Option<i64>, _>("id")? else {
             continue; // the row of nulls: nothing claimed
         };
@@ -172,6 +197,8 @@ pub(crate) async fn claim_batch(
         promoted,
         alive,
         next_due: next_due_ms.map(millis_to_duration),
+        queue_limited,
+        held: held_ms.map(millis_to_duration),
     })
 }
 

@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, Row};
 
+use crate::limit::JobLimits;
 use crate::queue::QueueName;
 
 /// A job about to be inserted.
 pub(crate) struct NewJob {
     pub kind: &'static str,
+    /// Its job's limits: a limited job gets its `limit_key`.
+    pub limits: JobLimits,
     pub queue: QueueName,
     pub args: String,
     pub priority: i16,
@@ -39,6 +42,8 @@ pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::R
 /// `enqueue_many` inserts.
 pub(crate) struct NewBatch<'a> {
     pub kind: &'static str,
+    /// Its job's limits: a limited job gets its `limit_key`.
+    pub limits: JobLimits,
     pub queue: &'a QueueName,
     pub priority: i16,
     pub max_attempts: i32,
@@ -62,7 +67,9 @@ pub(crate) async fn insert_many(
             INSERT INTO jobq_jobs (",
         batch_columns!(),
         ")
-            SELECT $1, $2, a::jsonb, $3, $4 FROM unnest($5::text[]) AS a
+            SELECT $1, $2, a::jsonb, $3, $4, ",
+        limit_key_sql!("a", "$6", "$7"),
+        " FROM unnest($5::text[]) AS a
             RETURNING id
         )
         SELECT array_agg(id ORDER BY id) AS ids, ",
@@ -74,6 +81,8 @@ pub(crate) async fn insert_many(
     .bind(batch.priority)
     .bind(batch.max_attempts)
     .bind(&batch.args)
+    .bind(batch.limits.is_limited().then_some(batch.kind))
+    .bind(batch.limits.partition)
     .fetch_one(conn)
     .await?;
     row.try_get("ids")
@@ -128,7 +137,7 @@ pub(crate) async fn insert_unique(
                 job_columns!(),
                 ", unique_key, unique_states, unique_until) VALUES (",
                 job_values!(),
-                ", $7, $8, $9) ",
+                ", $9, $10, $11) ",
                 on_key_held_do_nothing!(),
                 " RETURNING id, ",
                 notify_if_asleep!("queue")
@@ -202,7 +211,9 @@ pub(crate) async fn insert_unique_many(
             INSERT INTO jobq_jobs (",
         batch_columns!(),
         ", unique_key, unique_states, unique_until)
-            SELECT $1, $2, a::jsonb, $3, $4, k, s, u
+            SELECT $1, $2, a::jsonb, $3, $4, ",
+        limit_key_sql!("a", "$9", "$10"),
+        ", k, s, u
             FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
                 WITH ORDINALITY AS t(a, k, s, u, ord)
             ORDER BY k COLLATE \"C\", ord
@@ -222,6 +233,8 @@ pub(crate) async fn insert_unique_many(
     .bind(&keys)
     .bind(&states)
     .bind(&until)
+    .bind(first.limits.is_limited().then_some(first.kind))
+    .bind(first.limits.partition)
     .fetch_all(&mut *conn)
     .await;
     let inserted = match inserted {

@@ -134,6 +134,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0007_published_kinds.sql",
         sql: include_str!("../../migrations/0007_published_kinds.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_limits.sql",
+        sql: include_str!("../../migrations/0008_limits.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

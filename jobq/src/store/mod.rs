@@ -1,7 +1,7 @@
 //! Every SQL statement jobq runs, each named for what it does. Nothing outside
 //! this module speaks SQL, so a second backend would implement this seam.
 //!
-//! One file per concern: `insert`, `claim`, `finish`, `cancel`, `workers`
+//! One file per concern: `insert`, `claim`, `limits`, `finish`, `cancel`, `workers`
 //! (leases and rescues), `wake` (the wake locks), `cron`, `queues`, `prune`,
 //! `results` (results and following a job to its end), `migrate`, `session`
 //! (server sessions), `admin` (what people and tools read and do: lists,
@@ -63,25 +63,50 @@ macro_rules! next_due_sql {
     };
 }
 
+/// The SQL expression for a job's `limit_key` (see migration 8): `NULL`
+/// when `$name` (the job's name if it has limits) is null, else the name, a
+/// space, and the partition read from the arguments `$args` (jsonb) by the
+/// field `$field` ('' when null or missing).
+macro_rules! limit_key_sql {
+    ($args:literal, $name:literal, $field:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $name,
+            "::text IS NULL THEN NULL ELSE ",
+            $name,
+            " || ' ' || coalesce((",
+            $args,
+            ")::jsonb ->> ",
+            $field,
+            "::text, '') END"
+        )
+    };
+}
+
 /// The columns every insert of one job fills, in the order of
 /// `job_values!`.
 macro_rules! job_columns {
     () => {
-        "kind, queue, args, priority, max_attempts, scheduled_at, state"
+        "kind, queue, args, priority, max_attempts, scheduled_at, state, limit_key"
     };
 }
 
 /// The values of `job_columns!`, bound by `bind_job!`: `$1` kind, `$2`
 /// queue, `$3` arguments (JSON text), `$4` priority, `$5` max attempts, `$6`
-/// when it runs (null: now). A job due later is `scheduled`.
+/// when it runs (null: now), `$7` and `$8` the limit's name and
+/// partitioning field (see `limit_key_sql!`). A job due later is
+/// `scheduled`.
 macro_rules! job_values {
     () => {
-        "$1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
-         CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state"
+        concat!(
+            "$1, $2, $3::jsonb, $4, $5, coalesce($6, now()),
+             CASE WHEN $6 > now() THEN 'scheduled' ELSE 'available' END::jobq_state, ",
+            limit_key_sql!("$3", "$7", "$8")
+        )
     };
 }
 
-/// Binds a [`NewJob`] as `$1` to `$6` of `job_values!`.
+/// Binds a [`NewJob`] as `$1` to `$8` of `job_values!`.
 macro_rules! bind_job {
     ($query:expr, $job:expr) => {
         $query
@@ -91,6 +116,8 @@ macro_rules! bind_job {
             .bind($job.priority)
             .bind($job.max_attempts)
             .bind($job.run_at)
+            .bind($job.limits.is_limited().then_some($job.kind))
+            .bind($job.limits.partition)
     };
 }
 
@@ -98,7 +125,7 @@ macro_rules! bind_job {
 /// arguments (and unique keys), due now.
 macro_rules! batch_columns {
     () => {
-        "kind, queue, args, priority, max_attempts"
+        "kind, queue, args, priority, max_attempts, limit_key"
     };
 }
 
@@ -143,6 +170,7 @@ mod claim;
 mod cron;
 mod finish;
 mod insert;
+mod limits;
 mod migrate;
 mod prune;
 mod queues;
@@ -158,6 +186,7 @@ pub(crate) use claim::*;
 pub(crate) use cron::*;
 pub(crate) use finish::*;
 pub(crate) use insert::*;
+pub(crate) use limits::*;
 pub use migrate::{
     Migration, MigrationStatus, migrate, migration_script, migration_status, migrations,
 };
@@ -171,6 +200,7 @@ pub(crate) use workers::*;
 
 pub use claim::CLAIM_SQL;
 pub use results::FINISHED_CHANNEL;
+pub use limits::LIMIT_LOCK_CLASS;
 pub use workers::MAX_LOST_ATTEMPTS;
 
 /// The channel an insert notifies, with the queue's name as payload. Postgres

@@ -254,7 +254,7 @@ impl Worker {
         let shared = Arc::new(Shared {
             pool: pool.clone(),
             worker_id,
-            kinds: registry.kinds(),
+            kinds: ClaimKinds::new(&registry),
             registry,
             states: Arc::new(states),
             config: config.clone(),
@@ -285,6 +285,7 @@ impl Worker {
             config.clone(),
             completions_rx,
             rescans.values().cloned().collect(),
+            !shared.kinds.limited.is_empty(),
         );
         {
             let (pool, wakers, running, stop) =
@@ -348,7 +349,7 @@ pub(crate) struct Shared {
     pub pool: PgPool,
     pub worker_id: i64,
     pub registry: Registry,
-    pub kinds: Vec<String>,
+    pub kinds: ClaimKinds,
     pub states: Arc<States>,
     pub config: Config,
     pub completions: mpsc::Sender<Completion>,
@@ -383,6 +384,45 @@ fn published_kinds(registry: &Registry, config: &Config) -> Result<String> {
         })
         .collect();
     serde_json::to_string(&kinds).map_err(|e| Error::Config(format!("publishing job kinds: {e}")))
+}
+
+/// The kinds a worker claims, split by limits: those without go through the
+/// plain claim, those with through the limited one (see [`crate::limit`]).
+pub(crate) struct ClaimKinds {
+    /// Every stored name (names and aliases) of jobs without limits.
+    pub unlimited: Vec<String>,
+    /// Every stored name of jobs with limits, with those limits.
+    pub limited: Vec<store::LimitedKind>,
+    /// Every stored name, with its job's limits (none for most): what a
+    /// queue with a limit of its own claims.
+    pub all: Vec<store::LimitedKind>,
+}
+
+impl ClaimKinds {
+    fn new(registry: &Registry) -> Self {
+        let mut all = Vec::new();
+        for def in registry.jobs() {
+            let l = def.limits;
+            for kind in def.names() {
+                all.push(store::LimitedKind {
+                    kind: kind.to_owned(),
+                    name: l.is_limited().then_some(def.name),
+                    partition: l.partition,
+                    concurrency: l.concurrency.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                    rate: l.rate.map(|r| i32::try_from(r.count()).unwrap_or(i32::MAX)),
+                    window_ms: l.rate.map(|r| r.window_ms()),
+                });
+            }
+        }
+        all.sort_by(|a, b| a.kind.cmp(&b.kind));
+        let (limited, unlimited): (Vec<_>, Vec<_>) =
+            all.iter().cloned().partition(|k| k.name.is_some());
+        ClaimKinds {
+            unlimited: unlimited.into_iter().map(|k| k.kind).collect(),
+            limited,
+            all,
+        }
+    }
 }
 
 fn hostname() -> String {

@@ -47,7 +47,9 @@ pub(super) struct Completer {
 }
 
 impl Completer {
-    /// Starts writing the results `rx` receives.
+    /// Starts writing the results `rx` receives. With `limited` (the
+    /// worker runs jobs with limits), every write wakes the producers
+    /// through `rescans`: it may have freed a limit's slot they wait for.
     pub(super) fn spawn(
         tracker: &TaskTracker,
         pool: PgPool,
@@ -55,9 +57,18 @@ impl Completer {
         config: Config,
         rx: mpsc::Receiver<Completion>,
         rescans: Vec<Arc<Notify>>,
+        limited: bool,
     ) -> Self {
         let close = CancellationToken::new();
-        let task = tracker.spawn(run(pool, worker_id, config, rx, rescans, close.clone()));
+        let task = tracker.spawn(run(
+            pool,
+            worker_id,
+            config,
+            rx,
+            rescans,
+            limited,
+            close.clone(),
+        ));
         Completer { task, close }
     }
 
@@ -94,6 +105,7 @@ async fn run(
     config: Config,
     mut rx: mpsc::Receiver<Completion>,
     rescans: Vec<Arc<Notify>>,
+    limited: bool,
     close: CancellationToken,
 ) {
     let mut writer = Writer {
@@ -124,9 +136,10 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let rescan = batch
-            .iter()
-            .any(|f| matches!(f.state, JobState::Retryable | JobState::Scheduled));
+        let rescan = limited
+            || batch
+                .iter()
+                .any(|f| matches!(f.state, JobState::Retryable | JobState::Scheduled));
         // Plain completions take a lighter statement; each part is written
         // (and split, when refused) on its own, so a part written is never
         // written again when the other is tried again.

@@ -47,7 +47,7 @@ use self::buffer::{Holdings, LostClaim, StartRate};
 use self::state::{Action, ClaimReport, Producer};
 use super::conn::{HeldConn, bounded};
 use super::outage::Outage;
-use super::{Completion, Shared, execute};
+use super::{ClaimKinds, Completion, Shared, execute};
 use crate::store::{self, Backend, ClaimedJob};
 use sqlx::PgConnection;
 
@@ -56,6 +56,13 @@ const WAKE_LOCK_WAIT: Duration = Duration::from_millis(20);
 /// How long a lost claim's session is given to end before the claim's jobs
 /// are put back.
 const TERMINATE_WAIT: Duration = Duration::from_secs(5);
+/// How soon a producer whose claim a concurrency limit held back claims
+/// again (a slot frees when any worker's attempt ends, which this worker
+/// does not hear of; its own attempts' ends wake it at once).
+pub(crate) const LIMIT_RECHECK: Duration = Duration::from_millis(10);
+/// How often a producer with limited kinds gives their waiting jobs that
+/// have no limit key one (see [`store::adopt_limit_keys`]).
+const ADOPT_EVERY: Duration = Duration::from_secs(30);
 
 /// What wakes a sleeping producer besides its timer and free slots.
 pub(super) struct Wakes {
@@ -124,6 +131,13 @@ struct Driver<'a> {
     /// so it lives and dies with this connection.
     conn: HeldConn,
     producer: Producer,
+    /// Whether the queue has a limit of its own, as the last claim said.
+    queue_limited: bool,
+    /// Whether limited jobs may be waiting for this worker's own slots: a
+    /// slot that frees then calls for a claim.
+    limited_wait: bool,
+    /// When the limited kinds' waiting jobs were last given limit keys.
+    adopted_at: Option<Instant>,
 }
 
 /// The producer's loop, until `stop`.
@@ -143,6 +157,9 @@ async fn produce(
         outage: Outage::new("claim jobs"),
         conn: HeldConn::generic_plans(shared.pool.clone()),
         producer: Producer::new(shared.config.poll_interval, now),
+        queue_limited: false,
+        limited_wait: false,
+        adopted_at: None,
     };
     loop {
         if stop.is_cancelled() {
@@ -167,11 +184,19 @@ async fn produce(
                 let need = driver.held.slots_needed();
                 let slots = driver.held.slots.clone();
                 let timer = until.unwrap_or(now);
+                let limited_wait = driver.limited_wait;
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = wakes.notified.notified() => driver.producer.on_notified(Instant::now()),
                     _ = wakes.rescan.notified() => driver.producer.on_rescan(),
-                    slot = slots.acquire_many_owned(need), if slot => drop(slot),
+                    slot = slots.acquire_many_owned(need), if slot || limited_wait => {
+                        drop(slot);
+                        if limited_wait {
+                            // A slot for a limited job that waits.
+                            driver.limited_wait = false;
+                            driver.producer.on_rescan();
+                        }
+                    }
                     _ = tokio::time::sleep_until(timer.into()), if until.is_some() => {
                         driver.producer.on_timer();
                     }
@@ -231,6 +256,14 @@ impl Driver<'_> {
                 }
             }
         }
+        self.adopt_limit_keys().await;
+        // Limited jobs are claimed only for slots free now: one held in the
+        // buffer would hold its limit's slot without running.
+        let idle = self
+            .held
+            .slots
+            .available_permits()
+            .saturating_sub(self.held.buffer.len());
         let claim_at = self.producer.stamp(Utc::now());
         // While the claim runs, buffered jobs keep starting as slots free,
         // so short jobs do not wait for its round trip and commit. A stop
@@ -238,13 +271,17 @@ impl Driver<'_> {
         let epoch = self.shared.lease.epoch();
         let claimed = match self.conn.get().await {
             Ok(c) => {
-                let claim = bounded(store::claim_batch(
+                let claim = bounded(claim_all(
                     c,
-                    self.queue,
-                    &self.shared.kinds,
-                    room as i64,
-                    self.shared.worker_id,
-                    claim_at,
+                    ClaimAsk {
+                        queue: self.queue,
+                        kinds: &self.shared.kinds,
+                        room,
+                        idle,
+                        queue_limited: self.queue_limited,
+                        worker_id: self.shared.worker_id,
+                        claim_at,
+                    },
                 ));
                 tokio::pin!(claim);
                 let slots = self.held.slots.clone();
@@ -266,8 +303,19 @@ impl Driver<'_> {
             Err(e) => Some(Err(e)),
         };
         match claimed {
-            Some(Ok(claim)) => {
+            Some(Ok((claim, limited_wait))) => {
                 self.outage.recovered();
+                self.queue_limited = claim.queue_limited;
+                self.limited_wait = limited_wait;
+                // Held back by a limit: claim again when a rate permit
+                // frees, or soon for a concurrency slot.
+                let held = claim
+                    .held
+                    .map(|h| if h.is_zero() { LIMIT_RECHECK } else { h });
+                let next_due = match (claim.next_due, held) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 if !claim.alive {
                     // Taken for dead: the heartbeat registers the worker
                     // again; until then claims take nothing.
@@ -279,7 +327,7 @@ impl Driver<'_> {
                         asked: room,
                         got: claim.jobs.len(),
                         promoted: claim.promoted,
-                        next_due: claim.next_due,
+                        next_due,
                     },
                     now,
                 );
@@ -300,6 +348,38 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// Gives the waiting jobs of limited kinds that have no limit key one,
+    /// at the first claim and every [`ADOPT_EVERY`] after. A failure is
+    /// logged and tried again at the next claim.
+    async fn adopt_limit_keys(&mut self) {
+        let limited = &self.shared.kinds.limited;
+        if limited.is_empty() || self.adopted_at.is_some_and(|at| at.elapsed() < ADOPT_EVERY) {
+            return;
+        }
+        let Ok(c) = self.conn.get().await else {
+            return;
+        };
+        let mut adopted = 0;
+        for kind in limited {
+            match bounded(store::adopt_limit_keys(c, self.queue, kind)).await {
+                Ok(n) => adopted += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = kind.kind, "could not give limit keys to waiting jobs");
+                    self.conn.discard();
+                    return;
+                }
+            }
+        }
+        if adopted > 0 {
+            tracing::info!(
+                jobs = adopted,
+                queue = self.queue,
+                "jobs enqueued before their job had limits now count against them"
+            );
+        }
+        self.adopted_at = Some(Instant::now());
     }
 
     /// Takes the queue's wake lock before sleeping (see
@@ -357,6 +437,108 @@ async fn hand_back(shared: &Shared, jobs: impl IntoIterator<Item = ClaimedJob>) 
             );
         }
     }
+}
+
+/// What one claim asks for.
+struct ClaimAsk<'a> {
+    queue: &'a str,
+    kinds: &'a ClaimKinds,
+    /// How many jobs it may take, prefetch included.
+    room: usize,
+    /// How many slots are free now: limited jobs are taken only for those.
+    idle: usize,
+    /// Whether the queue had a limit of its own at the last claim.
+    queue_limited: bool,
+    worker_id: i64,
+    claim_at: DateTime<Utc>,
+}
+
+/// Claims with the plain claim for kinds without limits, and with the
+/// limited claim for kinds with limits (or every kind, when the queue has a
+/// limit of its own), in that order, both stamped `claim_at`. A worker
+/// without limited kinds makes the plain claim alone, as before limits
+/// existed. Also says whether limited jobs may wait for this worker's own
+/// slots (its idle slots bounded the limited claim).
+async fn claim_all(
+    conn: &mut PgConnection,
+    ask: ClaimAsk<'_>,
+) -> sqlx::Result<(store::Claim, bool)> {
+    if ask.queue_limited {
+        let claim = limited_claim(conn, &ask, &ask.kinds.all, ask.idle).await?;
+        let bounded_by_slots = claim.jobs.len() >= ask.idle;
+        return Ok((claim, bounded_by_slots));
+    }
+    let has_limited = !ask.kinds.limited.is_empty();
+    let mut claim = if ask.kinds.unlimited.is_empty() && has_limited {
+        None
+    } else {
+        Some(
+            store::claim_batch(
+                conn,
+                ask.queue,
+                &ask.kinds.unlimited,
+                ask.room as i64,
+                ask.worker_id,
+                ask.claim_at,
+            )
+            .await?,
+        )
+    };
+    if claim.as_ref().is_some_and(|plain| plain.queue_limited) {
+        // The queue got a limit: the plain claim took nothing.
+        let claim = limited_claim(conn, &ask, &ask.kinds.all, ask.idle).await?;
+        let bounded_by_slots = claim.jobs.len() >= ask.idle;
+        return Ok((claim, bounded_by_slots));
+    }
+    if !has_limited {
+        return Ok((claim.expect("the plain claim ran"), false));
+    }
+    let got = claim.as_ref().map_or(0, |c| c.jobs.len());
+    let room = ask
+        .idle
+        .saturating_sub(got)
+        .min(ask.room.saturating_sub(got));
+    if room == 0 {
+        return match claim {
+            Some(c) => Ok((c, true)),
+            None => Ok((
+                limited_claim(conn, &ask, &ask.kinds.limited, 0).await?,
+                true,
+            )),
+        };
+    }
+    let limited = limited_claim(conn, &ask, &ask.kinds.limited, room).await?;
+    let bounded_by_slots = limited.jobs.len() >= room;
+    let Some(mut plain) = claim.take() else {
+        return Ok((limited, bounded_by_slots));
+    };
+    plain.jobs.extend(limited.jobs);
+    plain
+        .jobs
+        .sort_by_key(|j| (j.priority, j.scheduled_at, j.id));
+    plain.promoted += limited.promoted;
+    plain.alive &= limited.alive;
+    plain.queue_limited = limited.queue_limited;
+    plain.held = limited.held;
+    Ok((plain, bounded_by_slots))
+}
+
+/// The limited claim of up to `room` jobs of `kinds`, for `ask`.
+async fn limited_claim(
+    conn: &mut PgConnection,
+    ask: &ClaimAsk<'_>,
+    kinds: &[store::LimitedKind],
+    room: usize,
+) -> sqlx::Result<store::Claim> {
+    store::claim_limited(
+        conn,
+        ask.queue,
+        kinds,
+        room as i64,
+        ask.worker_id,
+        ask.claim_at,
+    )
+    .await
 }
 
 /// Puts back the jobs of lost claims, once the sessions that ran those

@@ -1,0 +1,427 @@
+//! Concurrency and rate limits across worker processes: each property is
+//! read from what the jobs themselves recorded (`limit_runs`), never from
+//! jobq's own bookkeeping.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use jobq::{Limit, Rate};
+use jobq_tests::limited::{
+    create_limit_runs, five_at_once, hundred_a_second, in_limited_queue, one_per_user, two_at_once,
+};
+use jobq_tests::{TestDb, spawn_worker_process_with_lease, wait_until};
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// Worker processes that are killed when the test ends, pass or fail.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn start(db: &TestDb, n: usize, concurrency: usize, lease: Duration, queue: &str) -> Workers {
+        Workers(
+            (0..n)
+                .map(|_| {
+                    spawn_worker_process_with_lease(WORKER_BIN, &db.url, concurrency, lease, queue)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn finished(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM limit_runs").await
+}
+
+async fn wait_finished(db: &TestDb, n: i64) {
+    wait_until(
+        &format!("{n} jobs to record their runs"),
+        DEADLINE,
+        || async { finished(db).await >= n },
+    )
+    .await;
+}
+
+/// The most recorded runs that overlapped at any moment, per partition (the
+/// highest over all partitions). At equal times a start counts before an
+/// end, which can only overstate the overlap.
+async fn max_overlap(db: &TestDb) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(max(running), 0)::int8 FROM (
+            SELECT sum(d) OVER (PARTITION BY part ORDER BY t, d DESC
+                                ROWS UNBOUNDED PRECEDING) AS running
+            FROM (SELECT part, began_at AS t, 1 AS d FROM limit_runs
+                  UNION ALL
+                  SELECT part, ended_at, -1 FROM limit_runs) AS e) AS x",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("max overlap")
+}
+
+/// Jobs `kind` still waiting in the database.
+async fn unfinished(db: &TestDb) -> i64 {
+    db.count("SELECT count(*) FROM jobq_jobs WHERE state <> 'completed'")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_5_holds_across_three_workers_and_is_reached() {
+    let db = TestDb::new("limit_c5").await;
+    create_limit_runs(&db.pool).await;
+    let n = 2_000;
+    jobq::enqueue_many::<five_at_once::Job, _, _>(
+        &db.pool,
+        (0..n).map(|_| five_at_once::Args { millis: 10 }),
+    )
+    .await
+    .unwrap();
+    // Each worker could run 8 at once: only the limit keeps them to 5.
+    let workers = Workers::start(&db, 3, 8, Duration::from_secs(30), "limit_c5");
+    let started = Instant::now();
+    wait_finished(&db, n).await;
+    let elapsed = started.elapsed();
+    let overlap = max_overlap(&db).await;
+    eprintln!("concurrency 5: {n} jobs in {elapsed:?}, at most {overlap} at once");
+    assert_eq!(overlap, 5, "the limit is 5, and 2,000 jobs reach it");
+    // Every worker took part: the limit is shared, not one worker's.
+    let claimers: i64 = db
+        .count("SELECT count(DISTINCT attempted_by) FROM jobq_jobs")
+        .await;
+    assert_eq!(claimers, 3);
+    assert_eq!(unfinished(&db).await, 0);
+    drop(workers);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_100_per_second_holds_in_every_window_and_is_sustained() {
+    let db = TestDb::new("limit_rate").await;
+    create_limit_runs(&db.pool).await;
+    let n = 1_500;
+    jobq::enqueue_many::<hundred_a_second::Job, _, _>(
+        &db.pool,
+        (0..n).map(|_| hundred_a_second::Args { millis: 5 }),
+    )
+    .await
+    .unwrap();
+    let workers = Workers::start(&db, 3, 20, Duration::from_secs(30), "limit_rate");
+    wait_finished(&db, n).await;
+    // Every window [t, t + 1 s) that starts at a recorded start: the
+    // busiest window starts at one.
+    let busiest: i64 = db
+        .count(
+            "SELECT max(c)::int8 FROM (
+                SELECT count(*) OVER (ORDER BY claimed_at RANGE BETWEEN CURRENT ROW
+                                      AND interval '999999 microseconds' FOLLOWING) AS c
+                FROM limit_runs) AS w",
+        )
+        .await;
+    let span: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(claimed_at) - min(claimed_at))::float8 FROM limit_runs",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // The first window's 100 start at once; the other 1,400 take at least
+    // 14 more seconds at 100 a second.
+    let sustained = (n - 100) as f64 / span;
+    eprintln!(
+        "rate 100/1s: busiest 1 s window {busiest} starts, sustained {sustained:.1}/s over {span:.2} s"
+    );
+    assert!(busiest <= 100, "a 1 s window holds {busiest} starts");
+    assert!(
+        busiest >= 90,
+        "the limit is reached: busiest window {busiest}"
+    );
+    assert!(sustained >= 90.0, "sustained {sustained:.1}/s");
+    // Every attempt's start is a recorded run's: none ran twice.
+    let runs: i64 = db
+        .count("SELECT count(DISTINCT job_id) FROM limit_runs")
+        .await;
+    assert_eq!(runs, n);
+    drop(workers);
+    db.cleanup().await;
+}
+
+/// Enqueues `per_user` jobs for each of `users`, interleaved.
+async fn enqueue_users(db: &TestDb, users: std::ops::Range<i64>, per_user: usize, millis: u64) {
+    let args: Vec<one_per_user::Args> = (0..per_user)
+        .flat_map(|_| {
+            users
+                .clone()
+                .map(move |user| one_per_user::Args { user, millis })
+        })
+        .collect();
+    jobq::enqueue_many::<one_per_user::Job, _, _>(&db.pool, args)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_at_its_limit_does_not_hold_up_the_others() {
+    let db = TestDb::new("limit_part").await;
+    create_limit_runs(&db.pool).await;
+    let workers = Workers::start(&db, 3, 8, Duration::from_secs(30), "limit_user");
+
+    // 50 users x 40 jobs, one at a time per user.
+    enqueue_users(&db, 0..50, 40, 10).await;
+    let started = Instant::now();
+    wait_finished(&db, 2_000).await;
+    let alone = started.elapsed();
+    assert_eq!(
+        max_overlap(&db).await,
+        1,
+        "two jobs of one user ran at once"
+    );
+    let users_at_once: i64 = db
+        .count(
+            "SELECT max(c)::int8 FROM (
+                SELECT count(DISTINCT b.part) AS c FROM limit_runs a
+                JOIN limit_runs b ON b.began_at <= a.began_at AND b.ended_at >= a.began_at
+                GROUP BY a.job_id) AS x",
+        )
+        .await;
+    assert!(
+        users_at_once > 10,
+        "users ran side by side: at most {users_at_once} at once"
+    );
+
+    // Now a queue whose first 10,000 jobs belong to user 1000, then 49
+    // other users' 40 jobs each: those run at full speed beside user 1000.
+    sqlx::query("TRUNCATE limit_runs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    enqueue_users(&db, 1_000..1_001, 10_000, 10).await;
+    enqueue_users(&db, 0..49, 40, 10).await;
+    let started = Instant::now();
+    wait_until("the other users' 1,960 jobs to run", DEADLINE, || async {
+        db.count("SELECT count(*) FROM limit_runs WHERE part <> '1000'")
+            .await
+            >= 1_960
+    })
+    .await;
+    let beside_hog = started.elapsed();
+    let hog_done = db
+        .count("SELECT count(*) FROM limit_runs WHERE part = '1000'")
+        .await;
+    eprintln!(
+        "partitioned: 2,000 jobs of 50 users in {alone:?}; 1,960 jobs of 49 users behind \
+         10,000 of one user in {beside_hog:?} (that user ran {hog_done} meanwhile)"
+    );
+    assert_eq!(
+        max_overlap(&db).await,
+        1,
+        "two jobs of one user ran at once"
+    );
+    assert!(
+        hog_done < 2_000,
+        "the other users waited for user 1000's backlog ({hog_done} of its jobs ran first)"
+    );
+    // Full speed: within a loose factor of the same work without the hog
+    // (the machine is shared; a blocked queue would take minutes).
+    assert!(
+        beside_hog < alone * 3 + Duration::from_secs(2),
+        "{beside_hog:?} beside the hog against {alone:?} alone"
+    );
+    drop(workers);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_slots_come_back_within_a_lease() {
+    let db = TestDb::new("limit_crash").await;
+    create_limit_runs(&db.pool).await;
+    let lease = Duration::from_secs(2);
+    // Two long jobs take the limit's two slots on the first worker.
+    let long = jobq::enqueue_many::<two_at_once::Job, _, _>(
+        &db.pool,
+        (0..2).map(|_| two_at_once::Args { millis: 600_000 }),
+    )
+    .await
+    .unwrap();
+    let mut first = Workers::start(&db, 1, 8, lease, "limit_crash");
+    wait_until("the long jobs to run", DEADLINE, || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'running'")
+            .await
+            == 2
+    })
+    .await;
+    let short = jobq::enqueue_many::<two_at_once::Job, _, _>(
+        &db.pool,
+        (0..6).map(|_| two_at_once::Args { millis: 200 }),
+    )
+    .await
+    .unwrap();
+    // Their second attempt is short.
+    sqlx::query("UPDATE jobq_jobs SET args = '{\"millis\": 200}' WHERE id = ANY($1)")
+        .bind(long.iter().map(|id| id.0).collect::<Vec<_>>())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // Killed with both slots held; a second worker takes over.
+    let mut victim = first.0.remove(0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed_at = chrono::Utc::now();
+    let second = Workers::start(&db, 1, 8, lease, "limit_crash");
+
+    // A server restart changes nothing: every limit lives in tables.
+    if let Ok(restart) = std::env::var("JOBQ_PG_RESTART") {
+        let status = Command::new(restart).status().expect("run pg-restart");
+        assert!(status.success(), "pg-restart failed: {status}");
+    } else {
+        eprintln!("JOBQ_PG_RESTART unset (DATABASE_URL given): not restarting the server");
+    }
+
+    wait_finished(&db, 8).await;
+    let first_start: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT min(began_at) FROM limit_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let freed_after = (first_start - killed_at).to_std().unwrap_or_default();
+    eprintln!("a killed worker's 2 slots: the next job started {freed_after:?} after the kill");
+    // Nothing ran while the dead worker's jobs held the slots, and they
+    // came back with the rescue, a lease after its last heartbeat (plus
+    // the rescuer's pass and a start-up on a busy machine).
+    assert!(
+        freed_after >= lease / 2,
+        "started {freed_after:?} after the kill"
+    );
+    assert!(
+        freed_after < lease * 3 + Duration::from_secs(3),
+        "{freed_after:?}"
+    );
+    assert_eq!(max_overlap(&db).await, 2);
+    assert_eq!(unfinished(&db).await, 0);
+    let ids: Vec<i64> = short.iter().chain(&long).map(|id| id.0).collect();
+    let done: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT job_id) FROM limit_runs WHERE job_id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(done, 8);
+    drop((first, second));
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_limit_set_at_run_time_holds_until_cleared() {
+    let db = TestDb::new("limit_queue").await;
+    create_limit_runs(&db.pool).await;
+    jobq::set_queue_limit(&db.pool, "limit_queue", Limit::concurrency(3))
+        .await
+        .unwrap();
+    jobq::enqueue_many::<in_limited_queue::Job, _, _>(
+        &db.pool,
+        (0..300).map(|_| in_limited_queue::Args { millis: 10 }),
+    )
+    .await
+    .unwrap();
+    let workers = Workers::start(&db, 3, 8, Duration::from_secs(30), "limit_queue");
+    wait_finished(&db, 300).await;
+    assert_eq!(max_overlap(&db).await, 3);
+
+    // Cleared: the workers' own concurrency is the only cap again.
+    jobq::clear_queue_limit(&db.pool, "limit_queue")
+        .await
+        .unwrap();
+    sqlx::query("TRUNCATE limit_runs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    jobq::enqueue_many::<in_limited_queue::Job, _, _>(
+        &db.pool,
+        (0..300).map(|_| in_limited_queue::Args { millis: 50 }),
+    )
+    .await
+    .unwrap();
+    wait_finished(&db, 300).await;
+    let overlap = max_overlap(&db).await;
+    assert!(
+        overlap > 3,
+        "at most {overlap} at once after the limit was cleared"
+    );
+    drop(workers);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_rate_limit_counts_every_kind() {
+    let db = TestDb::new("limit_qrate").await;
+    create_limit_runs(&db.pool).await;
+    jobq::set_queue_limit(&db.pool, "limit_queue", Limit::rate(Rate::per_second(40)))
+        .await
+        .unwrap();
+    let n = 200;
+    jobq::enqueue_many::<in_limited_queue::Job, _, _>(
+        &db.pool,
+        (0..n).map(|_| in_limited_queue::Args { millis: 1 }),
+    )
+    .await
+    .unwrap();
+    let workers = Workers::start(&db, 2, 8, Duration::from_secs(30), "limit_queue");
+    wait_finished(&db, n).await;
+    let busiest: i64 = db
+        .count(
+            "SELECT max(c)::int8 FROM (
+                SELECT count(*) OVER (ORDER BY claimed_at RANGE BETWEEN CURRENT ROW
+                                      AND interval '999999 microseconds' FOLLOWING) AS c
+                FROM limit_runs) AS w",
+        )
+        .await;
+    assert!((30..=40).contains(&busiest), "busiest window: {busiest}");
+    drop(workers);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queue_limits_are_refused() {
+    let db = TestDb::new("limit_bad").await;
+    let e = jobq::set_queue_limit(&db.pool, "no spaces", Limit::concurrency(3))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid queue name"), "{e}");
+    let e = jobq::set_queue_limit(&db.pool, "q", Limit::concurrency(0))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let rows = db.count("SELECT count(*) FROM jobq_queues").await;
+    assert_eq!(rows, 0);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_enqueued_before_their_limit_run_under_it() {
+    let db = TestDb::new("limit_adopt").await;
+    create_limit_runs(&db.pool).await;
+    jobq::enqueue_many::<five_at_once::Job, _, _>(
+        &db.pool,
+        (0..60).map(|_| five_at_once::Args { millis: 20 }),
+    )
+    .await
+    .unwrap();
+    // As if enqueued by a build whose job had no limit yet.
+    sqlx::query("UPDATE jobq_jobs SET limit_key = NULL")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let workers = Workers::start(&db, 2, 8, Duration::from_secs(30), "limit_c5");
+    wait_finished(&db, 60).await;
+    assert!(max_overlap(&db).await <= 5);
+    drop(workers);
+    db.cleanup().await;
+}
