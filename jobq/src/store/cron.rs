@@ -68,11 +68,11 @@ pub(crate) async fn insert_cron_tick(
             ", unique_key, unique_states)
             SELECT ",
             job_values!(),
-            ", $7, 255
+            ", $9, 255
             WHERE NOT EXISTS (
                 SELECT 1 FROM jobq_cron
                 WHERE name = $1 AND last_tick >= $6
-                  AND $6 < now() - $8 * interval '1 millisecond')
+                  AND $6 < now() - $10 * interval '1 millisecond')
             ",
             on_key_held_do_nothing!(),
             " RETURNING id, queue
