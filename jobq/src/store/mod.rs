@@ -1,13 +1,14 @@
 //! Every SQL statement jobq runs, each named for what it does. Nothing outside
 //! this module speaks SQL, so a second backend would implement this seam.
 //!
-//! One file per concern: `insert`, `claim`, `limits`, `finish`, `cancel`, `workers`
-//! (leases and rescues), `wake` (the wake locks), `cron`, `queues`, `prune`,
-//! `results` (results and following a job to its end), `migrate`, `session`
-//! (server sessions), `admin` (what people and tools read and do: lists,
-//! counts, bulk actions), `types` (how jobq's types cross the seam). Names
-//! that SQL text spells (channels, lock keys) are defined once, below, as
-//! macros the statements are built from and constants the code uses.
+//! One file per concern: `insert`, `claim`, `limits` (the limited claim),
+//! `finish`, `cancel`, `workers` (leases and rescues), `wake` (the wake
+//! locks), `cron`, `queues`, `prune`, `results` (results and following a job
+//! to its end), `migrate`, `session` (server sessions), `admin` (what people
+//! and tools read and do: lists, counts, bulk actions), `types` (how jobq's
+//! types cross the seam). Names that SQL text spells (channels, lock keys)
+//! are defined once, below, as macros the statements are built from and
+//! constants the code uses.
 
 /// The channel an insert notifies: spelled once, for [`INSERT_CHANNEL`] and
 /// the SQL built with it.
@@ -199,8 +200,8 @@ pub(crate) use wake::*;
 pub(crate) use workers::*;
 
 pub use claim::CLAIM_SQL;
-pub use results::FINISHED_CHANNEL;
 pub use limits::LIMIT_LOCK_CLASS;
+pub use results::FINISHED_CHANNEL;
 pub use workers::MAX_LOST_ATTEMPTS;
 
 /// The channel an insert notifies, with the queue's name as payload. Postgres
