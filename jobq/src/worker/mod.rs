@@ -396,6 +396,11 @@ pub(crate) struct ClaimKinds {
     /// Every stored name, with its job's limits (none for most): what a
     /// queue with a limit of its own claims.
     pub all: Vec<store::LimitedKind>,
+    /// Whether a limited kind has a concurrency limit: its jobs are then
+    /// claimed only for free slots (a buffered one would hold a slot of the
+    /// limit without running). Rate limits alone count starts, which a
+    /// buffer does not change, so those are claimed like any other.
+    pub limits_concurrency: bool,
 }
 
 impl ClaimKinds {
@@ -419,6 +424,7 @@ impl ClaimKinds {
             all.iter().cloned().partition(|k| k.name.is_some());
         ClaimKinds {
             unlimited: unlimited.into_iter().map(|k| k.kind).collect(),
+            limits_concurrency: limited.iter().any(|k| k.concurrency.is_some()),
             limited,
             all,
         }

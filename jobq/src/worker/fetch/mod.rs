@@ -308,10 +308,16 @@ impl Driver<'_> {
                 self.queue_limited = claim.queue_limited;
                 self.limited_wait = limited_wait;
                 // Held back by a limit: claim again when a rate permit
-                // frees, or soon for a concurrency slot.
-                let held = claim
-                    .held
-                    .map(|h| if h.is_zero() { LIMIT_RECHECK } else { h });
+                // frees (counted from the claim's stamp, so the round trip
+                // does not add to the wait), or soon for a concurrency slot.
+                let since_stamp = (Utc::now() - claim_at).to_std().unwrap_or_default();
+                let held = claim.held.map(|h| {
+                    if h.is_zero() {
+                        LIMIT_RECHECK
+                    } else {
+                        h.saturating_sub(since_stamp).max(Duration::from_millis(1))
+                    }
+                });
                 let next_due = match (claim.next_due, held) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -494,10 +500,14 @@ async fn claim_all(
         return Ok((claim.expect("the plain claim ran"), false));
     }
     let got = claim.as_ref().map_or(0, |c| c.jobs.len());
-    let room = ask
-        .idle
-        .saturating_sub(got)
-        .min(ask.room.saturating_sub(got));
+    // Only free slots under a concurrency limit (see `limits_concurrency`).
+    let room = if ask.kinds.limits_concurrency {
+        ask.idle
+            .saturating_sub(got)
+            .min(ask.room.saturating_sub(got))
+    } else {
+        ask.room.saturating_sub(got)
+    };
     if room == 0 {
         return match claim {
             Some(c) => Ok((c, true)),
