@@ -13,6 +13,9 @@
 //!   by filter, in bounded batches, reporting [`Progress`].
 //! - [`workers`], [`kinds`], [`cron_jobs`]: what live workers publish.
 //! - [`prune_preview`]: what a [`Retention`](crate::Retention) would delete.
+//! - [`throughput`]: completed and failed jobs per time bucket, for charts;
+//!   [`enqueue_json`]: a job by its kind's name with JSON arguments, for a
+//!   process that does not link the jobs (the dashboard).
 //! - [`pause_queue`](crate::pause_queue) and
 //!   [`resume_queue`](crate::resume_queue) change a queue.
 //!
@@ -62,6 +65,7 @@
 //! ```
 
 mod actions;
+mod dashboard;
 mod jobs;
 mod published;
 
@@ -77,6 +81,7 @@ use crate::maintenance::pruner::{Keep, Retention};
 use crate::store;
 
 pub use actions::{Action, BulkOutcome, DEFAULT_BATCH, Progress, Target, Unchanged, apply};
+pub use dashboard::{NamedJob, Throughput, enqueue_json, throughput};
 pub(crate) use jobs::UNKNOWN_KIND_CAP;
 pub use jobs::{
     Attempt, Count, Cursor, Event, JobDetail, JobFilter, JobPage, JobSummary, count_by_state,

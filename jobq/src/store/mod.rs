@@ -5,10 +5,11 @@
 //! `finish`, `cancel`, `workers` (leases and rescues), `wake` (the wake
 //! locks), `cron`, `queues`, `prune`, `results` (results and following a job
 //! to its end), `migrate`, `session` (server sessions), `admin` (what people
-//! and tools read and do: lists, counts, bulk actions), `types` (how jobq's
-//! types cross the seam). Names that SQL text spells (channels, lock keys)
-//! are defined once, below, as macros the statements are built from and
-//! constants the code uses.
+//! and tools read and do: lists, counts, bulk actions), `dashboard` (what
+//! only the dashboard asks: time series, an enqueue by kind name), `types`
+//! (how jobq's types cross the seam). Names that SQL text spells (channels,
+//! lock keys) are defined once, below, as macros the statements are built
+//! from and constants the code uses.
 
 /// The channel an insert notifies: spelled once, for [`INSERT_CHANNEL`] and
 /// the SQL built with it.
@@ -169,6 +170,7 @@ mod admin;
 mod cancel;
 mod claim;
 mod cron;
+mod dashboard;
 mod finish;
 mod insert;
 mod limits;
@@ -185,6 +187,7 @@ pub(crate) use admin::*;
 pub(crate) use cancel::*;
 pub(crate) use claim::*;
 pub(crate) use cron::*;
+pub(crate) use dashboard::*;
 pub(crate) use finish::*;
 pub(crate) use insert::*;
 pub(crate) use limits::*;
