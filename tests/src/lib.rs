@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod browser;
 pub mod faulty;
 pub mod limited;
 pub mod proxy;
