@@ -2,7 +2,13 @@
 //! jobs per minute. No script draws them, so they show with JavaScript off
 //! and under the strictest CSP.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
+use jobq::admin::{self, Throughput};
+use sqlx::PgPool;
 
 /// Drawing area, in SVG user units (the SVG scales to its box).
 const WIDTH: f64 = 720.0;
@@ -10,6 +16,46 @@ const HEIGHT: f64 = 150.0;
 /// Room on the left for the axis labels, and below for the time labels.
 const LEFT: f64 = 44.0;
 const BOTTOM: f64 = 18.0;
+
+/// The series charts draw, each kept for a twelfth of its bucket (5 s for
+/// per-minute bars, 75 s for quarters of an hour): every open tab polls, and
+/// a day's series reads a day of finished jobs.
+#[derive(Default)]
+pub(crate) struct Cache {
+    series: Mutex<HashMap<SeriesKey, (Instant, Vec<Throughput>)>>,
+}
+
+/// A series: its bucket in seconds, how many buckets, which queue.
+type SeriesKey = (u64, u32, Option<String>);
+
+impl Cache {
+    /// [`admin::throughput`], from the cache while fresh.
+    pub async fn throughput(
+        &self,
+        pool: &PgPool,
+        bucket: Duration,
+        buckets: u32,
+        queue: Option<&str>,
+    ) -> jobq::Result<Vec<Throughput>> {
+        let key = (bucket.as_secs(), buckets, queue.map(str::to_owned));
+        let fresh_for = bucket / 12;
+        if let Some((at, series)) = self.lock().get(&key)
+            && at.elapsed() < fresh_for
+        {
+            return Ok(series.clone());
+        }
+        let series = admin::throughput(pool, bucket, buckets, queue).await?;
+        let mut cache = self.lock();
+        // Drop what went stale, so queues seen once do not pile up.
+        cache.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(300));
+        cache.insert(key, (Instant::now(), series.clone()));
+        Ok(series)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SeriesKey, (Instant, Vec<Throughput>)>> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// One bucket of the series: when it starts and what finished in it.
 #[derive(Clone, Debug)]

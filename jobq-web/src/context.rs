@@ -24,8 +24,13 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// `{base}{path}`: a link inside the dashboard.
+    /// `{base}{path}`: a link inside the dashboard. The overview (`/`) is
+    /// the base itself: nested under `/admin/jobs`, axum serves the nested
+    /// root at `/admin/jobs`, not at `/admin/jobs/`.
     pub fn href(&self, path: &str) -> String {
+        if path == "/" && !self.base.is_empty() {
+            return self.base.clone();
+        }
         format!("{}{path}", self.base)
     }
 }

@@ -129,6 +129,7 @@ pub(crate) struct App {
     pub pool: PgPool,
     pub options: Options,
     pub operations: operations::Registry,
+    pub charts: chart::Cache,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -148,6 +149,7 @@ pub fn router(pool: PgPool, options: Options) -> Router {
         pool,
         options,
         operations: operations::Registry::default(),
+        charts: chart::Cache::default(),
     });
     Router::new()
         .route("/", get(views::overview::page))

@@ -379,12 +379,13 @@ async fn an_operator_works_through_the_dashboard_in_chromium() {
     find(&browser, "#queues").await;
     browser.screenshot("queues").await;
 
-    // Workers and the kinds they run; cron jobs with their next tick.
-    c.goto(&format!("{}/workers", served.url)).await.unwrap();
+    // Workers and the kinds they run (through the menu); cron jobs with
+    // their next tick.
+    click(&browser, "header.top nav a[href$='/workers']").await;
     assert!(text(&browser, "#workers").await.contains("default"));
     assert!(text(&browser, "#kinds").await.contains("always_fails"));
     browser.screenshot("workers").await;
-    c.goto(&format!("{}/cron", served.url)).await.unwrap();
+    click(&browser, "header.top nav a[href$='/cron']").await;
     let cron = text(&browser, "#cron").await;
     assert!(
         cron.contains("tick") && cron.contains("* * * * * *"),
@@ -420,6 +421,10 @@ async fn an_operator_works_through_the_dashboard_in_chromium() {
         enqueued,
         ("record".to_owned(), JobState::Available.to_string())
     );
+
+    // Back to the overview through the menu.
+    click(&browser, "a.brand").await;
+    find(&browser, "#queues").await;
 
     browser.close().await;
     worker.stop().await.expect("stop the worker");

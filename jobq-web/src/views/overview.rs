@@ -30,8 +30,10 @@ pub(crate) async fn charts(app: &Shared, queue: Option<&str>) -> Result<Vec<Char
         ("Last hour, per minute", 1, 60),
         ("Last 24 hours, per minute (15-minute average)", 15, 96),
     ] {
-        let series =
-            admin::throughput(&app.pool, Duration::from_secs(60 * minutes), buckets, queue).await?;
+        let series = app
+            .charts
+            .throughput(&app.pool, Duration::from_secs(60 * minutes), buckets, queue)
+            .await?;
         let buckets: Vec<Bucket> = series
             .into_iter()
             .map(|b| Bucket {

@@ -30,51 +30,68 @@ pub(crate) struct BucketRow {
 /// whose predicate the first branch repeats word for word so the planner can
 /// use it; the few finished jobs it leaves out (their unique key still holds)
 /// through `jobq_jobs_unique`; retryable jobs through `jobq_jobs_due`.
+/// Over 10 million rows (busy machine): 80-160 ms for an hour of 14,000
+/// finished jobs, 290 ms for a day of 335,000.
 pub(crate) async fn throughput(
     pool: &PgPool,
     bucket_secs: i64,
     buckets: i64,
     queue: Option<&str>,
 ) -> sqlx::Result<Vec<BucketRow>> {
+    let mut tx = pool.begin().await?;
+    // The window's start is known before planning (not computed in the
+    // statement), so the planner sizes the scan from the index's statistics;
+    // and JIT stays off: compiling costs more than this short scan.
+    sqlx::query("SELECT set_config('jit', 'off', true)")
+        .execute(&mut *tx)
+        .await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
+    let first = (now.timestamp().div_euclid(bucket_secs) - buckets + 1) * bucket_secs;
+    let since = DateTime::from_timestamp(first, 0).unwrap_or(now);
     let rows = sqlx::query(
-        "WITH bounds AS (
-            SELECT to_timestamp((floor(extract(epoch FROM now()) / $1) - $2 + 1) * $1) AS since
-        ),
-        finished AS (
-            SELECT finalized_at AS at, state = 'completed' AS ok FROM jobq_jobs, bounds
-            WHERE state IN ('completed', 'discarded') AND finalized_at >= bounds.since
+        "WITH finished AS (
+            SELECT finalized_at AS at, state = 'completed' AS ok FROM jobq_jobs
+            WHERE state IN ('completed', 'discarded') AND finalized_at >= $1
               AND (unique_key IS NULL
                    OR (unique_states & jobq_state_bit(state)) = 0
                    OR (unique_states & 128) <> 0)
-              AND ($3::text IS NULL OR queue = $3)
+              AND ($4::text IS NULL OR queue = $4)
             UNION ALL
-            SELECT finalized_at, state = 'completed' FROM jobq_jobs, bounds
+            SELECT finalized_at, state = 'completed' FROM jobq_jobs
             WHERE unique_key IS NOT NULL AND (unique_states & jobq_state_bit(state)) <> 0
               AND (unique_states & 128) = 0
-              AND state IN ('completed', 'discarded') AND finalized_at >= bounds.since
-              AND ($3::text IS NULL OR queue = $3)
+              AND state IN ('completed', 'discarded') AND finalized_at >= $1
+              AND ($4::text IS NULL OR queue = $4)
             UNION ALL
-            SELECT attempted_at, false FROM jobq_jobs, bounds
-            WHERE state = 'retryable' AND attempted_at >= bounds.since
-              AND ($3::text IS NULL OR queue = $3)
+            SELECT attempted_at, false FROM jobq_jobs
+            WHERE state = 'retryable' AND attempted_at >= $1
+              -- Implied (a retry is due after the attempt that failed), and
+              -- checked inside jobq_jobs_due, so older retryable jobs cost
+              -- no heap read.
+              AND scheduled_at >= $1
+              AND ($4::text IS NULL OR queue = $4)
         ),
         counted AS (
-            SELECT floor(extract(epoch FROM at - bounds.since) / $1)::bigint AS bucket,
+            SELECT floor(extract(epoch FROM at - $1) / $2)::bigint AS bucket,
                    count(*) FILTER (WHERE ok) AS completed,
                    count(*) FILTER (WHERE NOT ok) AS failed
-            FROM finished, bounds GROUP BY 1
+            FROM finished GROUP BY 1
         )
-        SELECT bounds.since + make_interval(secs => (b * $1)::float8) AS start,
+        SELECT $1 + make_interval(secs => (b * $2)::float8) AS start,
                coalesce(c.completed, 0) AS completed, coalesce(c.failed, 0) AS failed
-        FROM bounds, generate_series(0::bigint, $2 - 1) AS b
+        FROM generate_series(0::bigint, $3 - 1) AS b
         LEFT JOIN counted c ON c.bucket = b
         ORDER BY b",
     )
+    .bind(since)
     .bind(bucket_secs as f64)
     .bind(buckets)
     .bind(queue)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     rows.into_iter()
         .map(|r| {
             Ok(BucketRow {
