@@ -6,6 +6,7 @@
 //! two binaries.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -93,7 +94,11 @@ impl Browser {
         )
         .expect("chromium not found: install Debian's chromium package (scripts/test does)");
         let port = free_port();
+        // A process group of its own, so that stopping it also stops the
+        // Chromium it started, even when a failed test never ends the
+        // session.
         let driver = Command::new(&driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -140,8 +145,18 @@ impl Browser {
     }
 
     /// Ends the session and stops chromedriver.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
+        // Drop stops the driver's process group.
+    }
+
+    /// Kills chromedriver and everything it started (its process group).
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.driver.id()))
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -149,10 +164,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A failed test panics before `close`: never leave chromedriver (and
-        // its Chromium) behind.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // A failed test panics before `close`: never leave chromedriver, or
+        // the Chromium it started, behind.
+        self.stop();
     }
 }
 
