@@ -4,7 +4,9 @@
 //!
 //! It uses sqlx only through `jobq::sqlx`, applies the migrations to a
 //! database of its own, enqueues a job in a transaction, runs a worker until
-//! the job is completed, and exits 0; anything else exits non-zero.
+//! the job is completed, and exits 0; anything else exits non-zero. It also
+//! builds the dashboard's router (`jobq-web`), so that crate's package is
+//! compiled too.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -79,6 +81,9 @@ async fn check(options: PgConnectOptions) -> Result<(), Box<dyn std::error::Erro
         .bind(id.0)
         .fetch_one(&pool)
         .await?;
+    // The dashboard builds from its package too (its templates and assets
+    // are compiled in).
+    let _dashboard = jobq_web::router(pool.clone(), jobq_web::Options::default().read_only(true));
     pool.close().await;
     if state != "completed" {
         return Err(format!("job {id} is {state}, not completed, after {DEADLINE:?}").into());
