@@ -12,6 +12,7 @@
 //! jobq workers
 //! jobq cron list
 //! jobq prune --dry-run
+//! jobq dashboard                    # the web dashboard on 127.0.0.1:8080
 //! ```
 //!
 //! Every command reads `--database-url` or `DATABASE_URL`. Reads take
@@ -119,6 +120,8 @@ pub enum Command {
     Cron(CronCommand),
     /// What the workers' pruner would delete now (with --dry-run).
     Prune(cmd::prune::PruneArgs),
+    /// Serve the web dashboard (loopback by default) until ctrl-c.
+    Dashboard(cmd::dashboard::DashboardArgs),
 }
 
 /// Why a command failed: one line for stderr, and the exit code.
@@ -222,7 +225,14 @@ impl Cli {
             m.print_sql();
             return Ok(());
         }
-        let pool = connect(self.database_url.as_deref()).await?;
+        // The dashboard serves several pages at once; commands run one
+        // statement at a time.
+        let connections = if matches!(self.command, Command::Dashboard(_)) {
+            10
+        } else {
+            2
+        };
+        let pool = connect(self.database_url.as_deref(), connections).await?;
         let result = self.command.run(&pool).await;
         pool.close().await;
         result
@@ -248,12 +258,13 @@ impl Command {
             Command::Workers(c) => c.run(pool).await,
             Command::Cron(c) => c.run(pool).await,
             Command::Prune(c) => c.run(pool).await,
+            Command::Dashboard(c) => c.run(pool).await,
         }
     }
 }
 
-/// A small pool on `url`: commands run a few statements, one at a time.
-async fn connect(url: Option<&str>) -> Result<PgPool> {
+/// A small pool of `connections` on `url`.
+async fn connect(url: Option<&str>, connections: u32) -> Result<PgPool> {
     let url = url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
         Error::new("no database: pass --database-url postgres://... or set DATABASE_URL")
     })?;
@@ -278,7 +289,7 @@ async fn connect(url: Option<&str>) -> Result<PgPool> {
     })?;
     let _ = first.close().await;
     Ok(PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(connections)
         .acquire_timeout(std::time::Duration::from_secs(30))
         .connect_lazy_with(options))
 }

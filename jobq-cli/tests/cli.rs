@@ -401,3 +401,84 @@ async fn prune_dry_run_counts_and_deletes_nothing() {
     assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 4);
     db.cleanup().await;
 }
+
+/// One HTTP/1.1 GET on 127.0.0.1:`port`: the status code and the body.
+fn http_get(port: u16, path: &str, authorization: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, response)
+}
+
+#[tokio::test]
+async fn dashboard_listens_on_loopback_and_asks_for_credentials_when_given() {
+    let db = TestDb::new("cli_dashboard").await;
+    let url = Some(db.url.as_str());
+    // Reachable from other machines: refused without the flag, and without
+    // credentials or read-only.
+    let o = jobq(url, &["dashboard", "--bind", "0.0.0.0:0"]).await;
+    fails(&o, 1, "--allow-remote");
+    let o = jobq(url, &["dashboard", "--bind", "0.0.0.0:0", "--allow-remote"]).await;
+    fails(&o, 1, "--basic-auth USER:PASSWORD or --read-only");
+    let o = jobq(url, &["dashboard", "--basic-auth", "ada"]).await;
+    fails(&o, 1, "USER:PASSWORD");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut child = std::process::Command::new(JOBQ)
+        .args(["dashboard", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &db.url)
+        .env("JOBQ_DASHBOARD_AUTH", "ada:pw")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start jobq dashboard");
+    wait_until(
+        "the dashboard to listen",
+        Duration::from_secs(30),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    let (status, response) = tokio::task::spawn_blocking(move || http_get(port, "/", None))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{response}");
+    assert!(
+        response.contains("WWW-Authenticate: Basic")
+            || response.contains("www-authenticate: Basic")
+    );
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http_get(port, "/", Some("Basic YWRhOnB3OnRyeQ==")))
+            .await
+            .unwrap();
+    assert_eq!(status, 401, "a wrong password got in");
+    // "ada:pw"
+    let (status, page) =
+        tokio::task::spawn_blocking(move || http_get(port, "/jobs", Some("Basic YWRhOnB3")))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<h1>Jobs</h1>"), "{page}");
+    let _ = child.kill();
+    let _ = child.wait();
+    db.cleanup().await;
+}

@@ -2,6 +2,7 @@
 //! dashboard shares) that prints a table or JSON.
 
 pub(crate) mod cron;
+pub(crate) mod dashboard;
 pub(crate) mod jobs;
 pub(crate) mod migrate;
 pub(crate) mod prune;
