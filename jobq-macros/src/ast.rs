@@ -1,8 +1,58 @@
 //! Stage 1b: the annotated `async fn`, read into injected parameters and
 //! argument parameters. Nothing here judges the function; `valid.rs` does.
 
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{Attribute, FnArg, Ident, ItemFn, Pat, Type};
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, FnArg, Ident, Pat, Signature, Type, Visibility};
+
+/// A function item, its body kept as the tokens written: only the
+/// signature concerns `#[job]`, and parsing the body into syntax to print
+/// it back token by token would cost every job compile time in proportion
+/// to its length. rustc parses the body, and reports its errors, as for
+/// any function.
+pub struct JobItem {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub sig: Signature,
+    /// The `{ ... }` group, as written.
+    pub body: TokenTree,
+}
+
+impl Parse for JobItem {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let body: TokenTree = input.parse()?;
+        if !matches!(&body, TokenTree::Group(g) if g.delimiter() == Delimiter::Brace) {
+            return Err(syn::Error::new(
+                body.span(),
+                "expected the function's body `{ ... }`",
+            ));
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the function's body"));
+        }
+        Ok(JobItem {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
+    }
+}
+
+impl ToTokens for JobItem {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        for attr in &self.attrs {
+            attr.to_tokens(tokens);
+        }
+        self.vis.to_tokens(tokens);
+        self.sig.to_tokens(tokens);
+        self.body.to_tokens(tokens);
+    }
+}
 
 /// What the worker injects into a parameter.
 #[derive(PartialEq, Eq)]
@@ -44,7 +94,7 @@ pub struct Receiver {
 pub struct JobFn {
     /// The function as it will be emitted: unchanged but for `#[serde]`
     /// attributes removed from its parameters (they belong to `Args`).
-    pub item: ItemFn,
+    pub item: JobItem,
     pub params: Vec<Param>,
     pub receiver: Option<Receiver>,
 }
@@ -75,7 +125,7 @@ pub fn injected(ty: &Type) -> Option<Injected> {
 
 impl JobFn {
     /// Splits the function's parameters and strips `#[serde]` from them.
-    pub fn from_item(mut item: ItemFn) -> Self {
+    pub fn from_item(mut item: JobItem) -> Self {
         let mut params = Vec::new();
         let mut receiver = None;
         for input in item.sig.inputs.iter_mut() {

@@ -20,7 +20,7 @@ pub fn job(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
     let raw = proc_macro2::TokenStream::from(input.clone());
 
-    let item: syn::ItemFn = match syn::parse(input) {
+    let item: ast::JobItem = match syn::parse(input) {
         Ok(item) => item,
         Err(e) => {
             let e = syn::Error::new(e.span(), format!("`#[job]` goes on an `async fn`: {e}"));

@@ -23,6 +23,12 @@ pub use serde_json;
 pub use sqlx;
 pub use std::vec::Vec;
 
+mod items;
+
+/// Writes the items of a `#[job]` module; see
+/// `items.rs`.
+pub use crate::__job_items as job_items;
+
 /// jobq's claim statement, for its benchmark to time on its own.
 pub use crate::store::CLAIM_SQL;
 
@@ -46,14 +52,6 @@ pub async fn cron_last_tick(
     now: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<(chrono::DateTime<chrono::Utc>, bool)> {
     crate::store::cron_last_tick(pool, name, now).await
-}
-
-/// Boxes an attempt's future.
-pub fn boxed<F>(fut: F) -> JobFuture
-where
-    F: std::future::Future<Output = crate::Outcome> + Send + 'static,
-{
-    Box::pin(fut)
 }
 
 /// Where a job is defined.

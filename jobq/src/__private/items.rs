@@ -1,0 +1,240 @@
+//! The items of a `#[job]` module, as a `macro_rules!`. The proc macro
+//! reads and checks the function and its attribute, then emits one short
+//! invocation of [`job_items!`](crate::__private::job_items) per job;
+//! rustc expands it natively, far cheaper than it takes in the same items as
+//! tokens from a proc macro, one by one (bench/README.md, "Compile cost").
+
+/// Writes the items of a `#[job]` module but its imports: `Args`, the
+/// runner `__jobq_run`, the `Job` marker and its `jobq::Job` impl, the
+/// settings' constants, `enqueue`, `enqueue_many`, `builder` and the
+/// registration, `result` and `wait`.
+///
+/// - `vis`: the items' visibility, seen from inside the module;
+/// - `fn`: the job function's name, for the docs' links;
+/// - the settings, each already checked by the proc macro; `requires` lists
+///   each injected state's `Inject::requirement`;
+/// - `args`: the type `Args`, spanned where an `Args` that falls short of
+///   `jobq::Job`'s bounds is to be reported; `output`, the job's `Ok`
+///   type, spanned on the return type; `args_attrs`, attributes for
+///   it (a serde bound); `fields`, its fields;
+/// - `run`: the names of the runner's context and decoded arguments, and
+///   what runs between decoding and the call (argument checks, injections);
+///   `call`, the call of the job function; `outcome`, the path of
+///   `IntoOutcome::into_outcome` spanned on the function's return type.
+///
+/// Spans matter: `args` is a `ty` and `outcome` an `expr` fragment, which
+/// keep the spans the proc macro gave them (an `ident` or `path` fragment
+/// would report at the attribute instead), and the bounds of `enqueue` and
+/// `enqueue_many` (and `result`) sit on the line of their names, so a wrong `db` is
+/// reported once. Items are named as written here, so the module finds
+/// them; jobq's own paths go through `$crate`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __job_items {
+    (
+        vis: $vis:vis,
+        fn: $fn:ident,
+        name: $name:literal,
+        aliases: [$($alias:literal),*],
+        queue: $queue:literal,
+        retries: $retries:literal,
+        max_attempts: $max_attempts:literal,
+        priority: $priority:literal,
+        timeout: $timeout:expr,
+        cron: $cron:expr,
+        tz: $tz:expr,
+        catch_up: $catch_up:ident,
+        unique_by_args: $unique_by_args:literal,
+        unique_for: $unique_for:expr,
+        limits: $limits:expr,
+        requires: [$($requirement:expr),*],
+        args: $args:ty,
+        output: $output:ty,
+        args_attrs: [$($args_attr:tt)*],
+        fields: { $($field:tt)* },
+        run: ($cx:ident, $args_local:ident) { $($prelude:tt)* },
+        call: $call:expr,
+        outcome: $outcome:expr,
+    ) => {
+        #[doc = ::core::concat!(
+            "The serialized arguments of the job `", $name, "`: one field per parameter of [`",
+            ::core::stringify!($fn), "`](fn@super::", ::core::stringify!($fn), ") that the \
+             worker does not inject."
+        )]
+        #[derive(
+            $crate::__private::serde::Serialize,
+            $crate::__private::serde::Deserialize,
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+        )]
+        #[serde(crate = "::jobq::__private::serde")]
+        $($args_attr)*
+        $vis struct Args {
+            $($field)*
+        }
+
+        // `decode` is matched rather than `?`-ed: one fewer trait to
+        // resolve for each job.
+        fn __jobq_run(
+            $cx: $crate::__private::RunCx,
+        ) -> ::core::result::Result<$crate::__private::JobFuture, $crate::__private::RunError> {
+            let $args_local: Args = match $crate::__private::decode::<Job>(&$cx) {
+                ::core::result::Result::Ok(args) => args,
+                ::core::result::Result::Err(e) => return ::core::result::Result::Err(e),
+            };
+            $($prelude)*
+            ::core::result::Result::Ok($crate::__private::run(
+                $call,
+                $outcome,
+                $crate::__private::keep::<Job>,
+            ))
+        }
+
+        #[doc = ::core::concat!(
+            "Marker type for the job `", $name, "`; implements [`jobq::Job`](::jobq::Job), so it \
+             can be named in generic code and registered explicitly."
+        )]
+        $vis struct Job;
+
+        // Written out rather than derived: the same impls, without the
+        // derives' expansion, for each of many jobs.
+        impl ::core::fmt::Debug for Job {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str("Job")
+            }
+        }
+
+        impl ::core::clone::Clone for Job {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl ::core::marker::Copy for Job {}
+
+        impl ::core::default::Default for Job {
+            fn default() -> Self {
+                Job
+            }
+        }
+
+        impl $crate::Job for Job {
+            type Args = $args;
+            type Output = $output;
+            const DEF: $crate::JobDef = $crate::JobDef {
+                name: $name,
+                aliases: &[$($alias),*],
+                queue: $queue,
+                max_attempts: $max_attempts,
+                priority: $priority,
+                timeout: $timeout,
+                cron: $cron,
+                tz: $tz,
+                catch_up: $crate::CatchUp::$catch_up,
+                unique_by_args: $unique_by_args,
+                unique_for: $unique_for,
+                limits: $limits,
+                location: $crate::__private::Location {
+                    module_path: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                },
+                requires: &[$($requirement),*],
+                run: __jobq_run,
+            };
+        }
+
+        /// The job's stored name.
+        $vis const NAME: &str = $name;
+        /// The queue the job goes to unless an enqueue says otherwise.
+        $vis const QUEUE: &str = $queue;
+        /// Retries after the first failed attempt.
+        $vis const RETRIES: u32 = $retries;
+        /// Attempts in all: `RETRIES + 1`.
+        $vis const MAX_ATTEMPTS: i32 = $max_attempts;
+        /// Default priority; lower runs first.
+        $vis const PRIORITY: i16 = $priority;
+        /// The cron expression, for a cron job.
+        $vis const CRON: ::core::option::Option<&str> = $cron;
+        /// How long one attempt may run before it is cancelled.
+        $vis const TIMEOUT: ::core::option::Option<::core::time::Duration> = $timeout;
+
+        #[doc = ::core::concat!(
+            "Inserts one `", $name, "` job through `db`: a `&PgPool`, a `&mut PgConnection` or a \
+             `&mut Transaction`. Inside a transaction the job exists only if the transaction \
+             commits. Returns the new job's id."
+        )]
+        // Each bound on the function's first line: a `db` that fails one
+        // is then reported on the `#[job]` attribute once, not also as
+        // "this function".
+        $vis fn enqueue<'c, A: $crate::Db<'c>>(
+            db: A,
+            args: Args,
+        ) -> impl ::core::future::Future<Output = ::core::result::Result<$crate::JobId, $crate::Error>>
+               + ::core::marker::Send
+               + 'c {
+            $crate::enqueue::<Job, A>(db, args)
+        }
+
+        #[doc = ::core::concat!(
+            "Inserts many `", $name, "` jobs with one statement through `db` (pool, connection \
+             or transaction). Returns their ids in input order."
+        )]
+        $vis fn enqueue_many<'c, A: $crate::Db<'c>, I: ::core::iter::IntoIterator<Item = Args>>(
+            db: A,
+            args: I,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<$crate::__private::Vec<$crate::JobId>, $crate::Error>,
+        > + ::core::marker::Send
+               + 'c {
+            $crate::enqueue_many::<Job, A, I>(db, args)
+        }
+
+        #[doc = ::core::concat!(
+            "Starts an enqueue of `", $name, "` with per-job options (delay, priority, queue, \
+             attempts)."
+        )]
+        $vis fn builder(args: Args) -> $crate::Enqueue<Job> {
+            $crate::Enqueue::new(args)
+        }
+
+        #[doc = ::core::concat!(
+            "What the `", $name, "` job `id` returned, read through `db` (pool, connection or \
+             transaction): `Some` once it has completed, `None` while it has not."
+        )]
+        $vis fn result<'c, A: $crate::Db<'c>>(
+            db: A,
+            id: $crate::JobId,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<
+                ::core::option::Option<<Job as $crate::Job>::Output>,
+                $crate::Error,
+            >,
+        > + ::core::marker::Send
+               + 'c {
+            $crate::result::<Job, A>(db, id)
+        }
+
+        #[doc = ::core::concat!(
+            "Waits, at most `timeout`, until the `", $name, "` job `id` finishes, and returns \
+             what it returned; woken by the job's end, not by polling. A job that ends \
+             discarded or cancelled returns that, with its last error."
+        )]
+        $vis fn wait(
+            pool: &$crate::__private::sqlx::PgPool,
+            id: $crate::JobId,
+            timeout: ::core::time::Duration,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<<Job as $crate::Job>::Output, $crate::WaitError>,
+        > + ::core::marker::Send
+               + '_ {
+            $crate::wait::<Job>(pool, id, timeout)
+        }
+
+        const _: () = {
+            $crate::__private::inventory::submit! {
+                $crate::__private::Registration(&<Job as $crate::Job>::DEF)
+            }
+        };
+    };
+}
