@@ -55,7 +55,12 @@ pub(crate) struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
 
 impl States {
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+        self.insert_arc(Arc::new(value));
+    }
+
+    /// Inserts a value the caller keeps a handle on.
+    pub(crate) fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.0.insert(TypeId::of::<T>(), value);
     }
 
     pub(crate) fn contains(&self, id: TypeId) -> bool {

@@ -19,7 +19,9 @@ use super::{Completion, Shared};
 use crate::job::{JobContext, JobDef, JobId, Outcome, RunCx, RunError};
 use crate::store::{self, ClaimedJob};
 
-pub(super) async fn run(
+/// Runs one attempt of the claimed `job` and sends its [`Completion`] to
+/// the completer; `slot` is given back once it is sent.
+pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: String,
     job: ClaimedJob,
@@ -77,7 +79,9 @@ pub(super) async fn run(
     drop(slot);
 }
 
-async fn attempt_once(
+/// One attempt of `job`: its outcome as the handler left it (its error not
+/// yet cleaned).
+pub(crate) async fn attempt_once(
     shared: &Shared,
     def: &'static JobDef,
     queue: String,

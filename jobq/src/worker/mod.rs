@@ -12,7 +12,7 @@ mod complete;
 mod config;
 pub(crate) mod conn;
 pub(crate) mod execute;
-mod fetch;
+pub(crate) mod fetch;
 mod heartbeat;
 mod listen;
 mod running;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
-use crate::job::States;
+use crate::job::{JobDef, States};
 use crate::maintenance::pruner::{Pruner, Retention};
 use crate::maintenance::rescuer::Rescuer;
 use crate::queue::QueueName;
@@ -194,16 +194,7 @@ impl Worker {
         if registry.is_empty() {
             return Err(Error::NoJobs);
         }
-        for def in registry.jobs() {
-            for req in def.requires.iter().filter_map(|r| r()) {
-                if !states.contains(req.type_id) {
-                    return Err(Error::MissingState {
-                        job: def.name,
-                        type_name: req.type_name,
-                    });
-                }
-            }
-        }
+        check_states(&registry, &states)?;
         if queues.is_empty() {
             for def in registry.jobs() {
                 queues.insert(def.queue.to_owned(), DEFAULT_CONCURRENCY);
@@ -344,6 +335,26 @@ impl Worker {
     }
 }
 
+/// Checks that `states` holds every state type a job of `registry` takes.
+fn check_states(registry: &Registry, states: &States) -> Result<()> {
+    registry
+        .jobs()
+        .try_for_each(|def| check_job_states(def, states))
+}
+
+/// Checks that `states` holds every state type job `def` takes.
+pub(crate) fn check_job_states(def: &JobDef, states: &States) -> Result<()> {
+    for req in def.requires.iter().filter_map(|r| r()) {
+        if !states.contains(req.type_id) {
+            return Err(Error::MissingState {
+                job: def.name,
+                type_name: req.type_name,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the worker's services share.
 pub(crate) struct Shared {
     pub pool: PgPool,
@@ -431,7 +442,37 @@ impl ClaimKinds {
     }
 }
 
-fn hostname() -> String {
+impl Shared {
+    /// The shared state of a worker that runs no service: what
+    /// `jobq::testing` runs attempts with, through the very code a worker
+    /// runs them with ([`execute`]). The receiver gets each attempt's
+    /// [`Completion`], as the completer would.
+    #[cfg(feature = "testing")]
+    pub(crate) fn detached(
+        pool: PgPool,
+        worker_id: i64,
+        registry: Registry,
+        states: States,
+    ) -> (Arc<Shared>, mpsc::Receiver<Completion>) {
+        let (completions, rx) = mpsc::channel(1);
+        let shared = Shared {
+            pool,
+            worker_id,
+            kinds: ClaimKinds::new(&registry),
+            registry,
+            states: Arc::new(states),
+            config: Config::default(),
+            completions,
+            stop_jobs: CancellationToken::new(),
+            running: RunningJobs::default(),
+            jobs: TaskTracker::new(),
+            lease: Lease::default(),
+        };
+        (Arc::new(shared), rx)
+    }
+}
+
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -42,7 +42,7 @@ impl Completion {
         }
     }
 
-    pub(super) fn into_finish(self, config: &Config) -> Finish {
+    pub(crate) fn into_finish(self, config: &Config) -> Finish {
         let mut finish = Finish {
             id: self.id,
             attempt: self.attempt,

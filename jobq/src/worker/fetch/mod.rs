@@ -446,17 +446,17 @@ async fn hand_back(shared: &Shared, jobs: impl IntoIterator<Item = ClaimedJob>) 
 }
 
 /// What one claim asks for.
-struct ClaimAsk<'a> {
-    queue: &'a str,
-    kinds: &'a ClaimKinds,
+pub(crate) struct ClaimAsk<'a> {
+    pub queue: &'a str,
+    pub kinds: &'a ClaimKinds,
     /// How many jobs it may take, prefetch included.
-    room: usize,
+    pub room: usize,
     /// How many slots are free now: limited jobs are taken only for those.
-    idle: usize,
+    pub idle: usize,
     /// Whether the queue had a limit of its own at the last claim.
-    queue_limited: bool,
-    worker_id: i64,
-    claim_at: DateTime<Utc>,
+    pub queue_limited: bool,
+    pub worker_id: i64,
+    pub claim_at: DateTime<Utc>,
 }
 
 /// Claims with the plain claim for kinds without limits, and with the
@@ -465,7 +465,7 @@ struct ClaimAsk<'a> {
 /// without limited kinds makes the plain claim alone, as before limits
 /// existed. Also says whether limited jobs may wait for this worker's own
 /// slots (its idle slots bounded the limited claim).
-async fn claim_all(
+pub(crate) async fn claim_all(
     conn: &mut PgConnection,
     ask: ClaimAsk<'_>,
 ) -> sqlx::Result<(store::Claim, bool)> {
