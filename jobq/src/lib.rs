@@ -196,6 +196,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `anyhow` | yes | [`Control`] found inside an `anyhow::Error`, so a job returning `anyhow::Result` can snooze, retry at a time, or discard |
+//! | `testing` | no | `jobq::testing`: assertions on enqueued jobs, `drain`, `perform`, a fresh database per test; for dev-dependencies |
 //!
 //! On docs.rs, an item that needs a feature is marked with it.
 
@@ -220,6 +221,9 @@ mod result;
 mod schedule;
 mod service;
 mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod worker;
 
 pub use cancel::{Cancellation, cancel};

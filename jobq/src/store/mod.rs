@@ -6,10 +6,11 @@
 //! locks), `cron`, `queues`, `prune`, `results` (results and following a job
 //! to its end), `migrate`, `session` (server sessions), `admin` (what people
 //! and tools read and do: lists, counts, bulk actions), `dashboard` (what
-//! only the dashboard asks: time series, an enqueue by kind name), `types`
-//! (how jobq's types cross the seam). Names that SQL text spells (channels,
-//! lock keys) are defined once, below, as macros the statements are built
-//! from and constants the code uses.
+//! only the dashboard asks: time series, an enqueue by kind name), `testing`
+//! (what `jobq::testing` reads and drains), `types` (how jobq's types cross
+//! the seam). Names that SQL text spells (channels, lock keys) are defined
+//! once, below, as macros the statements are built from and constants the
+//! code uses.
 
 /// The channel an insert notifies: spelled once, for [`INSERT_CHANNEL`] and
 /// the SQL built with it.
@@ -179,6 +180,8 @@ mod prune;
 mod queues;
 mod results;
 mod session;
+#[cfg(feature = "testing")]
+mod testing;
 mod types;
 mod wake;
 mod workers;
@@ -198,6 +201,8 @@ pub(crate) use prune::*;
 pub(crate) use queues::*;
 pub(crate) use results::*;
 pub(crate) use session::*;
+#[cfg(feature = "testing")]
+pub(crate) use testing::*;
 pub(crate) use types::*;
 pub(crate) use wake::*;
 pub(crate) use workers::*;
