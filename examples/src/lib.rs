@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jobq::{JobContext, State, job};
+use sqlx::PgConnection;
 
 /// A stand-in for an SMTP client: counts what it "sends".
 #[derive(Debug, Default)]
@@ -82,4 +83,27 @@ pub async fn charge_card(card: String, cents: i64) -> Result<(), PaymentError> {
 pub async fn hourly_digest(ctx: JobContext) -> anyhow::Result<()> {
     println!("    [digest] hourly digest, job {}", ctx.id());
     Ok(())
+}
+
+/// The application's own table of users, as its migrations would create it.
+pub const USERS_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS demo_users (id bigserial PRIMARY KEY, email text NOT NULL)";
+
+/// A sign-up, as a request handler does it: the user's row and the welcome
+/// email, both in the caller's transaction, so that neither exists without
+/// the other. Returns the user's id.
+pub async fn sign_up(tx: &mut PgConnection, email: &str, name: &str) -> anyhow::Result<i64> {
+    let id: i64 = sqlx::query_scalar("INSERT INTO demo_users (email) VALUES ($1) RETURNING id")
+        .bind(email)
+        .fetch_one(&mut *tx)
+        .await?;
+    send_welcome_email::enqueue(
+        &mut *tx,
+        send_welcome_email::Args {
+            to: email.into(),
+            name: name.into(),
+        },
+    )
+    .await?;
+    Ok(id)
 }
