@@ -87,6 +87,19 @@ async fn t_hourly(seen: State<Tick>, ctx: JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Words {
+    count: usize,
+}
+
+#[job(queue = "work")]
+async fn t_count_words(text: String) -> anyhow::Result<Words> {
+    anyhow::ensure!(!text.is_empty(), "no text");
+    Ok(Words {
+        count: text.split_whitespace().count(),
+    })
+}
+
 #[job(queue = "work")]
 async fn t_uses_pool(ctx: JobContext) -> anyhow::Result<()> {
     sqlx::query("SELECT 1").execute(ctx.pool()).await?;
@@ -566,6 +579,27 @@ async fn perform_runs_the_handler_with_its_state_and_returns_the_outcome() {
         .await;
     assert_eq!(outcome, Outcome::Completed);
     assert_eq!(*seen.0.lock().unwrap(), Some(tick));
+}
+
+#[tokio::test]
+async fn perform_returns_a_jobs_value_typed() {
+    let args = |text: &str| t_count_words::Args { text: text.into() };
+    let words = perform::<t_count_words::Job>(args("one two three"))
+        .output()
+        .await;
+    assert_eq!(words, Words { count: 3 });
+    assert_eq!(
+        perform::<t_count_words::Job>(args("a b")).await,
+        Outcome::CompletedWith(r#"{"count":2}"#.into())
+    );
+    let message = panic_of(async move {
+        perform::<t_count_words::Job>(args("")).output().await;
+    })
+    .await;
+    assert!(
+        message.contains("the job did not complete: Failed") && message.contains("no text"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

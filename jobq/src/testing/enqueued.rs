@@ -259,19 +259,19 @@ where
         for row in &rows {
             let verdict = filter.verdict(row, now).and_then(|()| {
                 let args: J::Args = serde_json::from_str(&row.args)
-                    .map_err(|e| format!("its args do not decode: {e}"))?;
+                    .map_err(|e| Miss::Undecodable(e.to_string()))?;
                 if matches(&args) {
                     found.push((JobId(row.id), args));
                     Ok(())
                 } else {
-                    Err("its args do not match".to_owned())
+                    Err(Miss::Args)
                 }
             });
             verdicts.push((row.id, verdict));
         }
         let problem = match check {
             Check::List => verdicts.iter().find_map(|(id, v)| match v {
-                Err(e) if e.starts_with("its args do not decode") => Some(format!("job {id}: {e}")),
+                Err(miss @ Miss::Undecodable(_)) => Some(format!("job {id}: {miss}")),
                 _ => None,
             }),
             Check::Assert { count: None } if found.is_empty() => Some("no job matched".to_owned()),
@@ -311,33 +311,33 @@ impl<'c, J: Job> IntoFuture for Enqueued<'c, J> {
 
 impl Filter {
     /// Why `row` fails a filter, or `Ok` when it passes them all.
-    fn verdict(&self, row: &JobRow, now: DateTime<Utc>) -> Result<(), String> {
+    fn verdict(&self, row: &JobRow, now: DateTime<Utc>) -> Result<(), Miss> {
         let states = self.states.as_deref().unwrap_or(&JobState::UNFINISHED);
         if !states.contains(&row.state) {
-            return Err(format!("it is {}", row.state));
+            return Err(Miss::Filter(format!("it is {}", row.state)));
         }
         if let Some(q) = &self.queue
             && *q != row.queue
         {
-            return Err(format!("its queue is `{}`", row.queue));
+            return Err(Miss::Filter(format!("its queue is `{}`", row.queue)));
         }
         if let Some(p) = self.priority
             && p != row.priority
         {
-            return Err(format!("its priority is {}", row.priority));
+            return Err(Miss::Filter(format!("its priority is {}", row.priority)));
         }
         if let Some(s) = self.scheduled {
             let (at, tolerance) = s.at(now);
             let off = (row.scheduled_at - at).abs();
             if off > chrono::Duration::from_std(tolerance).unwrap_or(chrono::TimeDelta::MAX) {
-                return Err(format!(
+                return Err(Miss::Filter(format!(
                     "it is due {} than expected",
                     if row.scheduled_at > at {
                         format!("{} later", Seconds(off))
                     } else {
                         format!("{} earlier", Seconds(off))
                     }
-                ));
+                )));
             }
         }
         Ok(())
@@ -356,6 +356,27 @@ impl Scheduled {
                     .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 (at, tolerance)
             }
+        }
+    }
+}
+
+/// Why a job of the kind looked for does not match.
+#[derive(Debug)]
+enum Miss {
+    /// A filter other than the arguments', and how the job differs.
+    Filter(String),
+    /// Its stored arguments do not decode, with serde's message.
+    Undecodable(String),
+    /// The predicate refused its arguments.
+    Args,
+}
+
+impl fmt::Display for Miss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Miss::Filter(how) => f.write_str(how),
+            Miss::Undecodable(e) => write!(f, "its args do not decode: {e}"),
+            Miss::Args => f.write_str("its args do not match"),
         }
     }
 }
@@ -432,7 +453,7 @@ fn listing(
     all: &[JobRow],
     total: i64,
     names: &[&str],
-    verdicts: &[(i64, Result<(), String>)],
+    verdicts: &[(i64, Result<(), Miss>)],
 ) -> String {
     if all.is_empty() {
         return "no job is stored at all".to_owned();

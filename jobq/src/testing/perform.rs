@@ -45,6 +45,9 @@ use crate::worker::{Shared, check_job_states, execute};
 /// # fn main() {}
 /// ```
 ///
+/// For a job that returns a value, [`output`](Perform::output) gives it
+/// typed.
+///
 /// The context's job id is 0 and its queue the job's default. Its pool is
 /// the one given with [`pool`](Perform::pool); without one, a closed pool:
 /// a handler that uses it fails with sqlx's `PoolClosed` error.
@@ -117,6 +120,32 @@ impl<J: Job> Perform<J> {
     pub fn scheduled_at(mut self, at: DateTime<Utc>) -> Self {
         self.scheduled_at = Some(at);
         self
+    }
+
+    /// Runs the handler and returns what it returned, typed (the `T` of its
+    /// `Result<T, E>`), through the JSON the worker would store.
+    ///
+    /// # Panics
+    ///
+    /// When the attempt did not complete: the panic shows its outcome, the
+    /// error included.
+    pub async fn output(self) -> J::Output {
+        let caller = self.caller;
+        let outcome = self.run().await;
+        let json = match &outcome {
+            Outcome::Completed => "null",
+            Outcome::CompletedWith(json) => json.as_str(),
+            _ => panic!(
+                "perform::<{}> at {caller}: the job did not complete: {outcome:?}",
+                J::DEF.name
+            ),
+        };
+        serde_json::from_str(json).unwrap_or_else(|e| {
+            panic!(
+                "perform::<{}> at {caller}: its result does not decode: {e}",
+                J::DEF.name
+            )
+        })
     }
 
     async fn run(self) -> Outcome {
