@@ -9,7 +9,7 @@ use crate::job::JobState;
 
 /// A stored job as the test helpers show it.
 #[derive(Debug, Clone)]
-pub(crate) struct JobRow {
+pub(crate) struct StoredJob {
     pub id: i64,
     pub kind: String,
     pub queue: String,
@@ -24,11 +24,11 @@ pub(crate) struct JobRow {
 /// order, at most `limit` of them, and how many there are in all. Run on the
 /// caller's connection, so inside its transaction it sees that
 /// transaction's uncommitted jobs.
-pub(crate) async fn list_jobs(
+pub(crate) async fn stored_jobs(
     conn: &mut PgConnection,
     kinds: Option<&[&str]>,
     limit: i64,
-) -> sqlx::Result<(Vec<JobRow>, i64)> {
+) -> sqlx::Result<(Vec<StoredJob>, i64)> {
     let rows = sqlx::query(
         "SELECT id, kind, queue, state, priority, scheduled_at, args::text AS args,
                 count(*) OVER () AS total
@@ -48,7 +48,7 @@ pub(crate) async fn list_jobs(
     let jobs = rows
         .iter()
         .map(|r| {
-            Ok(JobRow {
+            Ok(StoredJob {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
                 queue: r.try_get("queue")?,

@@ -184,11 +184,15 @@ impl Drain {
             Ok(c) => c,
             Err(e) => return fail(format!("cannot reach the database: {e}")),
         };
+        // A worker row for the claim's fence; it publishes no kinds, being
+        // no worker the CLI or the dashboard should count on.
         let me = store::WorkerRow {
             host: &format!("{} (jobq::testing::drain)", hostname()),
             pid: std::process::id() as i32,
             queues: &given,
+            concurrency: &vec![1; given.len()],
             lease_ms: DRAIN_LEASE_MS,
+            kinds: "[]",
         };
         let worker_id = match store::register_worker(&pool, &me).await {
             Ok(id) => id,

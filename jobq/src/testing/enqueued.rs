@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::db::Db;
 use crate::job::{Job, JobId, JobState};
-use crate::store::{self, JobRow};
+use crate::store::{self, StoredJob};
 
 /// How many jobs a failure message lists at most.
 const LISTED: i64 = 50;
@@ -249,7 +249,7 @@ where
             Err(e) => fail(&what, caller, format!("cannot reach the database: {e}")),
         };
         let names: Vec<&str> = J::DEF.names().collect();
-        let (rows, _) = match store::list_jobs(&mut conn, Some(&names), i64::MAX).await {
+        let (rows, _) = match store::stored_jobs(&mut conn, Some(&names), i64::MAX).await {
             Ok(rows) => rows,
             Err(e) => fail(&what, caller, format!("cannot read the jobs: {e}")),
         };
@@ -292,7 +292,7 @@ where
         };
         // Every job, whatever its kind: the one enqueued by mistake is
         // often of another.
-        let listing = match store::list_jobs(&mut conn, None, LISTED).await {
+        let listing = match store::stored_jobs(&mut conn, None, LISTED).await {
             Ok((all, total)) => listing(&all, total, &names, &verdicts),
             Err(e) => format!("(cannot list the jobs: {e})"),
         };
@@ -311,7 +311,7 @@ impl<'c, J: Job> IntoFuture for Enqueued<'c, J> {
 
 impl Filter {
     /// Why `row` fails a filter, or `Ok` when it passes them all.
-    fn verdict(&self, row: &JobRow, now: DateTime<Utc>) -> Result<(), Miss> {
+    fn verdict(&self, row: &StoredJob, now: DateTime<Utc>) -> Result<(), Miss> {
         let states = self.states.as_deref().unwrap_or(&JobState::UNFINISHED);
         if !states.contains(&row.state) {
             return Err(Miss::Filter(format!("it is {}", row.state)));
@@ -450,7 +450,7 @@ impl<J: Job> Described<J> {
 /// The jobs stored, one a line, each of the looked-for kinds with its
 /// verdict.
 fn listing(
-    all: &[JobRow],
+    all: &[StoredJob],
     total: i64,
     names: &[&str],
     verdicts: &[(i64, Result<(), Miss>)],
