@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use crate::job::{JobId, JobState, Outcome, States};
 use crate::registry::Registry;
 use crate::store;
-use crate::worker::{Shared, check_job_states, execute, hostname};
+use crate::worker::{Shared, check_job_states, execute, fetch, hostname};
 
 /// Attempts a drain runs at most unless told otherwise by [`Drain::limit`].
 pub const DEFAULT_DRAIN_LIMIT: usize = 1_000;
@@ -248,15 +248,18 @@ impl Drain {
                     drained.limit_reached = true;
                     break 'passes;
                 }
-                let claim = store::claim_batch(
-                    &mut conn,
+                // The worker's own claim: the plain one, and the limited
+                // one for kinds (or a queue) with limits.
+                let ask = fetch::ClaimAsk {
                     queue,
-                    &kinds,
-                    i64::try_from(room).unwrap_or(i64::MAX),
+                    kinds: &shared.kinds,
+                    room,
+                    idle: room,
+                    queue_limited: false,
                     worker_id,
-                    Utc::now(),
-                )
-                .await;
+                    claim_at: Utc::now(),
+                };
+                let claim = fetch::claim_all(&mut conn, ask).await.map(|(c, _)| c);
                 let claim = match claim {
                     Ok(c) if !c.alive => {
                         return fail(
