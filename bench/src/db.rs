@@ -189,6 +189,9 @@ pub async fn machine(admin: &PgPool) -> anyhow::Result<String> {
 const BUSY: &str = "SELECT (SELECT id FROM jobq_jobs
                         WHERE state = 'available' AND queue = 'bench' AND kind = 'noop'
                         ORDER BY queue, kind, priority, scheduled_at, id LIMIT 1) IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM jobq_jobs
+                               WHERE state = 'available' AND queue = 'bench'
+                                 AND kind IN ('noop_c50', 'noop_part'))
                     OR (SELECT id FROM jobq_jobs
                         WHERE state IN ('scheduled', 'retryable') AND queue = 'bench'
                         ORDER BY queue, scheduled_at LIMIT 1) IS NOT NULL

@@ -28,6 +28,82 @@ pub async fn noop_unique(n: i64) -> Result<(), Infallible> {
     Ok(())
 }
 
+/// Does nothing, at most 50 at once across every worker: the limited
+/// figure.
+#[jobq::job(queue = "bench", retries = 0, concurrency = 50)]
+pub async fn noop_c50(n: i64) -> Result<(), Infallible> {
+    let _ = n;
+    Ok(())
+}
+
+/// Does nothing, one at a time per `part`: the partitioned figure spreads
+/// its jobs over [`PARTITIONS`] values.
+#[jobq::job(queue = "bench", retries = 0, concurrency = 1, partition = "part")]
+pub async fn noop_part(n: i64, part: i64) -> Result<(), Infallible> {
+    let _ = (n, part);
+    Ok(())
+}
+
+/// The partitions of the partitioned figure.
+pub const PARTITIONS: i64 = 1000;
+
+/// Which no-op job a process figure runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// [`noop`]: no limits.
+    Noop,
+    /// [`noop_c50`]: at most 50 at once.
+    Limited50,
+    /// [`noop_part`]: one at a time in each of [`PARTITIONS`] partitions.
+    Partitioned1000,
+}
+
+impl Kind {
+    /// The suffix of its figures' names (none for [`Kind::Noop`]).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Noop => "",
+            Kind::Limited50 => "_limit50",
+            Kind::Partitioned1000 => "_part1000",
+        }
+    }
+
+    /// A registry holding this job alone.
+    pub fn registry(self) -> jobq::Result<Registry> {
+        match self {
+            Kind::Noop => noop_registry(),
+            Kind::Limited50 => Registry::new().register::<noop_c50::Job>(),
+            Kind::Partitioned1000 => Registry::new().register::<noop_part::Job>(),
+        }
+    }
+
+    /// Enqueues jobs `range` of this kind; returns how many ids came back.
+    pub async fn enqueue(
+        self,
+        pool: &sqlx::PgPool,
+        range: std::ops::Range<u64>,
+    ) -> jobq::Result<usize> {
+        let n = range.clone().map(|n| n as i64);
+        Ok(match self {
+            Kind::Noop => noop::enqueue_many(pool, n.map(|n| noop::Args { n })).await?,
+            Kind::Limited50 => {
+                noop_c50::enqueue_many(pool, n.map(|n| noop_c50::Args { n })).await?
+            }
+            Kind::Partitioned1000 => {
+                noop_part::enqueue_many(
+                    pool,
+                    n.map(|n| noop_part::Args {
+                        n,
+                        part: n % PARTITIONS,
+                    }),
+                )
+                .await?
+            }
+        }
+        .len())
+    }
+}
+
 /// When each probe's handler started, by job id. Clones share one map, so the
 /// bench keeps a clone of what it hands the worker.
 #[derive(Debug, Default, Clone)]

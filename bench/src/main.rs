@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use jobq_bench::figures::{self, enqueue, latency, process, scale};
-use jobq_bench::jobs::{QUEUE, noop_registry};
+use jobq_bench::jobs::{Kind, QUEUE};
 use jobq_bench::{Ctx, Opts, db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -115,7 +115,13 @@ enum Cmd {
         /// Also time one claim statement before the run.
         #[arg(long)]
         claim: bool,
+        /// The job: no-op, or no-op under limits.
+        #[arg(long, value_enum, default_value = "noop")]
+        kind: Kind,
     },
+    /// The limited figures: no-op jobs at concurrency 50, and at
+    /// concurrency 1 in each of 1,000 partitions, next to unlimited ones.
+    Limits,
     /// The raw-SQL claim-and-complete cycle finishing pre-enqueued jobs.
     Raw {
         /// Jobs per claim.
@@ -139,6 +145,9 @@ enum Cmd {
         /// Concurrency of the `bench` queue.
         #[arg(long)]
         concurrency: usize,
+        /// The job it runs.
+        #[arg(long, value_enum, default_value = "noop")]
+        kind: Kind,
     },
 }
 
@@ -159,9 +168,10 @@ async fn main() -> anyhow::Result<()> {
     if let Cmd::Worker {
         database,
         concurrency,
+        kind,
     } = &cli.command
     {
-        return worker(base.database(database), *concurrency).await;
+        return worker(base.database(database), *concurrency, *kind).await;
     }
 
     let admin = PgPoolOptions::new()
@@ -192,8 +202,13 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             procs,
             claim,
+            kind,
         } => {
-            let runner = process::Runner::Jobq { procs, concurrency };
+            let runner = process::Runner::Jobq {
+                procs,
+                concurrency,
+                kind,
+            };
             let (claim_ms, run) = process::figure(&ctx, runner, claim).await?;
             if let Some(ms) = claim_ms {
                 ctx.report.record("claim_ms", ms, "ms");
@@ -205,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
             let (_, run) = process::figure(&ctx, runner, false).await?;
             process::record(&mut ctx, "", runner, run);
         }
+        Cmd::Limits => figures::limits_all(&mut ctx).await?,
         Cmd::Latency => latency::latency(&mut ctx).await?,
         Cmd::Scale => scale::scale(&mut ctx).await?,
         Cmd::Worker { .. } => unreachable!("handled above"),
@@ -215,12 +231,12 @@ async fn main() -> anyhow::Result<()> {
 
 /// The worker process: connects, says `ready`, waits for `go`, then runs the
 /// `bench` queue at `concurrency` until its stdin closes.
-async fn worker(options: PgConnectOptions, concurrency: usize) -> anyhow::Result<()> {
+async fn worker(options: PgConnectOptions, concurrency: usize, kind: Kind) -> anyhow::Result<()> {
     let pool = db::pool(&options.application_name("jobq-bench-worker"), 8).await?;
     // The scale figure's history (finished 30 days ago) must stay in the
     // table while it is measured: no pruning.
     let worker = jobq::Worker::new(pool)
-        .registry(noop_registry()?)
+        .registry(kind.registry()?)
         .queue(QUEUE, concurrency)
         .retention(jobq::Retention::keep_all());
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::db::{self, FigureDb};
 use crate::figures::latency::RawListener;
 use crate::figures::process::IdleWorker;
-use crate::jobs::{Starts, noop, noop_args, noop_unique};
+use crate::jobs::{Kind, Starts, noop, noop_args, noop_unique};
 use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
@@ -186,6 +186,19 @@ pub async fn single(ctx: &mut Ctx, clients: usize) -> anyhow::Result<()> {
 pub async fn enqueue_in_batches(pool: &PgPool, n: u64, batch: u64) -> anyhow::Result<()> {
     in_batches(n, batch, |jobs| async move {
         Ok(noop::enqueue_many(pool, jobs.map(noop_args)).await?.len())
+    })
+    .await
+}
+
+/// Inserts `n` jobs of `kind` in batches of `batch`.
+pub async fn enqueue_kind_in_batches(
+    pool: &PgPool,
+    kind: Kind,
+    n: u64,
+    batch: u64,
+) -> anyhow::Result<()> {
+    in_batches(n, batch, |jobs| async move {
+        Ok(kind.enqueue(pool, jobs).await?)
     })
     .await
 }

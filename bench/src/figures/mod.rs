@@ -6,6 +6,7 @@ pub mod latency;
 pub mod process;
 pub mod scale;
 
+use crate::jobs::Kind;
 use crate::report::Rounds;
 use crate::{Ctx, db, progress};
 use process::Runner;
@@ -31,14 +32,24 @@ pub async fn process_all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Res
         Runner::Jobq {
             procs: 1,
             concurrency: 16,
+            kind: Kind::Noop,
         },
         Runner::Jobq {
             procs: 1,
             concurrency: 64,
+            kind: Kind::Noop,
         },
         Runner::Jobq {
             procs: 2,
             concurrency: procs_concurrency,
+            kind: Kind::Noop,
+        },
+        // Scale-out: 16 processes contend for the claim (on 2 cores this
+        // measures contention, not CPU), against 1 process at c64.
+        Runner::Jobq {
+            procs: 16,
+            concurrency: 4,
+            kind: Kind::Noop,
         },
         Runner::Raw {
             batch: 100,
@@ -76,8 +87,39 @@ pub async fn all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Result<()> 
     enqueue::single(ctx, 4).await?;
     enqueue::batch(ctx).await?;
     process_all(ctx, procs_concurrency).await?;
+    limits_all(ctx).await?;
     latency::latency(ctx).await?;
     scale::scale(ctx).await?;
+    Ok(())
+}
+
+/// Limited no-op jobs, next to unlimited ones in the same rounds (a fifth
+/// of `--jobs` each, 3 rounds): a kind at concurrency 50, and one at
+/// concurrency 1 in each of 1,000 partitions, each drained by 1 worker at
+/// c64, the same as `process_c64`.
+pub async fn limits_all(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let runners = [Kind::Noop, Kind::Limited50, Kind::Partitioned1000].map(|kind| Runner::Jobq {
+        procs: 1,
+        concurrency: 64,
+        kind,
+    });
+    let jobs = ctx.opts.jobs;
+    ctx.opts.jobs = (jobs / 5).max(1);
+    let mut rounds = Rounds::default();
+    let result = async {
+        for round in 0..3 {
+            progress(ctx, format!("limit figures, round {} of 3", round + 1));
+            for runner in runners {
+                let (_, run) = process::figure(ctx, runner, false).await?;
+                process::add(&mut rounds, "limits_", runner, run);
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    ctx.opts.jobs = jobs;
+    result?;
+    rounds.record(&mut ctx.report);
     Ok(())
 }
 

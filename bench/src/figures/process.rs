@@ -11,8 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::task::JoinSet;
 
-use super::enqueue::enqueue_in_batches;
+use super::enqueue::enqueue_kind_in_batches;
 use crate::db::{self, FigureDb};
+use crate::jobs::Kind;
 use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
@@ -20,12 +21,14 @@ use crate::{Ctx, progress, sql};
 #[derive(Debug, Clone, Copy)]
 pub enum Runner {
     /// `procs` `jobq-bench worker` processes, each running the `bench` queue
-    /// at `concurrency`.
+    /// at `concurrency`, over jobs of `kind`.
     Jobq {
         /// Worker processes.
         procs: usize,
         /// Concurrency of each.
         concurrency: usize,
+        /// The job they run: no-op, or no-op under limits.
+        kind: Kind,
     },
     /// `clients` connections each looping: claim `batch` (`FOR UPDATE SKIP
     /// LOCKED`), complete them (one `UPDATE ... WHERE id = ANY`).
@@ -44,8 +47,13 @@ impl Runner {
             Runner::Jobq {
                 procs: 1,
                 concurrency,
-            } => format!("process_c{concurrency}"),
-            Runner::Jobq { procs, concurrency } => format!("process_{procs}proc_c{concurrency}"),
+                kind,
+            } => format!("process_c{concurrency}{}", kind.suffix()),
+            Runner::Jobq {
+                procs,
+                concurrency,
+                kind,
+            } => format!("process_{procs}proc_c{concurrency}{}", kind.suffix()),
             Runner::Raw { batch, clients } => format!("raw_process_b{batch}_c{clients}"),
         }
     }
@@ -64,12 +72,12 @@ pub struct Run {
     pub cpu_us_per_job: f64,
 }
 
-/// Enqueues `n` waiting no-op jobs (`enqueue_many`, batches of 1,000) and
-/// returns the largest id from before them.
-pub async fn prepare(ctx: &Ctx, db: &FigureDb, n: u64) -> anyhow::Result<i64> {
+/// Enqueues `n` waiting no-op jobs of `kind` (`enqueue_many`, batches of
+/// 1,000) and returns the largest id from before them.
+pub async fn prepare(ctx: &Ctx, db: &FigureDb, n: u64, kind: Kind) -> anyhow::Result<i64> {
     let before = db::max_id(&db.pool).await?;
     let start = Instant::now();
-    enqueue_in_batches(&db.pool, n, 1000).await?;
+    enqueue_kind_in_batches(&db.pool, kind, n, 1000).await?;
     progress(
         ctx,
         format!(
@@ -93,6 +101,7 @@ async fn spawn_workers(
     db: &FigureDb,
     procs: usize,
     concurrency: usize,
+    kind: Kind,
 ) -> anyhow::Result<Vec<WorkerProc>> {
     let exe = std::env::current_exe().context("locating jobq-bench")?;
     let mut workers = Vec::with_capacity(procs);
@@ -103,6 +112,12 @@ async fn spawn_workers(
             .arg(&db.name)
             .arg("--concurrency")
             .arg(concurrency.to_string())
+            .arg("--kind")
+            .arg(
+                clap::ValueEnum::to_possible_value(&kind)
+                    .context("every kind has a name")?
+                    .get_name(),
+            )
             .env("DATABASE_URL", &ctx.url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -131,7 +146,7 @@ pub struct IdleWorker(Vec<WorkerProc>);
 impl IdleWorker {
     /// Starts the worker and waits until it sleeps on the queue.
     pub async fn start(ctx: &Ctx, db: &FigureDb) -> anyhow::Result<IdleWorker> {
-        let mut workers = spawn_workers(ctx, db, 1, 16).await?;
+        let mut workers = spawn_workers(ctx, db, 1, 16, Kind::Noop).await?;
         for w in &mut workers {
             w.stdin.write_all(b"go\n").await?;
             w.stdin.flush().await?;
@@ -226,8 +241,12 @@ pub async fn drain(
     let wal0 = db::wal_lsn(&db.pool).await?;
     let cpu0 = db::busy_cpu();
     let secs = match runner {
-        Runner::Jobq { procs, concurrency } => {
-            let mut workers = spawn_workers(ctx, db, procs, concurrency).await?;
+        Runner::Jobq {
+            procs,
+            concurrency,
+            kind,
+        } => {
+            let mut workers = spawn_workers(ctx, db, procs, concurrency, kind).await?;
             let start = Instant::now();
             for w in &mut workers {
                 w.stdin.write_all(b"go\n").await?;
@@ -258,6 +277,19 @@ pub async fn drain(
         "{}: {completed} of {n} jobs completed",
         runner.name()
     );
+    if let Runner::Jobq { .. } = runner {
+        // Each job claimed once: every one completed at its first attempt.
+        let again: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobq_jobs WHERE id > $1 AND attempt <> 1")
+                .bind(after)
+                .fetch_one(&db.pool)
+                .await?;
+        anyhow::ensure!(
+            again == 0,
+            "{}: {again} jobs were claimed more than once",
+            runner.name()
+        );
+    }
     Ok(Run {
         per_s: n as f64 / secs,
         wal_per_job: (wal1 - wal0) as f64 / n as f64,
@@ -293,7 +325,11 @@ pub async fn figure(
     let n = ctx.opts.jobs;
     progress(ctx, format!("process: {} over {n} jobs", runner.name()));
     let db = db::fresh(ctx, &runner.name()).await?;
-    let after = prepare(ctx, &db, n).await?;
+    let kind = match runner {
+        Runner::Jobq { kind, .. } => kind,
+        Runner::Raw { .. } => Kind::Noop,
+    };
+    let after = prepare(ctx, &db, n, kind).await?;
     let claim_ms = if claim_probe {
         let ms = claim_cost(&db, 16).await?;
         print_claim_plan(&db, "claim_ms", 16).await?;

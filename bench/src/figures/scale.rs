@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::process::{self, Runner};
+use crate::jobs::Kind;
 use crate::{Ctx, db, progress, sql};
 
 /// Rows per history `INSERT ... SELECT generate_series` statement.
@@ -92,9 +93,10 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
     let jobq = Runner::Jobq {
         procs: 1,
         concurrency: 16,
+        kind: Kind::Noop,
     };
     progress(ctx, format!("  {} over {n} jobs", jobq.name()));
-    let after = process::prepare(ctx, &db, n).await?;
+    let after = process::prepare(ctx, &db, n, Kind::Noop).await?;
     let claim_ms = process::claim_cost(&db, 16).await?;
     ctx.report.record("scale_claim_ms", claim_ms, "ms");
     process::print_claim_plan(&db, "scale_claim_ms", 16).await?;
@@ -106,7 +108,7 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         clients: 4,
     };
     progress(ctx, format!("  {} over {n} jobs", raw.name()));
-    let after = process::prepare(ctx, &db, n).await?;
+    let after = process::prepare(ctx, &db, n, Kind::Noop).await?;
     let run = process::drain(ctx, &db, raw, n, after).await?;
     process::record(ctx, "scale_", raw, run);
     db::finish(ctx, db, 2 * n).await
