@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Acquire, Postgres};
 
 use crate::error::{Error, Result};
+use tracing::Instrument;
+
 use crate::job::{Job, JobId, JobState};
+use crate::metrics;
 use crate::queue::QueueName;
 use crate::store::{self, NewJob, Unique};
 
@@ -79,26 +82,61 @@ where
             .and_then(|args| Ok(Many::Batch(queue_name::<J>(def.queue)?, args)))
     };
     async move {
-        let mut conn = db.acquire().await?;
-        match prepared? {
-            Many::Unique(jobs) => {
-                let ids = store::insert_unique_many(&mut conn, &jobs).await?;
-                Ok(ids.into_iter().map(JobId).collect())
+        let prepared = prepared?;
+        let (queue, n) = match &prepared {
+            Many::Unique(jobs) => (jobs.first().map(|(j, _)| j.queue.as_str()), jobs.len()),
+            Many::Batch(queue, args) => (Some(queue.as_str()), args.len()),
+        };
+        let span = enqueue_span(def.name, queue.unwrap_or(def.queue), n);
+        let inserted = async {
+            let mut conn = db.acquire().await?;
+            match prepared {
+                #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+                Many::Unique(mut jobs) => {
+                    #[cfg(feature = "opentelemetry")]
+                    {
+                        let trace = crate::trace::context_of(&tracing::Span::current());
+                        jobs.iter_mut()
+                            .for_each(|(j, _)| j.trace.clone_from(&trace));
+                    }
+                    let (ids, inserted) = store::insert_unique_many(&mut conn, &jobs).await?;
+                    if let Some((first, _)) = jobs.first() {
+                        metrics::enqueued(def.name, first.queue.as_str(), inserted);
+                    }
+                    Ok(ids.into_iter().map(JobId).collect())
+                }
+                Many::Batch(queue, args) => {
+                    let batch = store::NewBatch {
+                        kind: def.name,
+                        limits: def.limits,
+                        queue: &queue,
+                        priority: def.priority,
+                        max_attempts: def.max_attempts,
+                        args,
+                        #[cfg(feature = "opentelemetry")]
+                        trace: crate::trace::context_of(&tracing::Span::current()),
+                    };
+                    let ids = store::insert_many(&mut conn, &batch).await?;
+                    metrics::enqueued(def.name, queue.as_str(), ids.len() as u64);
+                    Ok(ids.into_iter().map(JobId).collect())
+                }
             }
-            Many::Batch(queue, args) => {
-                let batch = store::NewBatch {
-                    kind: def.name,
-                    limits: def.limits,
-                    queue: &queue,
-                    priority: def.priority,
-                    max_attempts: def.max_attempts,
-                    args,
-                };
-                let ids = store::insert_many(&mut conn, &batch).await?;
-                Ok(ids.into_iter().map(JobId).collect())
-            }
-        }
+        };
+        inserted.instrument(span).await
     }
+}
+
+/// The span of one enqueue: `jobq.enqueue`, with the job's kind, its queue
+/// and how many jobs it inserts. With the `opentelemetry` feature, the jobs
+/// store its context, and their runs link to it.
+fn enqueue_span(kind: &'static str, queue: &str, jobs: usize) -> tracing::Span {
+    tracing::info_span!(
+        "jobq.enqueue",
+        kind,
+        queue,
+        jobs,
+        id = tracing::field::Empty
+    )
 }
 
 /// The jobs of one `enqueue_many` call, ready to insert.
@@ -127,24 +165,31 @@ pub struct Inserted {
     pub duplicate: bool,
 }
 
+/// Inserts one job, counts it (unless it was a duplicate), and records its
+/// id in the current span (the enqueue's).
 async fn insert(
     conn: &mut sqlx::PgConnection,
     job: &NewJob,
     unique: Option<&Unique>,
 ) -> Result<Inserted> {
-    match unique {
-        None => Ok(Inserted {
+    let inserted = match unique {
+        None => Inserted {
             id: JobId(store::insert_one(conn, job).await?),
             duplicate: false,
-        }),
+        },
         Some(u) => {
             let (id, duplicate) = store::insert_unique(conn, job, u).await?;
-            Ok(Inserted {
+            Inserted {
                 id: JobId(id),
                 duplicate,
-            })
+            }
         }
+    };
+    if !inserted.duplicate {
+        metrics::enqueued(job.kind, job.queue.as_str(), 1);
     }
+    tracing::Span::current().record("id", inserted.id.0);
+    Ok(inserted)
 }
 
 /// PostgreSQL's earliest `timestamptz`: 4714-11-24 BC (year -4713 counted
@@ -372,6 +417,8 @@ impl<J: Job> Enqueue<J> {
             priority: self.priority.unwrap_or(def.priority),
             max_attempts,
             run_at,
+            #[cfg(feature = "opentelemetry")]
+            trace: None,
         };
         Ok((job, unique))
     }
@@ -395,9 +442,18 @@ impl<J: Job> Enqueue<J> {
     {
         let prepared = self.prepare();
         async move {
-            let (job, unique) = prepared?;
-            let mut conn = db.acquire().await?;
-            insert(&mut conn, &job, unique.as_ref()).await
+            #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+            let (mut job, unique) = prepared?;
+            let span = enqueue_span(job.kind, job.queue.as_str(), 1);
+            #[cfg(feature = "opentelemetry")]
+            {
+                job.trace = crate::trace::context_of(&span);
+            }
+            let inserted = async {
+                let mut conn = db.acquire().await?;
+                insert(&mut conn, &job, unique.as_ref()).await
+            };
+            inserted.instrument(span).await
         }
     }
 }

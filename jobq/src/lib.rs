@@ -183,6 +183,16 @@
 //! and puts them back to `available` (their attempt does not count), writes
 //! every result, and `run()` returns `Ok(())`.
 //!
+//! # Metrics and traces
+//!
+//! jobq counts enqueues and attempts (by queue, kind and outcome), times
+//! runs and waits, and samples the backlog, lag and live workers, through
+//! the `metrics` facade: into the recorder the program installed, at next
+//! to no cost when it installed none. Every enqueue runs in a `tracing` span
+//! `jobq.enqueue`, every attempt in a span `jobq.run`. The README's
+//! "Operating jobq" lists every metric and field, with a Prometheus scrape
+//! configuration.
+//!
 //! # sqlx
 //!
 //! jobq speaks to PostgreSQL through sqlx 0.9, and takes your pool,
@@ -197,6 +207,8 @@
 //! |---|---|---|
 //! | `anyhow` | yes | [`Control`] found inside an `anyhow::Error`, so a job returning `anyhow::Result` can snooze, retry at a time, or discard |
 //! | `testing` | no | `jobq::testing`: assertions on enqueued jobs, `drain`, `perform`, a fresh database per test; for dev-dependencies |
+//! | `prometheus` | no | `Worker::prometheus(addr)`: the worker serves its metrics at `/metrics` (`metrics-exporter-prometheus`) |
+//! | `opentelemetry` | no | an enqueue stores its span's W3C trace context with the job, and each run's `jobq.run` span links to it (`tracing-opentelemetry`) |
 //!
 //! On docs.rs, an item that needs a feature is marked with it.
 
@@ -215,6 +227,7 @@ mod error;
 mod job;
 mod limit;
 mod maintenance;
+mod metrics;
 mod queue;
 mod registry;
 mod result;
@@ -224,6 +237,8 @@ mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "opentelemetry")]
+mod trace;
 mod worker;
 
 pub use cancel::{Cancellation, cancel};

@@ -63,6 +63,9 @@ impl Periodic for Rescuer {
         let Some(done) = bounded(store::rescue_expired(c, lease_ms)).await? else {
             return Ok(Tick::Skipped);
         };
+        for (queue, kind, n) in &done.by_kind {
+            crate::metrics::rescued(kind, queue, u64::try_from(*n).unwrap_or(0));
+        }
         if done.workers > 0 || done.jobs > 0 {
             tracing::warn!(
                 workers = done.workers,

@@ -109,8 +109,24 @@ impl CronJob {
             priority: self.def.priority,
             max_attempts: self.def.max_attempts,
             run_at: Some(tick),
+            // A tick is enqueued by no request: its runs start traces of
+            // their own.
+            #[cfg(feature = "opentelemetry")]
+            trace: None,
         }
     }
+}
+
+/// Enqueues `job`'s tick at `tick` unless some process did already (see
+/// [`store::insert_cron_tick`]), and counts it when this call did. Returns
+/// whether it did.
+async fn enqueue_tick(pool: &PgPool, job: &CronJob, tick: DateTime<Utc>) -> sqlx::Result<bool> {
+    let new = job.new_job(tick);
+    let inserted = store::insert_cron_tick(pool, &new, tick).await?;
+    if inserted {
+        crate::metrics::enqueued(new.kind, new.queue.as_str(), 1);
+    }
+    Ok(inserted)
 }
 
 /// Enqueues the ticks missed while no worker ran, as the job's policy says.
@@ -126,7 +142,7 @@ async fn catch_up(pool: &PgPool, job: &CronJob, now: DateTime<Utc>) -> sqlx::Res
     };
     let mut inserted = 0;
     for tick in &missed {
-        if store::insert_cron_tick(pool, &job.new_job(*tick), *tick).await? {
+        if enqueue_tick(pool, job, *tick).await? {
             inserted += 1;
         }
     }
@@ -194,7 +210,7 @@ impl Periodic for CronService {
                 }
                 budget -= 1;
                 // On failure the tick is kept, and tried again after a pause.
-                store::insert_cron_tick(&self.pool, &job.new_job(tick), tick).await?;
+                enqueue_tick(&self.pool, job, tick).await?;
                 *next = job.next_after(tick);
             }
         }

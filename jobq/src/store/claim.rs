@@ -19,6 +19,9 @@ pub(crate) struct ClaimedJob {
     pub max_attempts: i32,
     pub priority: i16,
     pub scheduled_at: DateTime<Utc>,
+    /// The W3C trace context of the job's enqueue, as JSON.
+    #[cfg(feature = "opentelemetry")]
+    pub trace_context: Option<String>,
 }
 
 impl ClaimedJob {
@@ -106,7 +109,9 @@ pub const CLAIM_SQL: &str = concat!(
             SET state = 'running', attempt = j.attempt + 1, attempted_at = $5, attempted_by = $4
             WHERE j.id = ANY (ARRAY (SELECT id FROM c))
             RETURNING j.id, j.kind, j.args::text AS args, j.attempt, j.lost_attempts,
-                      j.max_attempts, j.priority, j.scheduled_at
+                      j.max_attempts, j.priority, j.scheduled_at",
+    trace_returning!(),
+    "
         )
         SELECT claimed.*, p.n AS promoted, EXISTS (SELECT 1 FROM me) AS alive,
                EXISTS (SELECT 1 FROM q WHERE q.limited) AS queue_limited,
@@ -189,6 +194,13 @@ pub(crate) fn read_claim(rows: &[PgRow]) -> sqlx::Result<Claim> {
             max_attempts: r.try_get("max_attempts")?,
             priority: r.try_get("priority")?,
             scheduled_at: r.try_get("scheduled_at")?,
+            #[cfg(feature = "opentelemetry")]
+            // The limited claim (`jobq_claim_limited`, a function of fixed
+            // columns) returns none: its jobs' runs are not linked.
+            trace_context: match r.try_get("trace_context") {
+                Err(sqlx::Error::ColumnNotFound(_)) => None,
+                other => other?,
+            },
         });
     }
     jobs.sort_by_key(|j| (j.priority, j.scheduled_at, j.id));

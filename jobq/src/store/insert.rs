@@ -18,21 +18,29 @@ pub(crate) struct NewJob {
     pub priority: i16,
     pub max_attempts: i32,
     pub run_at: Option<DateTime<Utc>>,
+    /// The W3C trace context of the enqueue, as JSON (see `crate::trace`).
+    #[cfg(feature = "opentelemetry")]
+    pub trace: Option<String>,
 }
 
 /// Inserts one job and notifies its queue if a producer sleeps on it, in one
 /// round trip.
 pub(crate) async fn insert_one(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
-    bind_job!(
-        sqlx::query_scalar(concat!(
-            "INSERT INTO jobq_jobs (",
-            job_columns!(),
-            ") VALUES (",
-            job_values!(),
-            ") RETURNING id, ",
-            notify_if_asleep!("queue")
-        )),
-        job
+    bind_trace!(
+        bind_job!(
+            sqlx::query_scalar(concat!(
+                "INSERT INTO jobq_jobs (",
+                job_columns!(),
+                trace_column!(),
+                ") VALUES (",
+                job_values!(),
+                trace_value!("$9"),
+                ") RETURNING id, ",
+                notify_if_asleep!("queue")
+            )),
+            job
+        ),
+        &job.trace
     )
     .fetch_one(conn)
     .await
@@ -49,6 +57,9 @@ pub(crate) struct NewBatch<'a> {
     pub max_attempts: i32,
     /// Each job's arguments, as JSON.
     pub args: Vec<String>,
+    /// The W3C trace context of the enqueue, as JSON, for every job.
+    #[cfg(feature = "opentelemetry")]
+    pub trace: Option<String>,
 }
 
 /// Inserts a batch with one statement over the array of its arguments, and
@@ -62,13 +73,15 @@ pub(crate) async fn insert_many(
     if batch.args.is_empty() {
         return Ok(Vec::new());
     }
-    let row = sqlx::query(concat!(
+    let query = sqlx::query(concat!(
         "WITH ins AS (
             INSERT INTO jobq_jobs (",
         batch_columns!(),
+        trace_column!(),
         ")
             SELECT $1, $2, a::jsonb, $3, $4, ",
         limit_key_sql!("a", "$6", "$7"),
+        trace_value!("$8"),
         " FROM unnest($5::text[]) AS a
             RETURNING id
         )
@@ -82,9 +95,8 @@ pub(crate) async fn insert_many(
     .bind(batch.max_attempts)
     .bind(&batch.args)
     .bind(batch.limits.is_limited().then_some(batch.kind))
-    .bind(batch.limits.partition)
-    .fetch_one(conn)
-    .await?;
+    .bind(batch.limits.partition);
+    let row = bind_trace!(query, &batch.trace).fetch_one(conn).await?;
     row.try_get("ids")
 }
 
@@ -131,13 +143,17 @@ pub(crate) async fn insert_unique(
     // The key's holder can leave its unique states between the two
     // statements; then the insert is tried again.
     for _ in 0..5 {
-        let inserted: Option<i64> = bind_job!(
+        let query = bind_job!(
             sqlx::query_scalar(concat!(
                 "INSERT INTO jobq_jobs (",
                 job_columns!(),
-                ", unique_key, unique_states, unique_until) VALUES (",
+                ", unique_key, unique_states, unique_until",
+                trace_column!(),
+                ") VALUES (",
                 job_values!(),
-                ", $9, $10, $11) ",
+                ", $9, $10, $11",
+                trace_value!("$12"),
+                ") ",
                 on_key_held_do_nothing!(),
                 " RETURNING id, ",
                 notify_if_asleep!("queue")
@@ -146,9 +162,10 @@ pub(crate) async fn insert_unique(
         )
         .bind(&unique.key)
         .bind(unique.states)
-        .bind(unique.until)
-        .fetch_optional(&mut *conn)
-        .await?;
+        .bind(unique.until);
+        let inserted: Option<i64> = bind_trace!(query, &job.trace)
+            .fetch_optional(&mut *conn)
+            .await?;
         if let Some(id) = inserted {
             return Ok((id, false));
         }
@@ -187,12 +204,14 @@ pub(crate) async fn insert_unique(
 /// transaction taking the same keys in another order. Outside a transaction,
 /// when PostgreSQL picks the batch to abort, nothing of it is kept, and the
 /// jobs are settled one by one, each statement committing on its own.
+///
+/// Returns the ids, and how many of the jobs were inserted (not found).
 pub(crate) async fn insert_unique_many(
     conn: &mut PgConnection,
     jobs: &[(NewJob, Unique)],
-) -> sqlx::Result<Vec<i64>> {
+) -> sqlx::Result<(Vec<i64>, u64)> {
     let Some((first, _)) = jobs.first() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     };
     debug_assert!(jobs.iter().all(|(j, _)| j.kind == first.kind
         && j.queue == first.queue
@@ -206,14 +225,18 @@ pub(crate) async fn insert_unique_many(
     // Outside a transaction, the statement is one of its own.
     let autocommit = !conn.is_in_transaction();
     // The notification is an InitPlan: run once, and only if a row went in.
-    let inserted: sqlx::Result<Vec<(String, i64, Option<String>)>> = sqlx::query_as(concat!(
+    let query = sqlx::query_as(concat!(
         "WITH ins AS (
             INSERT INTO jobq_jobs (",
         batch_columns!(),
-        ", unique_key, unique_states, unique_until)
+        ", unique_key, unique_states, unique_until",
+        trace_column!(),
+        ")
             SELECT $1, $2, a::jsonb, $3, $4, ",
         limit_key_sql!("a", "$9", "$10"),
-        ", k, s, u
+        ", k, s, u",
+        trace_value!("$11"),
+        "
             FROM unnest($5::text[], $6::text[], $7::int4[], $8::timestamptz[])
                 WITH ORDINALITY AS t(a, k, s, u, ord)
             ORDER BY k COLLATE \"C\", ord
@@ -234,9 +257,9 @@ pub(crate) async fn insert_unique_many(
     .bind(&states)
     .bind(&until)
     .bind(first.limits.is_limited().then_some(first.kind))
-    .bind(first.limits.partition)
-    .fetch_all(&mut *conn)
-    .await;
+    .bind(first.limits.partition);
+    let inserted: sqlx::Result<Vec<(String, i64, Option<String>)>> =
+        bind_trace!(query, &first.trace).fetch_all(&mut *conn).await;
     let inserted = match inserted {
         Ok(rows) => rows,
         Err(e) if autocommit && is_deadlock(&e) => Vec::new(),
@@ -274,16 +297,19 @@ pub(crate) async fn insert_unique_many(
     missing.retain(|k| !ids.contains_key(k));
     missing.sort_unstable();
     missing.dedup();
+    let mut count = inserted.len() as u64;
     let mut settled = Vec::with_capacity(missing.len());
     for key in missing {
         let (job, unique) = jobs
             .iter()
             .find(|(_, u)| u.key == key)
             .expect("a missing key is one of the batch's");
-        settled.push((key, insert_unique(conn, job, unique).await?.0));
+        let (id, duplicate) = insert_unique(conn, job, unique).await?;
+        count += u64::from(!duplicate);
+        settled.push((key, id));
     }
     ids.extend(settled);
-    Ok(keys.iter().map(|k| ids[k]).collect())
+    Ok((keys.iter().map(|k| ids[k]).collect(), count))
 }
 
 /// Whether `e` is PostgreSQL's `deadlock_detected` (40P01).

@@ -139,6 +139,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0008_limits.sql",
         sql: include_str!("../../migrations/0008_limits.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_trace_context.sql",
+        sql: include_str!("../../migrations/0009_trace_context.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

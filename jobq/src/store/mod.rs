@@ -4,7 +4,8 @@
 //! One file per concern: `insert`, `claim`, `limits` (the limited claim),
 //! `finish`, `cancel`, `workers` (leases and rescues), `wake` (the wake
 //! locks), `cron`, `queues`, `prune`, `results` (results and following a job
-//! to its end), `migrate`, `session` (server sessions), `admin` (what people
+//! to its end), `migrate`, `session` (server sessions), `sample` (the metrics sampler's
+//! counts), `admin` (what people
 //! and tools read and do: lists, counts, bulk actions), `dashboard` (what
 //! only the dashboard asks: time series, an enqueue by kind name), `testing`
 //! (what `jobq::testing` reads and drains), `types` (how jobq's types cross
@@ -132,6 +133,69 @@ macro_rules! batch_columns {
     };
 }
 
+/// With the `opentelemetry` feature, the column of a job's trace context,
+/// after the other columns of an insert (`, trace_context`); without it,
+/// nothing: the statements are those of a build without the feature.
+#[cfg(feature = "opentelemetry")]
+macro_rules! trace_column {
+    () => {
+        ", trace_context"
+    };
+}
+#[cfg(not(feature = "opentelemetry"))]
+macro_rules! trace_column {
+    () => {
+        ""
+    };
+}
+
+/// The value of `trace_column!`, the parameter `$p` (`", $7::jsonb"`), bound
+/// by `bind_trace!`; nothing without the feature.
+#[cfg(feature = "opentelemetry")]
+macro_rules! trace_value {
+    ($p:literal) => {
+        concat!(", ", $p, "::jsonb")
+    };
+}
+#[cfg(not(feature = "opentelemetry"))]
+macro_rules! trace_value {
+    ($p:literal) => {
+        ""
+    };
+}
+
+/// Binds the trace context `$trace` (JSON text or `None`) for
+/// `trace_value!`; without the feature, binds nothing (and `$trace` is not
+/// compiled).
+#[cfg(feature = "opentelemetry")]
+macro_rules! bind_trace {
+    ($query:expr, $trace:expr) => {
+        $query.bind($trace)
+    };
+}
+#[cfg(not(feature = "opentelemetry"))]
+macro_rules! bind_trace {
+    ($query:expr, $trace:expr) => {
+        $query
+    };
+}
+
+/// What a claim returns of a job's trace context (`, j.trace_context::text
+/// AS trace_context`); nothing without the feature, so a claim without it
+/// reads what it read before the column existed.
+#[cfg(feature = "opentelemetry")]
+macro_rules! trace_returning {
+    () => {
+        ", j.trace_context::text AS trace_context"
+    };
+}
+#[cfg(not(feature = "opentelemetry"))]
+macro_rules! trace_returning {
+    () => {
+        ""
+    };
+}
+
 /// A row's unique key holds: it has one, and its state is among the key's
 /// states. The predicate of the unique index `jobq_jobs_unique_key`.
 macro_rules! key_holds {
@@ -179,6 +243,7 @@ mod migrate;
 mod prune;
 mod queues;
 mod results;
+mod sample;
 mod session;
 #[cfg(feature = "testing")]
 mod testing;
@@ -200,6 +265,7 @@ pub use migrate::{
 pub(crate) use prune::*;
 pub(crate) use queues::*;
 pub(crate) use results::*;
+pub(crate) use sample::*;
 pub(crate) use session::*;
 #[cfg(feature = "testing")]
 pub(crate) use testing::*;
@@ -232,6 +298,8 @@ pub(crate) enum Lock {
     Rescue,
     /// Pruning finished jobs.
     Prune,
+    /// Sampling the metrics gauges.
+    Sample,
 }
 
 impl Lock {
@@ -240,6 +308,7 @@ impl Lock {
         match self {
             Lock::Rescue => 0x6a6f_6271_7265_7363, // "jobqresc"
             Lock::Prune => 0x6a6f_6271_7072_756e,  // "jobqprun"
+            Lock::Sample => 0x6a6f_6271_7361_6d70, // "jobqsamp"
         }
     }
 }

@@ -132,12 +132,14 @@ pub(crate) async fn deregister_worker(pool: &PgPool, worker_id: i64) -> sqlx::Re
 }
 
 /// What one rescue pass did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Rescued {
     /// Worker rows removed for missing their heartbeat.
     pub workers: i64,
     /// Running jobs taken back from dead workers.
     pub jobs: i64,
+    /// Those jobs per queue and kind: `(queue, kind, jobs)`.
+    pub by_kind: Vec<(String, String, i64)>,
 }
 
 /// How many attempts a job may lose with its worker (killed, cut off, taken
@@ -193,7 +195,7 @@ pub(crate) async fn rescue_expired(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let jobs: i64 = sqlx::query_scalar(concat!(
+    let by_kind: Vec<(String, String, i64)> = sqlx::query_as(concat!(
         "WITH lost AS (
             UPDATE jobq_jobs AS j SET
                 state = CASE
@@ -221,23 +223,27 @@ pub(crate) async fn rescue_expired(
                   WHERE state = 'running'
                     AND NOT EXISTS (SELECT 1 FROM jobq_workers w WHERE w.id = attempted_by)) AS c
             WHERE j.id = c.id AND j.state = 'running'
-            RETURNING j.id, j.queue, j.state, j.on_finish
+            RETURNING j.id, j.queue, j.kind, j.state, j.on_finish
         ),
         told AS (
             SELECT pg_notify('",
         insert_channel!(),
         "', q.queue) FROM (SELECT DISTINCT queue FROM lost) AS q
         )
-        SELECT (SELECT count(*) FROM lost) + 0 * (SELECT count(*) FROM told) + ",
-        after_finish!("lost")
+        SELECT queue, kind,
+               count(*) + 0 * (SELECT count(*) FROM told) + 0 * coalesce(",
+        after_finish!("lost"),
+        ", 0)
+        FROM lost GROUP BY queue, kind"
     ))
     .bind(MAX_LOST_ATTEMPTS)
     .bind(SUSPECT_LOST_ATTEMPTS)
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Some(Rescued {
         workers: i64::try_from(workers).unwrap_or(i64::MAX),
-        jobs,
+        jobs: by_kind.iter().map(|(_, _, n)| n).sum(),
+        by_kind,
     }))
 }

@@ -19,6 +19,8 @@ pub(crate) struct Config {
     pub default_timeout: Option<Duration>,
     pub timeout_grace: Duration,
     pub retention: Retention,
+    /// How often the gauges are sampled.
+    pub metrics_interval: Duration,
 }
 
 impl Default for Config {
@@ -32,6 +34,7 @@ impl Default for Config {
             default_timeout: None,
             timeout_grace: Duration::from_secs(1),
             retention: Retention::default(),
+            metrics_interval: crate::metrics::sampler::DEFAULT_INTERVAL,
         }
     }
 }
@@ -61,6 +64,7 @@ impl Config {
         }
         self.rescuer().validate()?;
         self.heartbeat().validate()?;
+        crate::metrics::sampler::validate(self.metrics_interval)?;
         self.retention.validate()
     }
 }

@@ -1,12 +1,12 @@
-//! One attempt of one job: decode, inject, run under a span with its timeout
-//! and cancellation token, turn a panic into a failed attempt, hand the
-//! outcome to the completer.
+//! One attempt of one job: decode, inject, run under a span (`jobq.run`) with
+//! its timeout and cancellation token, turn a panic into a failed attempt,
+//! count it (see `crate::metrics`), hand the outcome to the completer.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -17,6 +17,7 @@ use super::conn::bounded;
 use super::running::Handle;
 use super::{Completion, Shared};
 use crate::job::{JobContext, JobDef, JobId, Outcome, RunCx, RunError};
+use crate::metrics::{AttemptMetrics, AttemptOutcome};
 use crate::store::{self, ClaimedJob};
 
 /// Runs one attempt of the claimed `job` and sends its [`Completion`] to
@@ -35,12 +36,16 @@ pub(crate) async fn run(
         return;
     };
     let span = tracing::info_span!(
-        "job",
-        job.id = job.id,
-        job.name = def.name,
-        job.queue = %queue,
-        job.attempt = job.counted_attempt(),
+        "jobq.run",
+        kind = def.name,
+        id = job.id,
+        queue = %queue,
+        attempt = job.counted_attempt(),
+        outcome = tracing::field::Empty,
+        error = tracing::field::Empty,
     );
+    #[cfg(feature = "opentelemetry")]
+    crate::trace::link_to_enqueue(&span, job.trace_context.as_deref());
     // The fence is the claim's own attempt number; lost attempts are given
     // back to the job's budget.
     let (id, attempt, max_attempts) = (
@@ -48,13 +53,25 @@ pub(crate) async fn run(
         job.attempt,
         job.max_attempts.saturating_add(job.lost_attempts),
     );
+    let metrics = AttemptMetrics::of(def.name, &queue);
+    let waited = (chrono::Utc::now() - job.scheduled_at)
+        .to_std()
+        .unwrap_or_default();
+    let started = Instant::now();
     let mut outcome = attempt_once(&shared, def, queue, job)
         .instrument(span.clone())
         .await;
+    let ran = started.elapsed();
     // Capped and cleaned before it is logged too: a 10 MB error is no
     // better in a log line than in the table.
     if let Outcome::Failed { error, .. } | Outcome::Discard { error, .. } = &mut outcome {
         *error = clean_error(std::mem::take(error));
+    }
+    let ended = AttemptOutcome::of(&outcome, attempt, max_attempts);
+    metrics.record(waited, ran, ended);
+    span.record("outcome", ended.as_str());
+    if let Outcome::Failed { error, .. } | Outcome::Discard { error, .. } = &outcome {
+        span.record("error", error.as_str());
     }
     span.in_scope(|| match &outcome {
         Outcome::Completed | Outcome::CompletedWith(_) => tracing::debug!("job completed"),

@@ -22,6 +22,8 @@ fn job(id: i64, lost_attempts: i32) -> ClaimedJob {
         max_attempts: 3,
         priority: 0,
         scheduled_at: Utc::now(),
+        #[cfg(feature = "opentelemetry")]
+        trace_context: None,
     }
 }
 
