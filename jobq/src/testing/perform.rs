@@ -187,6 +187,8 @@ impl<J: Job> Perform<J> {
             max_attempts: def.max_attempts,
             priority: def.priority,
             scheduled_at: scheduled_at.unwrap_or_else(Utc::now),
+            #[cfg(feature = "opentelemetry")]
+            trace_context: None,
         };
         execute::attempt_once(&shared, def, def.queue.to_owned(), job).await
     }
