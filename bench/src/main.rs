@@ -118,6 +118,9 @@ enum Cmd {
         /// The job: no-op, or no-op under limits.
         #[arg(long, value_enum, default_value = "noop")]
         kind: Kind,
+        /// Each worker records its metrics into a Prometheus recorder.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// The limited figures: no-op jobs at concurrency 50, and at
     /// concurrency 1 in each of 1,000 partitions, next to unlimited ones.
@@ -148,6 +151,10 @@ enum Cmd {
         /// The job it runs.
         #[arg(long, value_enum, default_value = "noop")]
         kind: Kind,
+        /// Records jobq's metrics into a Prometheus recorder
+        /// (`Worker::prometheus` on a port of the loopback), never scraped.
+        #[arg(long)]
+        prometheus: bool,
     },
 }
 
@@ -169,9 +176,10 @@ async fn main() -> anyhow::Result<()> {
         database,
         concurrency,
         kind,
+        prometheus,
     } = &cli.command
     {
-        return worker(base.database(database), *concurrency, *kind).await;
+        return worker(base.database(database), *concurrency, *kind, *prometheus).await;
     }
 
     let admin = PgPoolOptions::new()
@@ -203,11 +211,13 @@ async fn main() -> anyhow::Result<()> {
             procs,
             claim,
             kind,
+            prometheus,
         } => {
             let runner = process::Runner::Jobq {
                 procs,
                 concurrency,
                 kind,
+                prometheus,
             };
             let (claim_ms, run) = process::figure(&ctx, runner, claim).await?;
             if let Some(ms) = claim_ms {
@@ -230,15 +240,24 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The worker process: connects, says `ready`, waits for `go`, then runs the
-/// `bench` queue at `concurrency` until its stdin closes.
-async fn worker(options: PgConnectOptions, concurrency: usize, kind: Kind) -> anyhow::Result<()> {
+/// `bench` queue at `concurrency` until its stdin closes; with `prometheus`,
+/// recording its metrics into a Prometheus recorder.
+async fn worker(
+    options: PgConnectOptions,
+    concurrency: usize,
+    kind: Kind,
+    prometheus: bool,
+) -> anyhow::Result<()> {
     let pool = db::pool(&options.application_name("jobq-bench-worker"), 8).await?;
     // The scale figure's history (finished 30 days ago) must stay in the
     // table while it is measured: no pruning.
-    let worker = jobq::Worker::new(pool)
+    let mut worker = jobq::Worker::new(pool)
         .registry(kind.registry()?)
         .queue(QUEUE, concurrency)
         .retention(jobq::Retention::keep_all());
+    if prometheus {
+        worker = worker.prometheus(([127, 0, 0, 1], 0).into());
+    }
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     println!("ready");
     match stdin.next_line().await? {

@@ -257,6 +257,23 @@ impl Report {
             );
         }
 
+        // Metrics: the same figure with the Prometheus recorder on and off.
+        if let (Some(on), Some(off)) = (
+            self.get("process_c16_prometheus_per_s"),
+            self.get("process_c16_per_s"),
+        ) {
+            let ratio = self
+                .ratio("process_c16_prometheus_per_s", "process_c16_per_s")
+                .unwrap_or(on / off);
+            println!();
+            println!(
+                "process c16 with the Prometheus recorder on: {} jobs/s, off: {} jobs/s, \
+                 ratio {ratio:.2}",
+                fmt_value(on, "jobs/s"),
+                fmt_value(off, "jobs/s"),
+            );
+        }
+
         // History: the same figure with and without the finished rows.
         let history = self.get("scale_history_rows");
         if let Some(rows) = history {

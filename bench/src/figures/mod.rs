@@ -33,16 +33,26 @@ pub async fn process_all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Res
             procs: 1,
             concurrency: 16,
             kind: Kind::Noop,
+            prometheus: false,
+        },
+        // The metrics' cost: the same, recording into a Prometheus recorder.
+        Runner::Jobq {
+            procs: 1,
+            concurrency: 16,
+            kind: Kind::Noop,
+            prometheus: true,
         },
         Runner::Jobq {
             procs: 1,
             concurrency: 64,
             kind: Kind::Noop,
+            prometheus: false,
         },
         Runner::Jobq {
             procs: 2,
             concurrency: procs_concurrency,
             kind: Kind::Noop,
+            prometheus: false,
         },
         // Scale-out: 16 processes contend for the claim (on 2 cores this
         // measures contention, not CPU), against 1 process at c64.
@@ -50,6 +60,7 @@ pub async fn process_all(ctx: &mut Ctx, procs_concurrency: usize) -> anyhow::Res
             procs: 16,
             concurrency: 4,
             kind: Kind::Noop,
+            prometheus: false,
         },
         Runner::Raw {
             batch: 100,
@@ -102,6 +113,7 @@ pub async fn limits_all(ctx: &mut Ctx) -> anyhow::Result<()> {
         procs: 1,
         concurrency: 64,
         kind,
+        prometheus: false,
     });
     let jobs = ctx.opts.jobs;
     ctx.opts.jobs = (jobs / 5).max(1);

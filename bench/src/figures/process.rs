@@ -29,6 +29,9 @@ pub enum Runner {
         concurrency: usize,
         /// The job they run: no-op, or no-op under limits.
         kind: Kind,
+        /// Whether each records jobq's metrics into a Prometheus recorder
+        /// (`Worker::prometheus`); without, no recorder is installed.
+        prometheus: bool,
     },
     /// `clients` connections each looping: claim `batch` (`FOR UPDATE SKIP
     /// LOCKED`), complete them (one `UPDATE ... WHERE id = ANY`).
@@ -48,15 +51,30 @@ impl Runner {
                 procs: 1,
                 concurrency,
                 kind,
-            } => format!("process_c{concurrency}{}", kind.suffix()),
+                prometheus,
+            } => format!(
+                "process_c{concurrency}{}{}",
+                kind.suffix(),
+                prometheus_suffix(prometheus)
+            ),
             Runner::Jobq {
                 procs,
                 concurrency,
                 kind,
-            } => format!("process_{procs}proc_c{concurrency}{}", kind.suffix()),
+                prometheus,
+            } => format!(
+                "process_{procs}proc_c{concurrency}{}{}",
+                kind.suffix(),
+                prometheus_suffix(prometheus)
+            ),
             Runner::Raw { batch, clients } => format!("raw_process_b{batch}_c{clients}"),
         }
     }
+}
+
+/// The figure name's suffix for a run with the Prometheus recorder on.
+fn prometheus_suffix(prometheus: bool) -> &'static str {
+    if prometheus { "_prometheus" } else { "" }
 }
 
 /// What one drain measured.
@@ -102,6 +120,7 @@ async fn spawn_workers(
     procs: usize,
     concurrency: usize,
     kind: Kind,
+    prometheus: bool,
 ) -> anyhow::Result<Vec<WorkerProc>> {
     let exe = std::env::current_exe().context("locating jobq-bench")?;
     let mut workers = Vec::with_capacity(procs);
@@ -118,6 +137,7 @@ async fn spawn_workers(
                     .context("every kind has a name")?
                     .get_name(),
             )
+            .args(prometheus.then_some("--prometheus"))
             .env("DATABASE_URL", &ctx.url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -146,7 +166,7 @@ pub struct IdleWorker(Vec<WorkerProc>);
 impl IdleWorker {
     /// Starts the worker and waits until it sleeps on the queue.
     pub async fn start(ctx: &Ctx, db: &FigureDb) -> anyhow::Result<IdleWorker> {
-        let mut workers = spawn_workers(ctx, db, 1, 16, Kind::Noop).await?;
+        let mut workers = spawn_workers(ctx, db, 1, 16, Kind::Noop, false).await?;
         for w in &mut workers {
             w.stdin.write_all(b"go\n").await?;
             w.stdin.flush().await?;
@@ -245,8 +265,9 @@ pub async fn drain(
             procs,
             concurrency,
             kind,
+            prometheus,
         } => {
-            let mut workers = spawn_workers(ctx, db, procs, concurrency, kind).await?;
+            let mut workers = spawn_workers(ctx, db, procs, concurrency, kind, prometheus).await?;
             let start = Instant::now();
             for w in &mut workers {
                 w.stdin.write_all(b"go\n").await?;

@@ -94,6 +94,7 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<()> {
         procs: 1,
         concurrency: 16,
         kind: Kind::Noop,
+        prometheus: false,
     };
     progress(ctx, format!("  {} over {n} jobs", jobq.name()));
     let after = process::prepare(ctx, &db, n, Kind::Noop).await?;
