@@ -54,13 +54,24 @@ async fn metrics_are_served_for_prometheus_at_slash_metrics() {
     always_fails::enqueue(&db.pool, always_fails::Args {})
         .await
         .unwrap();
+    // A job due in an hour keeps the queue in every sample, so its gauges
+    // exist whenever the sampler's first tick comes.
+    record::builder(record::Args { n: 2 })
+        .delay(Duration::from_secs(3600))
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
     let completed = r#"jobq_attempts_total{queue="default",kind="record",outcome="completed"}"#;
     let discarded =
         r#"jobq_attempts_total{queue="default",kind="always_fails",outcome="discarded"}"#;
+    let scheduled = r#"jobq_jobs{queue="default",state="scheduled"}"#;
     let ended = |scrape: &str| {
-        sample(scrape, completed) == Some(1.0) && sample(scrape, discarded) == Some(1.0)
+        sample(scrape, completed) == Some(1.0)
+            && sample(scrape, discarded) == Some(1.0)
+            && sample(scrape, scheduled) == Some(1.0)
+            && sample(scrape, "jobq_workers") == Some(1.0)
     };
-    wait_until("a scrape to show both jobs' ends", DEADLINE, || async {
+    wait_until("a scrape to show both jobs' ends and a sample", DEADLINE, || async {
         matches!(get(addr, "/metrics").await, Some((status, body)) if status.contains(" 200 ") && ended(&body))
     })
     .await;
@@ -73,7 +84,7 @@ async fn metrics_are_served_for_prometheus_at_slash_metrics() {
             &scrape,
             r#"jobq_jobs_enqueued_total{queue="default",kind="record"}"#
         ),
-        Some(1.0),
+        Some(2.0),
         "{scrape}"
     );
     // Run times are histograms with buckets, which Prometheus can add up
