@@ -6,10 +6,11 @@
 //! One test, one browser session: starting Chromium costs more than every
 //! step after it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use fantoccini::elements::Element;
+use fantoccini::error::{CmdError, ErrorStatus};
 use jobq::JobState;
 use jobq_tests::browser::{Browser, Seed, Served, state_of};
 use jobq_tests::{InProcess, TestDb, test_worker, wait_until};
@@ -28,20 +29,33 @@ async fn find(browser: &Browser, css: &str) -> Element {
         .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
 }
 
+/// Whether a WebDriver error says the element found is gone: the page's
+/// live update re-renders parts of it between a find and the use of what
+/// was found. The step is then retried with a fresh find.
+fn is_stale(e: &CmdError) -> bool {
+    matches!(e, CmdError::Standard(w) if matches!(w.error, ErrorStatus::StaleElementReference))
+}
+
 async fn text(browser: &Browser, css: &str) -> String {
-    find(browser, css)
-        .await
-        .text()
-        .await
-        .expect("read an element's text")
+    let start = Instant::now();
+    loop {
+        match find(browser, css).await.text().await {
+            Ok(text) => return text,
+            Err(e) if is_stale(&e) && start.elapsed() < PAGE => continue,
+            Err(e) => panic!("read the text of `{css}`: {e}"),
+        }
+    }
 }
 
 async fn click(browser: &Browser, css: &str) {
-    find(browser, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
+    let start = Instant::now();
+    loop {
+        match find(browser, css).await.click().await {
+            Ok(()) => return,
+            Err(e) if is_stale(&e) && start.elapsed() < PAGE => continue,
+            Err(e) => panic!("click `{css}`: {e}"),
+        }
+    }
 }
 
 /// Fails the test if the page opened a dialog (an injected `alert` ran) or
