@@ -14,6 +14,11 @@ use jobq_tests::{TestDb, spawn_worker_process_with_lease, wait_until};
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(180);
 
+/// Taken for reading by every test and for writing by the one that restarts
+/// the PostgreSQL server, so that restart never cuts another test's
+/// connections (the tests of one binary run in parallel).
+static SERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Worker processes that are killed when the test ends, pass or fail.
 struct Workers(Vec<Child>);
 
@@ -76,6 +81,7 @@ async fn unfinished(db: &TestDb) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_5_holds_across_three_workers_and_is_reached() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_c5").await;
     create_limit_runs(&db.pool).await;
     let n = 2_000;
@@ -105,6 +111,7 @@ async fn concurrency_5_holds_across_three_workers_and_is_reached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_100_per_second_holds_in_every_window_and_is_sustained() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_rate").await;
     create_limit_runs(&db.pool).await;
     let n = 1_500;
@@ -169,6 +176,7 @@ async fn enqueue_users(db: &TestDb, users: std::ops::Range<i64>, per_user: usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_at_its_limit_does_not_hold_up_the_others() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_part").await;
     create_limit_runs(&db.pool).await;
     let workers = Workers::start(&db, 3, 8, Duration::from_secs(30), "limit_user");
@@ -240,6 +248,8 @@ async fn a_partition_at_its_limit_does_not_hold_up_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_slots_come_back_within_a_lease() {
+    // Restarts the server (under scripts/test): alone, not next to the others.
+    let _server = SERVER.write().await;
     let db = TestDb::new("limit_crash").await;
     create_limit_runs(&db.pool).await;
     let lease = Duration::from_secs(2);
@@ -322,6 +332,7 @@ async fn a_killed_workers_slots_come_back_within_a_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_limit_set_at_run_time_holds_until_cleared() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_queue").await;
     create_limit_runs(&db.pool).await;
     jobq::set_queue_limit(&db.pool, "limit_queue", Limit::concurrency(3))
@@ -363,6 +374,7 @@ async fn a_queue_limit_set_at_run_time_holds_until_cleared() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_rate_limit_counts_every_kind() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_qrate").await;
     create_limit_runs(&db.pool).await;
     jobq::set_queue_limit(&db.pool, "limit_queue", Limit::rate(Rate::per_second(40)))
@@ -392,6 +404,7 @@ async fn a_queue_rate_limit_counts_every_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queue_limits_are_refused() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_bad").await;
     let e = jobq::set_queue_limit(&db.pool, "no spaces", Limit::concurrency(3))
         .await
@@ -408,6 +421,7 @@ async fn bad_queue_limits_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_enqueued_before_their_limit_run_under_it() {
+    let _server = SERVER.read().await;
     let db = TestDb::new("limit_adopt").await;
     create_limit_runs(&db.pool).await;
     jobq::enqueue_many::<five_at_once::Job, _, _>(
