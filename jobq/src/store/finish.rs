@@ -1,6 +1,8 @@
 //! Recording attempts' results, fenced by attempt and worker.
 
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
 
 use super::ErrorKind;
 use crate::job::JobState;
@@ -56,18 +58,32 @@ pub(crate) async fn finish_many(
         }
     }
     let mut written = 0;
+    // The groups whose statement left rows unwritten: only those go on to
+    // `finish_followed` (rows already written fail its fence anyway).
+    let mut rest: Vec<&Finish> = Vec::new();
     if !plain.is_empty() {
-        written += complete_many(&mut *conn, worker_id, &plain).await?;
+        let n = complete_many(&mut *conn, worker_id, &plain).await?;
+        written += n;
+        if n < plain.len() as u64 {
+            rest.extend(&plain);
+        }
     }
     if !returned.is_empty() {
-        written += complete_with_results(&mut *conn, worker_id, &returned).await?;
+        let n = complete_with_results(&mut *conn, worker_id, &returned).await?;
+        written += n;
+        if n < returned.len() as u64 {
+            rest.extend(&returned);
+        }
     }
     if !others.is_empty() {
-        written += settle_many(&mut *conn, worker_id, &others).await?;
+        let n = settle_many(&mut *conn, worker_id, &others).await?;
+        written += n;
+        if n < others.len() as u64 {
+            rest.extend(&others);
+        }
     }
-    if written < batch.len() as u64 {
-        let all: Vec<&Finish> = batch.iter().collect();
-        written += finish_followed(conn, worker_id, &all).await?;
+    if !rest.is_empty() {
+        written += finish_followed(conn, worker_id, &rest).await?;
     }
     Ok(written)
 }
@@ -152,9 +168,8 @@ async fn complete_with_results(
     Ok(done.rows_affected())
 }
 
-/// The `SET` list and `FROM` of [`settle_many`] and [`finish_followed`]:
-/// `$2` to `$8` are the batch's arrays (see [`settle_many`]), `$9` the
-/// results.
+/// The `SET` list of [`settle_many`] and [`finish_followed`]; `c` is the
+/// batch of [`settle_batch`].
 macro_rules! settle_set_from {
     () => {
         concat!(
@@ -187,45 +202,69 @@ macro_rules! settle_set_from {
     };
 }
 
-/// Records failures, snoozes, cancellations and returned jobs.
+/// The `FROM` of [`settle_many`] and [`finish_followed`]: the batch's arrays
+/// `$2` to `$8` (see [`bind_settled`]) as rows `c`, plus one more array and
+/// its column when given. The ordered subquery keeps a generic plan from
+/// re-running the unnest once per running row (a nested loop): it joins by
+/// id instead.
+macro_rules! settle_batch {
+    ($($array:literal, $column:literal)?) => {
+        concat!(
+            "
+        FROM (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::bigint[],
+                                   $6::text[], $7::text[], $8::bool[]",
+            $(", ", $array,)?
+            ")
+                  AS u(id, attempt, state, delay_ms, error, kind, requeue",
+            $(", ", $column,)?
+            ")
+              ORDER BY id) AS c
+        "
+        )
+    };
+}
+
+/// Binds `$1` (the worker) and `$2` to `$8`, the arrays of [`settle_batch`],
+/// from `batch`.
 ///
 /// States and error kinds go as text arrays, as they did before they were
-/// typed: the statement, and so its plan and cost, stay as they were, and no
-/// connection has to look up the `jobq_state[]` type before its first
-/// result.
-async fn settle_many(
-    conn: &mut PgConnection,
+/// typed: the statements, and so their plans and cost, stay as they were,
+/// and no connection has to look up the `jobq_state[]` type before its
+/// first result.
+fn bind_settled<'q>(
+    query: Query<'q, Postgres, PgArguments>,
     worker_id: i64,
-    batch: &[&Finish],
-) -> sqlx::Result<u64> {
+    batch: &[&'q Finish],
+) -> Query<'q, Postgres, PgArguments> {
     let (ids, attempts) = id_arrays(batch);
     let states: Vec<&str> = batch.iter().map(|f| f.state.as_str()).collect();
     let delays: Vec<i64> = batch.iter().map(|f| f.delay_ms).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
     let kinds: Vec<Option<ErrorKind>> = batch.iter().map(|f| f.error_kind).collect();
     let requeue: Vec<bool> = batch.iter().map(|f| f.requeue).collect();
-    let done = sqlx::query(concat!(
+    query
+        .bind(worker_id)
+        .bind(ids)
+        .bind(attempts)
+        .bind(states)
+        .bind(delays)
+        .bind(errors)
+        .bind(kinds)
+        .bind(requeue)
+}
+
+/// Records failures, snoozes, cancellations and returned jobs.
+async fn settle_many(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    batch: &[&Finish],
+) -> sqlx::Result<u64> {
+    let query = sqlx::query(concat!(
         settle_set_from!(),
-        "
-        -- The ordered subquery keeps a generic plan from re-running the
-        -- unnest once per running row (a nested loop): it joins by id instead.
-        FROM (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::bigint[],
-                                   $6::text[], $7::text[], $8::bool[])
-                  AS u(id, attempt, state, delay_ms, error, kind, requeue)
-              ORDER BY id) AS c
-        ",
+        settle_batch!(),
         fenced_unfollowed!()
-    ))
-    .bind(worker_id)
-    .bind(ids)
-    .bind(attempts)
-    .bind(states)
-    .bind(delays)
-    .bind(errors)
-    .bind(kinds)
-    .bind(requeue)
-    .execute(conn)
-    .await?;
+    ));
+    let done = bind_settled(query, worker_id, batch).execute(conn).await?;
     Ok(done.rows_affected())
 }
 
@@ -239,25 +278,15 @@ async fn finish_followed(
     worker_id: i64,
     batch: &[&Finish],
 ) -> sqlx::Result<u64> {
-    let (ids, attempts) = id_arrays(batch);
-    let states: Vec<&str> = batch.iter().map(|f| f.state.as_str()).collect();
-    let delays: Vec<i64> = batch.iter().map(|f| f.delay_ms).collect();
-    let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
-    let kinds: Vec<Option<ErrorKind>> = batch.iter().map(|f| f.error_kind).collect();
-    let requeue: Vec<bool> = batch.iter().map(|f| f.requeue).collect();
     let results: Vec<Option<&str>> = batch.iter().map(|f| f.result.as_deref()).collect();
-    let written: i64 = sqlx::query_scalar(concat!(
+    let query = sqlx::query(concat!(
         "WITH done AS (",
         settle_set_from!(),
         ",
             result = CASE WHEN ",
         final_state!(),
-        " = 'completed' THEN c.result::jsonb ELSE j.result END
-        FROM (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::bigint[],
-                                   $6::text[], $7::text[], $8::bool[], $9::text[])
-                  AS u(id, attempt, state, delay_ms, error, kind, requeue, result)
-              ORDER BY id) AS c
-        ",
+        " = 'completed' THEN c.result::jsonb ELSE j.result END",
+        settle_batch!("$9::text[]", "result"),
         fenced!(),
         " AND j.on_finish IS NOT NULL
         RETURNING j.id, j.state, j.on_finish
@@ -265,18 +294,12 @@ async fn finish_followed(
         SELECT count(*) + ",
         after_finish!("done"),
         " FROM done"
-    ))
-    .bind(worker_id)
-    .bind(ids)
-    .bind(attempts)
-    .bind(states)
-    .bind(delays)
-    .bind(errors)
-    .bind(kinds)
-    .bind(requeue)
-    .bind(results)
-    .fetch_one(conn)
-    .await?;
+    ));
+    let written: i64 = bind_settled(query, worker_id, batch)
+        .bind(results)
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
     Ok(written as u64)
 }
 
