@@ -147,14 +147,21 @@ fn injected_twice(what: &Injected, first: &Pat, ty: &Type) -> syn::Error {
 /// whose last segment ends in `Result`. The generated code's trait bound catches
 /// an alias that is not really a `Result`.
 fn is_result(ty: &Type) -> bool {
+    result_segment(ty).is_some()
+}
+
+/// The last segment of a return type [`is_result`] accepts, looking through
+/// the groups and parentheses a `macro_rules!` `$t:ty` or the user may put
+/// around it; `None` for any other type.
+pub(crate) fn result_segment(ty: &Type) -> Option<&syn::PathSegment> {
     match ty {
         Type::Path(p) => p
             .path
             .segments
             .last()
-            .is_some_and(|s| s.ident.to_string().ends_with("Result")),
-        Type::Group(g) => is_result(&g.elem),
-        Type::Paren(p) => is_result(&p.elem),
-        _ => false,
+            .filter(|s| s.ident.to_string().ends_with("Result")),
+        Type::Group(g) => result_segment(&g.elem),
+        Type::Paren(p) => result_segment(&p.elem),
+        _ => None,
     }
 }

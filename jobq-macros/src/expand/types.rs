@@ -111,13 +111,7 @@ pub fn module_needs_glob(f: &JobFn) -> bool {
 /// ends in `Result` (the names `valid.rs` accepts). `None` for an alias
 /// without arguments (`JobResult`), whose `T` the type system finds instead.
 pub fn ok_type(ty: &Type) -> Option<&Type> {
-    let Type::Path(p) = ty else {
-        return None;
-    };
-    let last = p.path.segments.last()?;
-    if !last.ident.to_string().ends_with("Result") {
-        return None;
-    }
+    let last = crate::valid::result_segment(ty)?;
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return None;
     };
