@@ -19,6 +19,10 @@ pub(crate) struct Ctx {
     pub poll: u64,
     /// Up to how many matching jobs counts are exact.
     pub exact_count_limit: i64,
+    /// The request is a live update (`X-Jobq-Poll`, sent by `app.js`): only
+    /// the page's `data-live` regions are used, so a view may skip what it
+    /// shows outside them.
+    pub refresh: bool,
     pub css: &'static str,
     pub js: &'static str,
 }
@@ -56,6 +60,7 @@ impl FromRequestParts<Shared> for Ctx {
             read_only: app.options.read_only,
             poll,
             exact_count_limit: app.options.exact_count_limit,
+            refresh: parts.headers.contains_key("x-jobq-poll"),
             css: &CSS.name,
             js: &JS.name,
         })

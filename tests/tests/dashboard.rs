@@ -503,6 +503,25 @@ async fn counts_past_the_exact_limit_are_estimates_and_say_so() {
 }
 
 #[tokio::test]
+async fn a_live_update_gets_the_rows_without_the_count_it_would_throw_away() {
+    let db = TestDb::new("web_live_update").await;
+    let id = discarded(&db, "mail").await;
+    let router = jobq_web::router(db.pool.clone(), Options::default());
+    let poll = Request::get("/jobs?state=discarded")
+        .header("X-Jobq-Poll", "1")
+        .body(Body::empty())
+        .unwrap();
+    let page = send(&router, poll).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&format!("/jobs/{id}")), "{}", page.body);
+    assert!(!page.body.contains("matching job"), "{}", page.body);
+    // A page a person opens still counts.
+    let page = get(&router, "/jobs?state=discarded").await.body;
+    assert!(page.contains("1 matching job(s)"), "{page}");
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_json_api_gives_ids_and_integers_javascript_would_round_as_strings() {
     let db = TestDb::new("web_json_ids").await;
     let router = jobq_web::router(db.pool.clone(), Options::default());

@@ -84,9 +84,16 @@ pub(crate) async fn page(
         Err(errors) => (errors, None, None),
         Ok(filter) => {
             let page = admin::list_jobs(&app.pool, &filter, after, app.options.page_size).await?;
-            let count =
-                admin::count_matching(&app.pool, &filter, app.options.exact_count_limit).await?;
-            (Vec::new(), Some(page), Some(count))
+            // The count sits outside the live region: a live update
+            // would throw it away.
+            let count = match ctx.refresh {
+                true => None,
+                false => Some(
+                    admin::count_matching(&app.pool, &filter, app.options.exact_count_limit)
+                        .await?,
+                ),
+            };
+            (Vec::new(), Some(page), count)
         }
     };
     render(Page {

@@ -67,16 +67,23 @@ pub(crate) async fn page(
             ))
         })?;
     let charts = crate::views::overview::charts(&app, Some(&name)).await?;
-    let workers = admin::workers(&app.pool)
-        .await?
-        .into_iter()
-        .filter(|w| w.queues.iter().any(|q| q.queue == name))
-        .collect();
-    let kinds = admin::kinds(&app.pool)
-        .await?
-        .into_iter()
-        .filter(|k| k.queue == name)
-        .collect();
+    // Workers and kinds sit outside the live region: a live update would
+    // throw them away.
+    let (workers, kinds) = if ctx.refresh {
+        (Vec::new(), Vec::new())
+    } else {
+        let workers = admin::workers(&app.pool)
+            .await?
+            .into_iter()
+            .filter(|w| w.queues.iter().any(|q| q.queue == name))
+            .collect();
+        let kinds = admin::kinds(&app.pool)
+            .await?
+            .into_iter()
+            .filter(|k| k.queue == name)
+            .collect();
+        (workers, kinds)
+    };
     let done = match query.done.as_str() {
         "pause" => Some("Paused: workers claim none of its jobs until it is resumed."),
         "resume" => Some("Resumed: workers claim its jobs again."),
