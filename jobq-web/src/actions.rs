@@ -10,7 +10,7 @@ use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use jobq::admin::{self, Action, JobFilter, Target};
+use jobq::admin::{self, Action, Target};
 
 use crate::Shared;
 use crate::context::Ctx;
@@ -203,22 +203,6 @@ fn list_ids(ids: &[i64]) -> String {
     }
 }
 
-/// The filter narrowed to the states `action` changes: what it will touch.
-fn touched(filter: &JobFilter, action: Action) -> JobFilter {
-    let mut narrowed = filter.clone();
-    narrowed.states = if filter.states.is_empty() {
-        action.changes().to_vec()
-    } else {
-        filter
-            .states
-            .iter()
-            .copied()
-            .filter(|s| action.changes().contains(s))
-            .collect()
-    };
-    narrowed
-}
-
 /// `POST /actions/filter`: every job the list's filter matches.
 pub(crate) async fn filter(
     State(app): State<Shared>,
@@ -235,7 +219,7 @@ pub(crate) async fn filter(
             "a bulk action needs a filter: choose at least a state, queue or kind".into(),
         ));
     }
-    let narrowed = touched(&filter, action);
+    let narrowed = action.narrow(&filter);
     let about = describe(&form);
     let back = format!("{}?{}", ctx.href("/jobs"), form.query());
     let expected = if narrowed.states.is_empty() {

@@ -106,12 +106,7 @@ pub(crate) async fn page(
         first_page: after.is_none(),
         deleted: query.deleted.parse().ok(),
         states: JobState::ALL,
-        actions: [
-            Action::Retry,
-            Action::Cancel,
-            Action::Delete,
-            Action::RunNow,
-        ],
+        actions: Action::ALL,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Acting on jobs by id or by filter, in bounded batches.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -38,6 +39,32 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order they are listed.
+    pub const ALL: [Action; 4] = [
+        Action::Retry,
+        Action::Cancel,
+        Action::Delete,
+        Action::RunNow,
+    ];
+
+    /// `filter` narrowed to the states this action changes: the jobs it
+    /// would touch. A filter without states gets all of them; one whose
+    /// states the action changes none of gets none (it matches nothing).
+    pub fn narrow(self, filter: &JobFilter) -> JobFilter {
+        let mut narrowed = filter.clone();
+        narrowed.states = if filter.states.is_empty() {
+            self.changes().to_vec()
+        } else {
+            filter
+                .states
+                .iter()
+                .copied()
+                .filter(|s| self.changes().contains(s))
+                .collect()
+        };
+        narrowed
+    }
+
     /// The states of the jobs this action changes.
     pub fn changes(self) -> &'static [JobState] {
         use JobState::*;
@@ -72,15 +99,12 @@ impl FromStr for Action {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        [
-            Action::Retry,
-            Action::Cancel,
-            Action::Delete,
-            Action::RunNow,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
-        .ok_or_else(|| format!("unknown action `{s}`; expected retry, cancel, delete or run-now"))
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown action `{s}`; expected retry, cancel, delete or run-now")
+            })
     }
 }
 
@@ -164,8 +188,10 @@ pub async fn apply(
         Target::Ids(ids) => {
             for chunk in ids.chunks(batch) {
                 let rows = store::act_on_ids(pool, action, chunk).await?;
+                let by_id: HashMap<i64, &store::ActedRow> =
+                    rows.iter().map(|r| (r.id, r)).collect();
                 for id in chunk {
-                    match rows.iter().find(|r| r.id == *id) {
+                    match by_id.get(id) {
                         None => out.missing.push(*id),
                         Some(r) if !r.changed => out.unchanged.push(Unchanged {
                             id: r.id,
@@ -188,16 +214,7 @@ pub async fn apply(
             // Only the states the action changes are walked: a cancel by
             // kind reads the unfinished jobs (through their indexes), not
             // the finished history.
-            let mut filter = filter.clone();
-            filter.states = if filter.states.is_empty() {
-                action.changes().to_vec()
-            } else {
-                filter
-                    .states
-                    .into_iter()
-                    .filter(|s| action.changes().contains(s))
-                    .collect()
-            };
+            let filter = action.narrow(filter);
             let mut before = None;
             while !filter.states.is_empty() {
                 let rows = store::act_on_filter(pool, action, &filter, before, batch).await?;
