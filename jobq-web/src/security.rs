@@ -8,6 +8,7 @@ use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
 
 use crate::error::Refused;
 use crate::{BODY_LIMIT, Shared};
@@ -138,11 +139,7 @@ fn new_token() -> String {
 
 /// Compares two tokens in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 fn with_headers(mut response: Response, new_cookie: Option<&str>, base: &str) -> Response {

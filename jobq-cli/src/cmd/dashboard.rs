@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use clap::Args;
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 
 use crate::{Error, Result};
 
@@ -113,13 +114,7 @@ async fn basic_auth(expected: &str, req: Request, next: Next) -> Response {
         .map(HeaderValue::as_bytes)
         .unwrap_or_default();
     // Compared in time independent of where they differ.
-    let same = given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if bool::from(given.ct_eq(expected.as_bytes())) {
         return next.run(req).await;
     }
     let mut response = (
