@@ -180,6 +180,11 @@ pub(crate) fn read_claim(rows: &[PgRow]) -> sqlx::Result<Claim> {
     let next_due_ms: Option<f64> = first.try_get("next_due_ms")?;
     let queue_limited: bool = first.try_get("queue_limited")?;
     let held_ms: Option<f64> = first.try_get("held_ms")?;
+    // The limited claim (`jobq_claim_limited`, a function of fixed columns)
+    // returns no trace context: its jobs' runs are not linked. Looked up
+    // once per claim, not per row.
+    #[cfg(feature = "opentelemetry")]
+    let traced = first.try_column("trace_context").is_ok();
     let mut jobs = Vec::with_capacity(rows.len());
     for r in rows {
         let Some(id) = r.try_get::<Option<i64>, _>("id")? else {
@@ -195,11 +200,9 @@ pub(crate) fn read_claim(rows: &[PgRow]) -> sqlx::Result<Claim> {
             priority: r.try_get("priority")?,
             scheduled_at: r.try_get("scheduled_at")?,
             #[cfg(feature = "opentelemetry")]
-            // The limited claim (`jobq_claim_limited`, a function of fixed
-            // columns) returns none: its jobs' runs are not linked.
-            trace_context: match r.try_get("trace_context") {
-                Err(sqlx::Error::ColumnNotFound(_)) => None,
-                other => other?,
+            trace_context: match traced {
+                true => r.try_get("trace_context")?,
+                false => None,
             },
         });
     }
