@@ -305,11 +305,10 @@ impl Worker {
             .keys()
             .map(|q| (q.clone(), Arc::new(Notify::new())))
             .collect();
-        // Woken by the completer after it writes a retry or a snooze.
-        let rescans: HashMap<String, Arc<Notify>> = queues
-            .keys()
-            .map(|q| (q.clone(), Arc::new(Notify::new())))
-            .collect();
+        // Woken by the completer after it writes a retry or a snooze, or
+        // anything while a limit holds the producer back.
+        let rescans: HashMap<String, Arc<fetch::Rescan>> =
+            queues.keys().map(|q| (q.clone(), Arc::default())).collect();
         // The services, each stopping on `stop_services`; the completer
         // stops when `Completer::finish` closes it.
         let services = TaskTracker::new();
@@ -325,7 +324,6 @@ impl Worker {
             config.clone(),
             completions_rx,
             rescans.values().cloned().collect(),
-            !shared.kinds.limited.is_empty(),
         );
         {
             let (pool, wakers, running, stop) =

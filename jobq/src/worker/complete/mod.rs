@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +25,7 @@ mod result;
 
 use super::Config;
 use super::conn::{HeldConn, bounded};
+use super::fetch::Rescan;
 use crate::job::JobState;
 use crate::service::Outage;
 use crate::store::{self, Finish};
@@ -47,28 +48,18 @@ pub(super) struct Completer {
 }
 
 impl Completer {
-    /// Starts writing the results `rx` receives. With `limited` (the
-    /// worker runs jobs with limits), every write wakes the producers
-    /// through `rescans`: it may have freed a limit's slot they wait for.
+    /// Starts writing the results `rx` receives; after each write, the
+    /// producers are told through `rescans` (see [`Rescan::after_write`]).
     pub(super) fn spawn(
         tracker: &TaskTracker,
         pool: PgPool,
         worker_id: i64,
         config: Config,
         rx: mpsc::Receiver<Completion>,
-        rescans: Vec<Arc<Notify>>,
-        limited: bool,
+        rescans: Vec<Arc<Rescan>>,
     ) -> Self {
         let close = CancellationToken::new();
-        let task = tracker.spawn(run(
-            pool,
-            worker_id,
-            config,
-            rx,
-            rescans,
-            limited,
-            close.clone(),
-        ));
+        let task = tracker.spawn(run(pool, worker_id, config, rx, rescans, close.clone()));
         Completer { task, close }
     }
 
@@ -98,14 +89,14 @@ impl Completer {
 /// Runs until every result is written and either every sender is gone or
 /// `close` fired. After writing a retry or a snooze, it has every producer
 /// of this worker claim again: the claim tells when that job is due, so it
-/// starts on time rather than up to a poll interval late.
+/// starts on time rather than up to a poll interval late. After any write,
+/// it wakes the producers a limit holds back.
 async fn run(
     pool: PgPool,
     worker_id: i64,
     config: Config,
     mut rx: mpsc::Receiver<Completion>,
-    rescans: Vec<Arc<Notify>>,
-    limited: bool,
+    rescans: Vec<Arc<Rescan>>,
     close: CancellationToken,
 ) {
     let mut writer = Writer {
@@ -136,10 +127,9 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let rescan = limited
-            || batch
-                .iter()
-                .any(|f| matches!(f.state, JobState::Retryable | JobState::Scheduled));
+        let retried = batch
+            .iter()
+            .any(|f| matches!(f.state, JobState::Retryable | JobState::Scheduled));
         // Plain completions take a lighter statement; each part is written
         // (and split, when refused) on its own, so a part written is never
         // written again when the other is tried again.
@@ -150,9 +140,7 @@ async fn run(
         for part in [completed, others] {
             refused += writer.write(&part).await;
         }
-        if rescan {
-            rescans.iter().for_each(|r| r.notify_one());
-        }
+        rescans.iter().for_each(|r| r.after_write(retried));
         if refused > 0 {
             tracing::warn!(
                 refused,

@@ -36,6 +36,7 @@ mod state;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -68,9 +69,28 @@ const ADOPT_EVERY: Duration = Duration::from_secs(30);
 pub(super) struct Wakes {
     /// An enqueue's notification to the queue, through the listener.
     pub notified: Arc<Notify>,
-    /// The completer wrote a retry or a snooze: claim again to learn when it
-    /// is due.
-    pub rescan: Arc<Notify>,
+    /// The completer wrote something this producer should claim again for.
+    pub rescan: Arc<Rescan>,
+}
+
+/// The completer's wake of one queue's producer.
+#[derive(Debug, Default)]
+pub(crate) struct Rescan {
+    notify: Notify,
+    /// The producer's last claim was held back by a limit.
+    held: AtomicBool,
+}
+
+impl Rescan {
+    /// After the completer wrote a batch: wakes the producer if the batch
+    /// holds a retry or a snooze (`retried`: claim again to learn when it
+    /// is due), or if a limit held its last claim back (this worker's ended
+    /// attempts may have freed what it waits for). Other producers sleep on.
+    pub(crate) fn after_write(&self, retried: bool) {
+        if retried || self.held.load(Ordering::Relaxed) {
+            self.notify.notify_one();
+        }
+    }
 }
 
 pub(super) async fn run(
@@ -124,6 +144,8 @@ pub(super) async fn run(
 struct Driver<'a> {
     shared: &'a Arc<Shared>,
     queue: &'a str,
+    /// Told after each claim whether a limit held it back.
+    rescan: &'a Rescan,
     held: &'a mut Holdings,
     rate: StartRate,
     outage: Outage,
@@ -152,6 +174,7 @@ async fn produce(
     let mut driver = Driver {
         shared,
         queue,
+        rescan: &wakes.rescan,
         held,
         rate: StartRate::new(now),
         outage: Outage::new("claim jobs"),
@@ -188,7 +211,7 @@ async fn produce(
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = wakes.notified.notified() => driver.producer.on_notified(Instant::now()),
-                    _ = wakes.rescan.notified() => driver.producer.on_rescan(),
+                    _ = wakes.rescan.notify.notified() => driver.producer.on_rescan(),
                     slot = slots.acquire_many_owned(need), if slot || limited_wait => {
                         drop(slot);
                         if limited_wait {
@@ -307,6 +330,9 @@ impl Driver<'_> {
                 self.outage.recovered();
                 self.queue_limited = claim.queue_limited;
                 self.limited_wait = limited_wait;
+                self.rescan
+                    .held
+                    .store(claim.held.is_some(), Ordering::Relaxed);
                 // Held back by a limit: claim again when a rate permit
                 // frees (counted from the claim's stamp, so the round trip
                 // does not add to the wait), or soon for a concurrency slot.
