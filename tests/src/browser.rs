@@ -242,12 +242,3 @@ impl Default for Seed<'_> {
         }
     }
 }
-
-/// The state of job `id`.
-pub async fn state_of(pool: &sqlx::PgPool, id: i64) -> String {
-    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .expect("read a job's state")
-}

@@ -102,16 +102,6 @@ impl TestDb {
             .await
             .expect("count query")
     }
-
-    /// How many rows `sql` (a `SELECT count(*) ...` with `$1`) counts for
-    /// `arg`.
-    pub async fn count_bind(&self, sql: &'static str, arg: i64) -> i64 {
-        sqlx::query_scalar(sql)
-            .bind(arg)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count query")
-    }
 }
 
 /// Polls `check` every 20 ms until it holds; panics naming `what` after
@@ -133,14 +123,35 @@ where
     }
 }
 
-/// How many sessions LISTEN on jobq's insert channel in the test database,
-/// or `None` when the query fails (the server restarts).
-pub async fn listeners(pool: &PgPool) -> Option<i64> {
+/// Job `id`'s state, as text (`available`, `completed`, ...).
+pub async fn state_of(pool: &PgPool, id: impl Into<i64>) -> String {
+    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
+        .bind(id.into())
+        .fetch_one(pool)
+        .await
+        .expect("read a job's state")
+}
+
+/// Waits until job `id` is in `state`, for 60 s at most.
+pub async fn wait_for_state(pool: &PgPool, id: impl Into<i64>, state: &str) {
+    let id = id.into();
+    wait_until(
+        &format!("job {id} to be {state}"),
+        Duration::from_secs(60),
+        || async { state_of(pool, id).await == state },
+    )
+    .await;
+}
+
+/// How many sessions LISTEN on `channel` (jobq's insert channel,
+/// `jobq::__private::INSERT_CHANNEL`, or another) in the test database, or
+/// `None` when the query fails (the server restarts).
+pub async fn listeners(pool: &PgPool, channel: &str) -> Option<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
          WHERE datname = current_database() AND query LIKE 'LISTEN%' || $1 || '%'",
     )
-    .bind(jobq::__private::INSERT_CHANNEL)
+    .bind(channel)
     .fetch_one(pool)
     .await
     .ok()
@@ -152,7 +163,7 @@ pub async fn wait_for_listeners(db: &TestDb, n: i64) {
     wait_until(
         &format!("{n} worker(s) to LISTEN"),
         Duration::from_secs(60),
-        || async { listeners(&db.pool).await == Some(n) },
+        || async { listeners(&db.pool, jobq::__private::INSERT_CHANNEL).await == Some(n) },
     )
     .await;
 }

@@ -12,8 +12,8 @@ use fantoccini::Locator;
 use fantoccini::elements::Element;
 use fantoccini::error::{CmdError, ErrorStatus};
 use jobq::JobState;
-use jobq_tests::browser::{Browser, Seed, Served, state_of};
-use jobq_tests::{InProcess, TestDb, test_worker, wait_until};
+use jobq_tests::browser::{Browser, Seed, Served};
+use jobq_tests::{InProcess, TestDb, state_of, test_worker, wait_until};
 use jobq_web::Options;
 
 /// How long a page may take to show what a step waits for.

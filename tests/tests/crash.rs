@@ -8,7 +8,7 @@ use jobq::{Cancellation, JobId};
 use jobq_tests::faulty::overtaken;
 use jobq_tests::{
     InProcess, TestDb, controlled, finishes_late, overruns, record, test_worker, until_cancelled,
-    wait_until,
+    wait_for_state, wait_until,
 };
 use serde_json::json;
 
@@ -20,13 +20,6 @@ async fn job_row(db: &TestDb, id: JobId) -> (String, i32, serde_json::Value) {
         .fetch_one(&db.pool)
         .await
         .expect("job row")
-}
-
-async fn wait_for_state(db: &TestDb, id: JobId, state: &str) {
-    wait_until(&format!("job {id} to be {state}"), DEADLINE, || async {
-        job_row(db, id).await.0 == state
-    })
-    .await;
 }
 
 async fn wait_for_event(db: &TestDb, event: &'static str) {
@@ -48,7 +41,7 @@ async fn a_job_past_its_timeout_fails_with_a_timeout_error() {
         .await
         .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, id, "discarded").await;
+    wait_for_state(&db.pool, id, "discarded").await;
     worker.stop().await.unwrap();
     let (_, attempt, errors) = job_row(&db, id).await;
     assert_eq!(attempt, 1);
@@ -64,7 +57,7 @@ async fn a_job_that_succeeds_within_the_grace_after_its_timeout_is_not_run_again
         .await
         .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, id, "completed").await;
+    wait_for_state(&db.pool, id, "completed").await;
     worker.stop().await.unwrap();
     let (_, attempt, errors) = job_row(&db, id).await;
     assert_eq!((attempt, errors), (1, json!([])));
@@ -110,7 +103,7 @@ async fn cancelling_a_running_job_fires_its_token_and_ends_it_cancelled() {
         jobq::cancel(&db.pool, id).await.unwrap(),
         Cancellation::Requested
     );
-    wait_for_state(&db, id, "cancelled").await;
+    wait_for_state(&db.pool, id, "cancelled").await;
     worker.stop().await.unwrap();
     let (_, attempt, errors) = job_row(&db, id).await;
     assert_eq!(attempt, 1, "not retried");
@@ -146,7 +139,7 @@ async fn a_cancel_missed_while_not_listening_is_read_back_on_reconnect() {
         )
         .await;
     assert_eq!(dropped, 1, "the worker's LISTEN connection");
-    wait_for_state(&db, id, "cancelled").await;
+    wait_for_state(&db.pool, id, "cancelled").await;
     worker.stop().await.unwrap();
     assert_eq!(
         db.count("SELECT count(*) FROM test_runs WHERE event = 'saw cancellation'")
@@ -173,9 +166,9 @@ async fn a_job_can_snooze_retry_at_a_time_or_discard_itself() {
     // No polling to fall back on: the snooze and the retry must start when
     // they are due because the worker knows when that is.
     let worker = InProcess::start(test_worker(&db.pool).poll_interval(Duration::from_secs(3600)));
-    wait_for_state(&db, snooze, "completed").await;
-    wait_for_state(&db, retry, "completed").await;
-    wait_for_state(&db, discard, "discarded").await;
+    wait_for_state(&db.pool, snooze, "completed").await;
+    wait_for_state(&db.pool, retry, "completed").await;
+    wait_for_state(&db.pool, discard, "discarded").await;
     worker.stop().await.unwrap();
 
     // Snoozed: ran twice, yet used one attempt and recorded no error.
@@ -238,7 +231,7 @@ async fn the_running_job_of_a_worker_gone_stale_is_rescued_and_run_again() {
             .lease_timeout(Duration::from_millis(800))
             .heartbeat_interval(Duration::from_millis(200)),
     );
-    wait_for_state(&db, JobId(id), "completed").await;
+    wait_for_state(&db.pool, JobId(id), "completed").await;
     worker.stop().await.unwrap();
     let (_, attempt, errors) = job_row(&db, JobId(id)).await;
     assert_eq!(attempt, 2);
@@ -287,7 +280,7 @@ async fn a_rescued_jobs_old_worker_cannot_overwrite_the_newer_attempt() {
     );
     // The old attempt fails while the newer one runs; the newer one
     // completes after that failure came back to the old worker.
-    wait_for_state(&db, id, "completed").await;
+    wait_for_state(&db.pool, id, "completed").await;
     new.stop().await.unwrap();
     old.stop().await.unwrap();
     let (state, attempt, errors) = job_row(&db, id).await;

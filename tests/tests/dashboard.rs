@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use jobq_tests::browser::{Seed, state_of};
-use jobq_tests::{InProcess, TestDb, test_worker, wait_until};
+use jobq_tests::browser::Seed;
+use jobq_tests::{InProcess, TestDb, state_of, test_worker, wait_until};
 use jobq_web::Options;
 use tower::ServiceExt;
 

@@ -49,7 +49,7 @@ async fn kill_9_and_a_database_restart_lose_no_job() {
         .map(|_| spawn_worker_process_with_lease(WORKER_BIN, &db.url, 8, LEASE, "default"))
         .collect();
     wait_until("3 workers to LISTEN", DEADLINE, || async {
-        listeners(&db.pool).await == Some(3)
+        listeners(&db.pool, jobq::__private::INSERT_CHANNEL).await == Some(3)
     })
     .await;
     let started = Instant::now();

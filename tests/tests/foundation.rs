@@ -6,29 +6,14 @@ use std::time::Duration;
 
 use jobq::{Error, Job, JobDef, Registry, Worker};
 use jobq_tests::{
-    InProcess, TestDb, always_fails, panics, record, sigterm, slow, spawn_worker_process,
-    take_wake_lock, test_worker, typed_args, wait_exit, wait_for_listeners, wait_until,
-    wake_locks_held,
+    InProcess, TestDb, always_fails, panics, record, sigterm, slow, spawn_worker_process, state_of,
+    take_wake_lock, test_worker, typed_args, wait_exit, wait_for_listeners, wait_for_state,
+    wait_until, wake_locks_held,
 };
 use serde_json::json;
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn job_state(db: &TestDb, id: jobq::JobId) -> String {
-    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(&db.pool)
-        .await
-        .expect("job row")
-}
-
-async fn wait_for_state(db: &TestDb, id: jobq::JobId, state: &str) {
-    wait_until(&format!("job {id} to be {state}"), DEADLINE, || async {
-        job_state(db, id).await == state
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_enqueue_leaves_no_job() {
@@ -88,7 +73,7 @@ async fn committed_enqueue_runs_exactly_once_with_typed_args() {
     tx.commit().await.unwrap();
 
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, id, "completed").await;
+    wait_for_state(&db.pool, id, "completed").await;
     worker.stop().await.unwrap();
 
     let runs: Vec<(i64, String, i32, serde_json::Value)> =
@@ -131,7 +116,7 @@ async fn notify_wakes_an_idle_worker_without_polling() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    wait_for_state(&db, id, "completed").await;
+    wait_for_state(&db.pool, id, "completed").await;
     worker.stop().await.unwrap();
     assert_eq!(
         wake_locks_held(&db).await,
@@ -169,7 +154,7 @@ async fn a_job_committed_while_the_worker_goes_to_sleep_still_wakes_it() {
     .await;
     tx.commit().await.unwrap();
     // So it polls instead of sleeping, and runs the job soon after.
-    wait_for_state(&db, id, "completed").await;
+    wait_for_state(&db.pool, id, "completed").await;
     worker.stop().await.unwrap();
     db.cleanup().await;
 }
@@ -401,7 +386,7 @@ async fn always_failing_job_runs_once_plus_retries_and_ends_discarded() {
         .await
         .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, id, "discarded").await;
+    wait_for_state(&db.pool, id, "discarded").await;
     worker.stop().await.unwrap();
 
     assert_eq!(always_fails::RETRIES, 2);
@@ -434,13 +419,13 @@ async fn panicking_job_is_recorded_and_the_worker_goes_on() {
         .await
         .unwrap();
     let worker = InProcess::start(test_worker(&db.pool).queue("default", 1));
-    wait_for_state(&db, bad, "discarded").await;
-    wait_for_state(&db, good, "completed").await;
+    wait_for_state(&db.pool, bad, "discarded").await;
+    wait_for_state(&db.pool, good, "completed").await;
     // And a job enqueued after the panic still runs.
     let later = record::enqueue(&db.pool, record::Args { n: 2 })
         .await
         .unwrap();
-    wait_for_state(&db, later, "completed").await;
+    wait_for_state(&db.pool, later, "completed").await;
     worker.stop().await.unwrap();
 
     let errors: serde_json::Value =
@@ -471,7 +456,7 @@ async fn unknown_kinds_are_left_alone() {
         .await
         .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, known, "completed").await;
+    wait_for_state(&db.pool, known, "completed").await;
     worker.stop().await.unwrap();
     let (state, attempt, errors): (String, i32, serde_json::Value) =
         sqlx::query_as("SELECT state::text, attempt, errors FROM jobq_jobs WHERE id = $1")
@@ -498,7 +483,7 @@ async fn aliases_run_jobs_stored_under_an_old_name() {
     .await
     .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, jobq::JobId(id), "completed").await;
+    wait_for_state(&db.pool, jobq::JobId(id), "completed").await;
     worker.stop().await.unwrap();
     assert_eq!(
         db.count("SELECT count(*) FROM test_runs WHERE kind = 'typed'")
@@ -519,7 +504,7 @@ async fn undecodable_args_are_discarded_with_a_clear_error() {
     .await
     .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
-    wait_for_state(&db, jobq::JobId(id), "discarded").await;
+    wait_for_state(&db.pool, jobq::JobId(id), "discarded").await;
     worker.stop().await.unwrap();
     let (attempt, errors): (i32, serde_json::Value) =
         sqlx::query_as("SELECT attempt, errors FROM jobq_jobs WHERE id = $1")
@@ -698,7 +683,7 @@ async fn sigterm_lets_the_running_job_finish_and_exits_0() {
     sigterm(&worker);
     let status = wait_exit(&mut worker, DEADLINE).await;
     assert!(status.success(), "worker exited with {status}");
-    assert_eq!(job_state(&db, id).await, "completed");
+    assert_eq!(state_of(&db.pool, id).await, "completed");
     assert_eq!(
         db.count("SELECT count(*) FROM test_runs WHERE event = 'finished'")
             .await,

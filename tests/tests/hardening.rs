@@ -12,22 +12,14 @@ use jobq::{JobId, JobState};
 use jobq_tests::faulty::{aborts, blocks, bystander, decodes_badly, hogs_a_connection, once};
 use jobq_tests::proxy::Proxy;
 use jobq_tests::{
-    InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, test_worker,
-    wait_exit, wait_for_listeners, wait_until,
+    InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, state_of,
+    test_worker, wait_exit, wait_for_listeners, wait_until,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn state_of(db: &TestDb, id: JobId) -> String {
-    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(&db.pool)
-        .await
-        .expect("job row")
-}
 
 /// Waits for `n` rescue passes of the running workers: each removes a
 /// worker row planted long dead.
@@ -207,7 +199,7 @@ async fn a_job_lost_with_its_worker_too_often_is_discarded_with_the_reason() {
             .heartbeat_interval(Duration::from_millis(200)),
     );
     wait_until("the job to be discarded", DEADLINE, || async {
-        state_of(&db, JobId(id)).await == "discarded"
+        state_of(&db.pool, JobId(id)).await == "discarded"
     })
     .await;
     worker.stop().await.unwrap();
@@ -499,7 +491,7 @@ async fn a_lost_claim_is_put_back_only_once_its_session_is_gone() {
     .await;
     lock.commit().await.unwrap();
     wait_until("the job to complete", DEADLINE, || async {
-        state_of(&db, id).await == "completed"
+        state_of(&db.pool, id).await == "completed"
     })
     .await;
     worker.stop().await.unwrap();
@@ -538,7 +530,7 @@ async fn a_claim_blocked_by_a_lock_does_not_block_shutdown() {
         .unwrap();
     lock.commit().await.unwrap();
     // The abandoned claim never took the job, or was put back.
-    assert_eq!(state_of(&db, id).await, "available");
+    assert_eq!(state_of(&db.pool, id).await, "available");
     db.cleanup().await;
 }
 
@@ -556,7 +548,7 @@ async fn a_panicking_decoder_fails_its_own_job_only() {
     .unwrap();
     let worker = InProcess::start(test_worker(&db.pool));
     wait_until("the bad job to be discarded", DEADLINE, || async {
-        state_of(&db, bad).await == "discarded"
+        state_of(&db.pool, bad).await == "discarded"
     })
     .await;
     wait_until("the good jobs to complete", DEADLINE, || async {
@@ -648,7 +640,7 @@ async fn a_job_that_kills_its_worker_takes_no_neighbour_with_it() {
             .await
             .unwrap();
     println!("{crashes} crashes: {jobs:?}");
-    assert_eq!(state_of(&db, poison).await, "discarded");
+    assert_eq!(state_of(&db.pool, poison).await, "discarded");
     assert_eq!(
         jobs.iter()
             .filter(|(kind, state, _)| kind == "bystander" && state == "completed")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use jobq::{JobId, job};
 use jobq_tests::{
     InProcess, TestDb, always_fails, controlled, dedup, panics, record, slow, test_worker,
-    until_cancelled, wait_until,
+    until_cancelled, wait_for_state, wait_until,
 };
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -153,21 +153,6 @@ impl Seen {
     }
 }
 
-async fn state_of(db: &TestDb, id: JobId) -> String {
-    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(&db.pool)
-        .await
-        .expect("job row")
-}
-
-async fn wait_for_state(db: &TestDb, id: JobId, state: &str) {
-    wait_until(&format!("job {id} to be {state}"), DEADLINE, || async {
-        state_of(db, id).await == state
-    })
-    .await;
-}
-
 async fn started(db: &TestDb, id: JobId) -> bool {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM test_runs WHERE job_id = $1 AND event = 'started')",
@@ -271,14 +256,14 @@ async fn every_outcome_is_counted_with_its_queue_and_kind() {
         (cancelled, "cancelled"),
         (JobId(lost), "completed"),
     ] {
-        wait_for_state(&db, id, state).await;
+        wait_for_state(&db.pool, id, state).await;
     }
     wait_until("the slow job to start", DEADLINE, || {
         started(&db, interrupted)
     })
     .await;
     worker.stop().await.unwrap();
-    wait_for_state(&db, interrupted, "available").await;
+    wait_for_state(&db.pool, interrupted, "available").await;
 
     let seen = Seen::take(&recorded);
     let attempts = |kind: &str, outcome: &str| {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use jobq::{JobState, WaitError};
 use jobq_tests::{
-    Doubled, InProcess, TestDb, doubles, fails_with, record, returns_none, returns_now,
+    Doubled, InProcess, TestDb, doubles, fails_with, listeners, record, returns_none, returns_now,
     test_worker, wait_until,
 };
 
@@ -139,16 +139,7 @@ async fn wait_times_out_cleanly_and_the_job_goes_on() {
     wait_until(
         "the wait's LISTEN connection to close",
         Duration::from_secs(10),
-        || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_finished%'",
-            )
-            .fetch_one(&db.pool)
-            .await
-            .unwrap()
-                == 0
-        },
+        || async { listeners(&db.pool, jobq::__private::FINISHED_CHANNEL).await == Some(0) },
     )
     .await;
     db.cleanup().await;

@@ -5,20 +5,12 @@ use std::time::Duration;
 
 use jobq::{JobId, JobState};
 use jobq_tests::{
-    InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, test_worker,
-    wait_exit, wait_for_listeners, wait_until,
+    InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, state_of,
+    test_worker, wait_exit, wait_for_listeners, wait_until,
 };
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn state_of(db: &TestDb, id: JobId) -> String {
-    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_second_cron_runs_once_per_tick_across_three_processes() {
@@ -154,9 +146,9 @@ async fn a_delayed_job_runs_when_due_without_polling() {
         .enqueue(&db.pool)
         .await
         .unwrap();
-    assert_eq!(state_of(&db, id).await, "scheduled");
+    assert_eq!(state_of(&db.pool, id).await, "scheduled");
     wait_until("the delayed job to complete", DEADLINE, || async {
-        state_of(&db, id).await == "completed"
+        state_of(&db.pool, id).await == "completed"
     })
     .await;
     worker.stop().await.unwrap();
@@ -188,7 +180,7 @@ async fn a_high_priority_job_is_not_starved_by_a_flood() {
         .unwrap();
     let enqueued_after: i64 = db.count("SELECT count(*) FROM test_runs").await;
     wait_until("the urgent job to complete", DEADLINE, || async {
-        state_of(&db, urgent).await == "completed"
+        state_of(&db.pool, urgent).await == "completed"
     })
     .await;
     let ran_before_it: i64 = sqlx::query_scalar(
@@ -476,11 +468,11 @@ async fn pausing_a_queue_stops_claiming_and_resuming_restarts_it() {
         .unwrap();
     let other = InProcess::start(test_worker(&db.pool).queue("other", 1));
     wait_until("the control job to complete", DEADLINE, || async {
-        state_of(&db, control).await == "completed"
+        state_of(&db.pool, control).await == "completed"
     })
     .await;
     // Every claim checks the pause, and both workers have claimed since it.
-    assert_eq!(state_of(&db, id).await, "available");
+    assert_eq!(state_of(&db.pool, id).await, "available");
     let stats = jobq::stats(&db.pool).await.unwrap();
     let default = &stats.queues["default"];
     assert!(default.paused);
@@ -490,7 +482,7 @@ async fn pausing_a_queue_stops_claiming_and_resuming_restarts_it() {
 
     jobq::resume_queue(&db.pool, "default").await.unwrap();
     wait_until("the job to run after resume", DEADLINE, || async {
-        state_of(&db, id).await == "completed"
+        state_of(&db.pool, id).await == "completed"
     })
     .await;
     other.stop().await.unwrap();

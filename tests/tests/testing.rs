@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jobq::testing::{TestDatabase, assert_enqueued, drain, enqueued, perform, refute_enqueued};
 use jobq::{Control, JobContext, JobState, Outcome, State, job};
+use jobq_tests::state_of;
 use sqlx::PgPool;
 
 /// Counts handler calls; its clones share the count.
@@ -122,14 +123,6 @@ where
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
         .expect("a text panic")
-}
-
-async fn state_of(pool: &PgPool, id: jobq::JobId) -> String {
-    sqlx::query_scalar("SELECT state::text FROM jobq_jobs WHERE id = $1")
-        .bind(id.0)
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

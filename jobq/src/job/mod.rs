@@ -37,6 +37,13 @@ impl fmt::Display for JobId {
     }
 }
 
+impl From<JobId> for i64 {
+    /// The id as stored, `jobq_jobs.id`.
+    fn from(id: JobId) -> i64 {
+        id.0
+    }
+}
+
 /// What a cron job does about the ticks it missed while no worker ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CatchUp {
