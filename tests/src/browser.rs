@@ -152,9 +152,12 @@ impl Browser {
 
     /// Kills chromedriver and everything it started (its process group).
     fn stop(&mut self) {
+        // `--` matters: procps-ng's kill reads `kill -KILL -<pgid>` as
+        // kill(-1, SIGKILL), which ends every process the user may signal.
+        let pgid = self.driver.id();
+        assert!(pgid > 1, "chromedriver has no process group of its own");
         let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.driver.id()))
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
             .stderr(Stdio::null())
             .status();
         let _ = self.driver.kill();
