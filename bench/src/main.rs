@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use jobq_bench::figures::{self, enqueue, latency, process, scale};
+use jobq_bench::figures::{self, dashboard, enqueue, latency, process, scale};
 use jobq_bench::jobs::{Kind, QUEUE};
 use jobq_bench::{Ctx, Opts, db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -138,6 +138,19 @@ enum Cmd {
     Latency,
     /// The process figure and claim cost with --history finished jobs.
     Scale,
+    /// How long each dashboard page takes over a table of --rows jobs,
+    /// kept in the database `jobq_bench_dashboard` between runs.
+    Dashboard {
+        /// Jobs in the table.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Fill the table again even when it holds --rows jobs.
+        #[arg(long)]
+        refill: bool,
+        /// Requests per page; the median is reported, with the slowest.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// A worker process for the process figures (started by the bench): runs
     /// the `bench` queue once told `go` on stdin, until stdin closes.
     #[command(hide = true)]
@@ -233,6 +246,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Limits => figures::limits_all(&mut ctx).await?,
         Cmd::Latency => latency::latency(&mut ctx).await?,
         Cmd::Scale => scale::scale(&mut ctx).await?,
+        Cmd::Dashboard { rows, refill, runs } => {
+            // Its own table, not the figures' one.
+            return dashboard::dashboard(&mut ctx, rows, refill, runs).await;
+        }
         Cmd::Worker { .. } => unreachable!("handled above"),
     }
     figures::close(&mut ctx);

@@ -1,6 +1,7 @@
 //! The measurements. Each figure runs on a fresh database of its own and
 //! records its `BENCH` lines in [`Ctx::report`](crate::Ctx).
 
+pub mod dashboard;
 pub mod enqueue;
 pub mod latency;
 pub mod process;
