@@ -6,6 +6,8 @@
 //! One test, one browser session: starting Chromium costs more than every
 //! step after it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
@@ -74,6 +76,36 @@ async fn assert_no_script_ran(browser: &Browser, page: &str) {
         serde_json::Value::Bool(true),
         "{page}: an injected script ran"
     );
+}
+
+/// Tells the page its tab is hidden (or shown again) as a browser does:
+/// `document.hidden` and `document.visibilityState` change, then
+/// `visibilitychange` fires.
+async fn set_hidden(browser: &Browser, hidden: bool) {
+    browser
+        .client
+        .execute(
+            "var hidden = arguments[0];
+             Object.defineProperty(document, 'hidden', {
+                 configurable: true, get: function () { return hidden; } });
+             Object.defineProperty(document, 'visibilityState', {
+                 configurable: true, get: function () { return hidden ? 'hidden' : 'visible'; } });
+             document.dispatchEvent(new Event('visibilitychange'));",
+            vec![serde_json::Value::Bool(hidden)],
+        )
+        .await
+        .expect("set the page's visibility");
+}
+
+/// How many periods the tick counter `set_hidden`'s step started has seen.
+async fn ticks(browser: &Browser) -> u64 {
+    browser
+        .client
+        .execute("return window.__ticks || 0;", vec![])
+        .await
+        .expect("read the page's tick counter")
+        .as_u64()
+        .unwrap_or(0)
 }
 
 /// Jobs finished over the last hour, so the charts have something to draw.
@@ -175,7 +207,18 @@ async fn an_operator_works_through_the_dashboard_in_chromium() {
     let options = Options::default()
         .poll_interval(Duration::from_secs(1))
         .batch_size(5);
-    let served = Served::start(jobq_web::router(db.pool.clone(), options), "/admin/jobs").await;
+    // Counts the live updates that reach the server (`app.js` marks them).
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counter = polls.clone();
+    let router = jobq_web::router(db.pool.clone(), options).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            if request.headers().contains_key("x-jobq-poll") {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            next.run(request)
+        },
+    ));
+    let served = Served::start(router, "/admin/jobs").await;
     let browser = Browser::start(1280, 1000).await;
     let c = &browser.client;
 
@@ -208,6 +251,40 @@ async fn an_operator_works_through_the_dashboard_in_chromium() {
     })
     .await;
     assert!(!before.contains("parked"));
+
+    // A hidden tab stops polling and catches up when shown again. The page
+    // is told as a browser tells it (`document.hidden`, then a
+    // `visibilitychange` event); a timer of the page's own, at the live
+    // updates' period, counts the periods that pass; the server counts the
+    // live updates that arrive.
+    set_hidden(&browser, true).await;
+    c.execute(
+        "window.__ticks = 0; window.setInterval(function () { window.__ticks += 1; }, 1000);",
+        vec![],
+    )
+    .await
+    .expect("start the page's tick counter");
+    // One period for an update sent before the tab was hidden to arrive.
+    wait_until("a period to pass in the page", PAGE, || async {
+        ticks(&browser).await >= 1
+    })
+    .await;
+    let polls_when_hidden = polls.load(Ordering::SeqCst);
+    wait_until("three more periods to pass in the page", PAGE, || async {
+        ticks(&browser).await >= 4
+    })
+    .await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        polls_when_hidden,
+        "a hidden tab kept polling"
+    );
+    set_hidden(&browser, false).await;
+    wait_until("the tab shown again to poll", PAGE, || async {
+        polls.load(Ordering::SeqCst) > polls_when_hidden
+    })
+    .await;
+
     click(&browser, "#live-toggle").await;
     let pressed = find(&browser, "#live-toggle")
         .await
