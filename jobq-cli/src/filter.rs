@@ -1,9 +1,8 @@
 //! The job filter flags, shared by `jobs list` and the bulk actions.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use clap::Args;
-use jobq::JobState;
-use jobq::admin::JobFilter;
+use jobq::admin::{FilterText, JobFilter};
 
 use crate::{Error, Result};
 
@@ -44,93 +43,27 @@ impl FilterArgs {
             && self.until.is_none()
     }
 
-    /// The filter, or an error naming the flag that does not read.
+    /// The filter, or an error naming every flag that does not read (read
+    /// by [`jobq::admin::FilterText`], as the dashboard reads its form).
     pub fn to_filter(&self, now: DateTime<Utc>) -> Result<JobFilter> {
-        let states = self
-            .states
-            .iter()
-            .map(|s| {
-                s.trim()
-                    .parse::<JobState>()
-                    .map_err(|e| Error::new(format!("--state: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let args = match &self.args {
-            None => None,
-            Some(text) => {
-                let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                    Error::new(format!(
-                        "--args is not JSON ({e}); write it like '{{\"user_id\": 7}}'"
-                    ))
-                })?;
-                if !value.is_object() {
-                    return Err(Error::new(
-                        "--args must be a JSON object, like '{\"user_id\": 7}'",
-                    ));
-                }
-                Some(value)
-            }
-        };
-        let since = self
-            .since
-            .as_deref()
-            .map(|t| time("--since", t, now))
-            .transpose()?;
-        let until = self
-            .until
-            .as_deref()
-            .map(|t| time("--until", t, now))
-            .transpose()?;
-        if let (Some(s), Some(u)) = (since, until)
-            && s >= u
-        {
-            return Err(Error::new("--since must come before --until"));
-        }
-        Ok(JobFilter {
+        FilterText {
+            states: self.states.clone(),
+            queues: self.queues.clone(),
+            kinds: self.kinds.clone(),
             ids: Vec::new(),
-            states,
-            queues: clean(&self.queues),
-            kinds: clean(&self.kinds),
-            args,
-            since,
-            until,
+            args: self.args.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+        .parse(now)
+        .map_err(|errors| {
+            let errors: Vec<String> = errors
+                .iter()
+                .map(|e| format!("--{}: {}", e.field, e.message))
+                .collect();
+            Error::new(errors.join("; "))
         })
     }
-}
-
-fn clean(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect()
-}
-
-/// A time as the flags take it: RFC 3339, a date or a date and time in UTC,
-/// or a duration ago.
-fn time(flag: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
-    }
-    if let Ok(ago) = humantime::parse_duration(text)
-        && let Ok(ago) = chrono::Duration::from_std(ago)
-        && let Some(t) = now.checked_sub_signed(ago)
-    {
-        return Ok(t);
-    }
-    Err(Error::new(format!(
-        "{flag} `{text}` is neither a time (2026-11-30, 2026-11-30T09:00:00Z) nor a duration \
-         ago (90m, 2h, 7d)"
-    )))
 }
 
 #[cfg(test)]
@@ -141,24 +74,35 @@ mod tests {
     #[test]
     fn times_read_as_dates_or_durations_ago() {
         let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
-        let at = |s| time("--since", s, now).unwrap();
+        let since = |s: &str| {
+            FilterArgs {
+                since: Some(s.into()),
+                ..FilterArgs::default()
+            }
+            .to_filter(now)
+            .map(|f| f.since.unwrap())
+        };
         assert_eq!(
-            at("2h"),
+            since("2h").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap()
         );
         assert_eq!(
-            at("7d"),
+            since("7d").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
         );
         assert_eq!(
-            at("2026-11-01"),
+            since("2026-11-01").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
         );
         assert_eq!(
-            at("2026-11-01T08:00:00+01:00"),
+            since("2026-11-01T08:00:00+01:00").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 1, 7, 0, 0).unwrap()
         );
-        assert!(time("--since", "yesterday-ish", now).is_err());
+        let e = since("yesterday-ish").unwrap_err().to_string();
+        assert!(
+            e.starts_with("--since: `yesterday-ish` is neither a time"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -174,6 +118,14 @@ mod tests {
             args: Some("{user_id: 7}".into()),
             ..FilterArgs::default()
         };
-        assert!(bad(args).starts_with("--args is not JSON"));
+        assert!(bad(args).starts_with("--args: not JSON"));
+        let both = FilterArgs {
+            states: vec!["failed".into()],
+            since: Some("1h".into()),
+            until: Some("2h".into()),
+            ..FilterArgs::default()
+        };
+        let e = bad(both);
+        assert!(e.contains("; --until: must come after since"), "{e}");
     }
 }

@@ -104,40 +104,15 @@ impl Table {
     }
 }
 
-/// A duration to the second, as people write it: `45s`, `3m 12s`, `2h 5m`,
-/// `3d 4h` (the two largest units).
+/// A duration as people write it: `250ms`, `2.5s`, `3m 12s`, `2h 5m`
+/// ([`jobq::admin::format_duration`], as the dashboard writes it).
 pub(crate) fn duration(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{}ms", d.as_millis())
-        };
-    }
-    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
-    let mut parts = Vec::new();
-    for (name, size) in units {
-        if s >= size {
-            parts.push(format!("{}{name}", s / size));
-            s %= size;
-        }
-        if parts.len() == 2 || (!parts.is_empty() && s == 0) {
-            break;
-        }
-    }
-    parts.join(" ")
+    jobq::admin::format_duration(d)
 }
 
 /// How long ago (`3m ago`) or ahead (`in 20s`) `t` is.
 pub(crate) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    match (now - t).to_std() {
-        Ok(ago) => format!("{} ago", duration(ago)),
-        Err(_) => match (t - now).to_std() {
-            Ok(ahead) => format!("in {}", duration(ahead)),
-            Err(_) => "now".into(),
-        },
-    }
+    jobq::admin::format_relative(t, now)
 }
 
 /// An optional time, relative to now, or `-`.
@@ -153,15 +128,10 @@ pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
 /// A count with thousands separators: `1,234,567`.
 pub(crate) fn count(n: impl Into<i128>) -> String {
     let n: i128 = n.into();
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
+    match i64::try_from(n) {
+        Ok(n) => jobq::admin::format_count(n),
+        Err(_) => n.to_string(),
     }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// `text` on one line, cut to `max` characters with an ellipsis.
@@ -181,20 +151,6 @@ pub(crate) fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(duration(Duration::ZERO), "0s");
-        assert_eq!(duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(duration(Duration::from_secs(45)), "45s");
-        assert_eq!(duration(Duration::from_secs(192)), "3m 12s");
-        assert_eq!(duration(Duration::from_secs(3600)), "1h");
-        assert_eq!(duration(Duration::from_secs(7530)), "2h 5m");
-        assert_eq!(
-            duration(Duration::from_secs(3 * 86_400 + 4 * 3600 + 59)),
-            "3d 4h"
-        );
-    }
 
     #[test]
     fn counts_have_separators_and_tables_align() {

@@ -146,12 +146,12 @@ async fn errors_are_one_line_on_stderr_with_a_non_zero_exit() {
     fails(
         &jobq(url, &["jobs", "list", "--args", "{user_id: 7}"]).await,
         1,
-        "--args is not JSON",
+        "--args: not JSON",
     );
     fails(
         &jobq(url, &["jobs", "list", "--since", "someday"]).await,
         1,
-        "--since `someday`",
+        "--since: `someday` is neither a time",
     );
     fails(&jobq(url, &["jobs", "retry"]).await, 1, "which jobs?");
     fails(

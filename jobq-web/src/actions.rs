@@ -223,12 +223,15 @@ pub(crate) async fn filter(
     let about = describe(&form);
     let back = format!("{}?{}", ctx.href("/jobs"), form.query());
     let expected = if narrowed.states.is_empty() {
-        admin::Count {
-            count: 0,
-            exact: true,
-        }
+        admin::Count::exactly(0)
     } else {
-        admin::count_matching(&app.pool, &narrowed, app.options.exact_count_limit).await?
+        admin::count_matching(
+            &app.pool,
+            &narrowed,
+            app.options.exact_count_limit,
+            app.options.search_window,
+        )
+        .await?
     };
     if !fields.confirmed() {
         let mut hidden: Vec<(String, String)> = form
@@ -237,10 +240,11 @@ pub(crate) async fn filter(
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         hidden.push(("action".into(), action.to_string()));
-        let n = if expected.exact {
-            count(expected.count)
-        } else {
-            format!("about {}", count(expected.count))
+        let n = match (expected.exact, expected.searched) {
+            (true, _) => count(expected.count),
+            // Counted among the newest jobs only: the action walks them all.
+            (false, Some(_)) => format!("at least {}", count(expected.count)),
+            (false, None) => format!("about {}", count(expected.count)),
         };
         return Ok(render(Confirm {
             heading: format!("{} {n} job(s)?", action_label(action)),

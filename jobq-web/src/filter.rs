@@ -2,9 +2,8 @@
 //! and as `jobq::admin` takes it. A field that does not parse is reported
 //! on the page, never guessed at.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use jobq::JobState;
-use jobq::admin::JobFilter;
+use chrono::Utc;
+use jobq::admin::{FilterText, JobFilter};
 use serde::Deserialize;
 
 /// The filter fields of the job list's form and of a bulk action's form.
@@ -77,89 +76,30 @@ impl FilterForm {
         out.finish()
     }
 
-    /// The filter, or what is wrong with each field that does not parse.
+    /// The filter, or what is wrong with each field that does not parse
+    /// (read by [`jobq::admin::FilterText`], as the command line reads its
+    /// flags; a time may be a duration ago, `2h`).
     pub fn parse(&self) -> Result<JobFilter, Vec<String>> {
-        let mut errors = Vec::new();
-        let mut filter = JobFilter::default();
-        let state = self.state.trim();
-        if !state.is_empty() {
-            for name in state.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                match JobState::from_name(name) {
-                    Some(s) => filter.states.push(s),
-                    None => errors.push(format!(
-                        "state: `{name}` is not a state; use available, scheduled, running, \
-                         retryable, completed, discarded or cancelled"
-                    )),
-                }
-            }
+        let some = |v: &String| Some(v.clone()).filter(|v| !v.trim().is_empty());
+        FilterText {
+            states: vec![self.state.clone()],
+            queues: vec![self.queue.clone()],
+            kinds: vec![self.kind.clone()],
+            ids: vec![self.id.clone()],
+            args: some(&self.args),
+            since: some(&self.since),
+            until: some(&self.until),
         }
-        if !self.queue.trim().is_empty() {
-            filter.queues.push(self.queue.trim().to_owned());
-        }
-        if !self.kind.trim().is_empty() {
-            filter.kinds.push(self.kind.trim().to_owned());
-        }
-        if !self.args.trim().is_empty() {
-            match serde_json::from_str::<serde_json::Value>(&self.args) {
-                Ok(v) => filter.args = Some(v),
-                Err(e) => errors.push(format!(
-                    "args: not JSON ({e}); write the arguments to look for, as \
-                     {{\"user_id\": 7}}"
-                )),
-            }
-        }
-        for part in self
-            .id
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-        {
-            match part.parse::<i64>() {
-                Ok(id) => filter.ids.push(id),
-                Err(_) => errors.push(format!("id: `{part}` is not a job id")),
-            }
-        }
-        match parse_time(&self.since) {
-            Ok(t) => filter.since = t,
-            Err(e) => errors.push(format!("since: {e}")),
-        }
-        match parse_time(&self.until) {
-            Ok(t) => filter.until = t,
-            Err(e) => errors.push(format!("until: {e}")),
-        }
-        if errors.is_empty() {
-            Ok(filter)
-        } else {
-            Err(errors)
-        }
+        .parse(Utc::now())
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
     }
-}
-
-/// A time typed in the form: RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]` in UTC.
-fn parse_time(text: &str) -> Result<Option<DateTime<Utc>>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    let text = text.trim_end_matches("UTC").trim().replace('T', " ");
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(&text, format) {
-            return Ok(Some(t.and_utc()));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
-    }
-    Err(format!(
-        "`{text}` is not a time; write 2026-01-31 14:05 (UTC) or RFC 3339"
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use jobq::JobState;
 
     #[test]
     fn a_full_form_parses_into_the_filter() {
@@ -202,10 +142,10 @@ mod tests {
         };
         let errors = form.parse().unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
-        assert!(errors[0].starts_with("state: `done` is not a state"));
-        assert!(errors[1].starts_with("args: not JSON"));
-        assert!(errors[2].contains("`12a` is not a job id"));
-        assert!(errors[3].contains("`yesterday` is not a time"));
+        assert!(errors[0].starts_with("state: unknown job state `done`"));
+        assert!(errors[1].contains("`12a` is not a job id"));
+        assert!(errors[2].starts_with("args: not JSON"));
+        assert!(errors[3].contains("`yesterday` is neither a time"));
     }
 
     #[test]

@@ -217,7 +217,7 @@ async fn a_filtered_list_pages_through_every_match_once() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = admin::list_jobs(&db.pool, &filter, after, 10)
+        let page = admin::list_jobs(&db.pool, &filter, after, 10, admin::SEARCH_WINDOW)
             .await
             .unwrap();
         seen.extend(page.jobs.iter().map(|j| j.id));
@@ -239,7 +239,7 @@ async fn a_filtered_list_pages_through_every_match_once() {
         args: Some(serde_json::json!({ "user_id": 3 })),
         ..filter.clone()
     };
-    let page = admin::list_jobs(&db.pool, &by_args, None, 100)
+    let page = admin::list_jobs(&db.pool, &by_args, None, 100, admin::SEARCH_WINDOW)
         .await
         .unwrap();
     assert!(!page.jobs.is_empty());
@@ -249,13 +249,14 @@ async fn a_filtered_list_pages_through_every_match_once() {
             .all(|j| j.args_preview.contains("\"user_id\": 3"))
     );
     assert_eq!(
-        admin::count_matching(&db.pool, &filter, 100).await.unwrap(),
-        admin::Count {
-            count: 23,
-            exact: true
-        }
+        admin::count_matching(&db.pool, &filter, 100, admin::SEARCH_WINDOW)
+            .await
+            .unwrap(),
+        admin::Count::exactly(23)
     );
-    let capped = admin::count_matching(&db.pool, &filter, 5).await.unwrap();
+    let capped = admin::count_matching(&db.pool, &filter, 5, admin::SEARCH_WINDOW)
+        .await
+        .unwrap();
     assert!(!capped.exact && capped.count >= 6);
     let by_state = admin::count_by_state(
         &db.pool,
@@ -273,11 +274,63 @@ async fn a_filtered_list_pages_through_every_match_once() {
         ..JobFilter::default()
     };
     assert!(
-        admin::list_jobs(&db.pool, &future, None, 10)
+        admin::list_jobs(&db.pool, &future, None, 10, admin::SEARCH_WINDOW)
             .await
             .unwrap()
             .jobs
             .is_empty()
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_time_range_finds_exactly_the_jobs_enqueued_in_it() {
+    let db = TestDb::new("admin_time_range").await;
+    // One job an hour over the last 100 hours, oldest first (ids grow with
+    // the time, as when they are enqueued).
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, created_at)
+         SELECT 'record', 'default', '{}', 1, now() - (100 - i) * interval '1 hour'
+         FROM generate_series(1, 100) AS i ORDER BY i RETURNING id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let filter = JobFilter {
+        since: Some(now - chrono::Duration::minutes(50 * 60 + 30)),
+        until: Some(now - chrono::Duration::minutes(20 * 60 + 30)),
+        ..JobFilter::default()
+    };
+    // Hours 50 to 21 back: jobs 50 to 79.
+    let mut expected: Vec<i64> = ids[49..79].to_vec();
+    expected.reverse();
+    let page = admin::list_jobs(&db.pool, &filter, None, 1000, admin::SEARCH_WINDOW)
+        .await
+        .unwrap();
+    let found: Vec<i64> = page.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(found, expected);
+    assert_eq!(
+        admin::count_matching(&db.pool, &filter, 1000, admin::SEARCH_WINDOW)
+            .await
+            .unwrap(),
+        admin::Count::exactly(30)
+    );
+    // A bulk action by time range acts on the same jobs.
+    let done = admin::apply(
+        &db.pool,
+        admin::Action::Cancel,
+        admin::Target::Filter(&filter),
+        7,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.progress.changed, 30);
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'cancelled'")
+            .await,
+        30
     );
     db.cleanup().await;
 }

@@ -492,7 +492,10 @@ async fn counts_past_the_exact_limit_are_estimates_and_say_so() {
     let exact = jobq_web::router(db.pool.clone(), Options::default());
     let page = get(&exact, "/jobs?state=discarded").await.body;
     assert!(page.contains("30 matching job(s)"), "{page}");
-    let capped = jobq_web::router(db.pool.clone(), Options::default().exact_count_limit(10));
+    let capped = jobq_web::router(
+        db.pool.clone(),
+        Options::default().exact_count_limit(10).page_size(5),
+    );
     let page = get(&capped, "/jobs?state=discarded").await.body;
     assert!(
         page.contains("estimated by PostgreSQL; exact up to 10"),
@@ -751,5 +754,59 @@ async fn throughput_counts_what_finished_in_each_bucket() {
         .await
         .unwrap();
     assert_eq!(all.iter().map(|b| b.completed).sum::<i64>(), 4);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_filter_no_index_narrows_searches_a_window_and_says_how_far() {
+    let db = TestDb::new("web_window").await;
+    // Five old matches, then 30 newer jobs that do not match.
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, state, max_attempts, attempt, finalized_at)
+         SELECT 'record', 'mail', jsonb_build_object('user_id', CASE WHEN i <= 5 THEN 7 ELSE 8 END),
+                'completed', 1, 1, now()
+         FROM generate_series(1, 35) AS i ORDER BY i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let router = jobq_web::router(db.pool.clone(), Options::default().search_window(20));
+    let args = form_urlencoded::byte_serialize(br#"{"user_id": 7}"#).collect::<String>();
+    let page = get(&router, &format!("/jobs?args={args}")).await.body;
+    assert!(
+        page.contains("0 matching job(s) among the newest 20 (older jobs not searched)"),
+        "{page}"
+    );
+    assert!(page.contains("Searched the newest 20 jobs"), "{page}");
+    // The link goes on below the oldest job looked at (the 16th).
+    let (first, oldest_looked_at): (i64, i64) =
+        sqlx::query_as("SELECT min(id), max(id) - 19 FROM jobq_jobs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        page.contains(&format!(
+            "after={oldest_looked_at}\" id=\"next-page\">Search older jobs"
+        )),
+        "{page}"
+    );
+    let older = get(
+        &router,
+        &format!("/jobs?args={args}&after={oldest_looked_at}"),
+    )
+    .await
+    .body;
+    for id in first..first + 5 {
+        assert!(
+            older.contains(&format!("/jobs/{id}\"")),
+            "job {id}: {older}"
+        );
+    }
+    assert!(!older.contains("Searched the newest"), "{older}");
+    // Ids are found through their index, however old.
+    let by_id = get(&router, &format!("/jobs?id={first}&args={args}"))
+        .await
+        .body;
+    assert!(by_id.contains("1 matching job(s)<"), "{by_id}");
     db.cleanup().await;
 }

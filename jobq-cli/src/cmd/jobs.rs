@@ -89,11 +89,12 @@ impl JobsCommand {
 async fn list(pool: &PgPool, args: ListArgs) -> Result<()> {
     let now = chrono::Utc::now();
     let filter = args.filter.to_filter(now)?;
-    let page = admin::list_jobs(pool, &filter, args.after, args.limit).await?;
+    let page =
+        admin::list_jobs(pool, &filter, args.after, args.limit, admin::SEARCH_WINDOW).await?;
     if args.json {
         return output::json(&page);
     }
-    if page.jobs.is_empty() {
+    if page.jobs.is_empty() && page.searched.is_none() {
         out!("no jobs match");
         return Ok(());
     }
@@ -121,7 +122,21 @@ async fn list(pool: &PgPool, args: ListArgs) -> Result<()> {
             detail,
         ]);
     }
-    t.print();
+    if !t.is_empty() {
+        t.print();
+    }
+    if let Some(searched) = page.searched {
+        eprintln!(
+            "searched the newest {} jobs{}: no index narrows this filter, so a page reads at \
+             most that many",
+            count(searched),
+            if args.after.is_some() {
+                " before --after"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(next) = page.next {
         eprintln!("more: add --after {next} for the next page");
     }

@@ -55,14 +55,26 @@ impl Page {
     }
 
     fn count_label(&self) -> String {
+        let count = crate::views::count;
         match self.count {
-            Some(Count { count, exact: true }) => {
-                format!("{} matching job(s)", crate::views::count(count))
-            }
-            Some(Count { count, .. }) => format!(
+            Some(Count {
+                count: n,
+                exact: true,
+                ..
+            }) => format!("{} matching job(s)", count(n)),
+            Some(Count {
+                count: n,
+                searched: Some(searched),
+                ..
+            }) => format!(
+                "{} matching job(s) among the newest {} (older jobs not searched)",
+                count(n),
+                count(searched)
+            ),
+            Some(Count { count: n, .. }) => format!(
                 "about {} matching jobs (estimated by PostgreSQL; exact up to {})",
-                crate::views::count(count),
-                crate::views::count(self.exact_limit())
+                count(n),
+                count(self.exact_limit())
             ),
             None => String::new(),
         }
@@ -83,15 +95,19 @@ pub(crate) async fn page(
     let (errors, page, count) = match query.filter.parse() {
         Err(errors) => (errors, None, None),
         Ok(filter) => {
-            let page = admin::list_jobs(&app.pool, &filter, after, app.options.page_size).await?;
+            let page = admin::list_jobs(
+                &app.pool,
+                &filter,
+                after,
+                app.options.page_size,
+                app.options.search_window,
+            )
+            .await?;
             // The count sits outside the live region: a live update
             // would throw it away.
             let count = match ctx.refresh {
                 true => None,
-                false => Some(
-                    admin::count_matching(&app.pool, &filter, app.options.exact_count_limit)
-                        .await?,
-                ),
+                false => Some(count(&app, &filter, &page, after).await?),
             };
             (Vec::new(), Some(page), count)
         }
@@ -108,6 +124,28 @@ pub(crate) async fn page(
         states: JobState::ALL,
         actions: Action::ALL,
     })
+}
+
+/// How many jobs match: read off a first page that holds them all (or all
+/// those its search window found), else counted.
+async fn count(
+    app: &Shared,
+    filter: &jobq::admin::JobFilter,
+    page: &JobPage,
+    after: Option<Cursor>,
+) -> Result<Count, Error> {
+    if after.is_none()
+        && let Some(count) = page.first_page_count()
+    {
+        return Ok(count);
+    }
+    Ok(admin::count_matching(
+        &app.pool,
+        filter,
+        app.options.exact_count_limit,
+        app.options.search_window,
+    )
+    .await?)
 }
 
 fn parse_after(after: &str) -> Result<Option<Cursor>, Error> {
@@ -131,8 +169,15 @@ pub(crate) async fn json(
         .filter
         .parse()
         .map_err(|errors| Error::BadRequest(errors.join("\n")))?;
-    let page = admin::list_jobs(&app.pool, &filter, after, app.options.page_size).await?;
-    let count = admin::count_matching(&app.pool, &filter, app.options.exact_count_limit).await?;
+    let page = admin::list_jobs(
+        &app.pool,
+        &filter,
+        after,
+        app.options.page_size,
+        app.options.search_window,
+    )
+    .await?;
+    let count = count(&app, &filter, &page, after).await?;
     let jobs: Vec<serde_json::Value> = page
         .jobs
         .iter()
@@ -143,6 +188,8 @@ pub(crate) async fn json(
         "next": page.next.map(|c| c.to_string()),
         "count": count.count,
         "count_exact": count.exact,
+        "count_searched": count.searched,
+        "searched": page.searched,
     }))
     .into_response())
 }

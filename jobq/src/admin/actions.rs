@@ -215,9 +215,11 @@ pub async fn apply(
             // kind reads the unfinished jobs (through their indexes), not
             // the finished history.
             let filter = action.narrow(filter);
+            let range = store::filter_id_range(pool, &filter).await?;
             let mut before = None;
             while !filter.states.is_empty() {
-                let rows = store::act_on_filter(pool, action, &filter, before, batch).await?;
+                let rows =
+                    store::act_on_filter(pool, action, &filter, range, before, batch).await?;
                 let Some(last) = rows.iter().map(|r| r.id).min() else {
                     break;
                 };

@@ -31,15 +31,15 @@
 //!
 //! # Cost on a big table
 //!
-//! The queries use the indexes jobq keeps for its own work, so they stay
-//! quick with millions of finished jobs in the table: counts of waiting and
-//! running jobs read only those jobs; finished jobs are counted over the
-//! last hour only ([`overview`]), or exactly up to a cap ([`count_matching`]).
-//! Two things read more: a filter on arguments ([`JobFilter::args`]) checks
-//! every row the other filters leave, and [`count_by_state`] counts every
-//! match. On a big table, narrow by state, queue and kind first, or add an
-//! index of your own (`CREATE INDEX ON jobq_jobs USING gin (args
-//! jsonb_path_ops)`).
+//! The queries use indexes, so they stay quick with millions of finished
+//! jobs in the table: counts of waiting and running jobs read only those
+//! jobs; failed jobs are counted through an index of their own; finished
+//! jobs are counted over the last hour only ([`overview`]). A list or count
+//! by a filter that no index narrows (arguments, kind, queue, finished
+//! states) reads at most a window of the newest jobs ([`list_jobs`],
+//! [`count_matching`]) and says so; a time range reads only the ids it
+//! covers. [`count_by_state`] alone counts every match: on a big table,
+//! narrow its filter.
 //!
 //! ```no_run
 //! use jobq::admin::{self, Action, JobFilter, Target};
@@ -68,6 +68,7 @@ mod actions;
 mod dashboard;
 mod jobs;
 mod published;
+mod text;
 
 use std::time::Duration;
 
@@ -84,11 +85,14 @@ pub use actions::{Action, BulkOutcome, DEFAULT_BATCH, Progress, Target, Unchange
 pub use dashboard::{NamedJob, Throughput, enqueue_json, throughput};
 pub(crate) use jobs::UNKNOWN_KIND_CAP;
 pub use jobs::{
-    Attempt, Count, Cursor, Event, JobDetail, JobFilter, JobPage, JobSummary, count_by_state,
-    count_matching, job, list_jobs,
+    Attempt, Count, Cursor, Event, JobDetail, JobFilter, JobPage, JobSummary, SEARCH_WINDOW,
+    count_by_state, count_matching, job, list_jobs,
 };
 pub use published::{
     CronJob, CronRun, KindInfo, WorkerInfo, WorkerQueue, cron_jobs, kinds, workers,
+};
+pub use text::{
+    FilterError, FilterText, format_count, format_duration, format_relative, parse_time,
 };
 
 /// Durations as seconds (a float) in JSON.
@@ -323,7 +327,7 @@ pub async fn prune_preview(pool: &PgPool, retention: &Retention) -> Result<Vec<P
             Keep::For(d) => Some(d),
             Keep::Forever => None,
         };
-        let exact = |count| Count { count, exact: true };
+        let exact = Count::exactly;
         let (prunable, oldest) = match keep {
             Some(d) => {
                 let keep_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -334,6 +338,7 @@ pub async fn prune_preview(pool: &PgPool, retention: &Retention) -> Result<Vec<P
                     Count {
                         count: estimate.max(n),
                         exact: false,
+                        searched: None,
                     }
                 } else {
                     exact(n)

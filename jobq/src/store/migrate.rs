@@ -144,6 +144,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0009_trace_context.sql",
         sql: include_str!("../../migrations/0009_trace_context.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_admin_indexes.sql",
+        sql: include_str!("../../migrations/0010_admin_indexes.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

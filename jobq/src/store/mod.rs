@@ -204,6 +204,46 @@ macro_rules! key_holds {
     };
 }
 
+/// A finished row the pruner may delete once old enough: the predicate of
+/// `jobq_jobs_prunable` (migration 3), word for word so that the planner
+/// matches it. Every finished row but those [`finished_held!`] picks.
+macro_rules! prunable_rows {
+    () => {
+        "state IN ('completed', 'discarded', 'cancelled')
+          AND (unique_key IS NULL
+               OR (unique_states & jobq_state_bit(state)) = 0
+               OR (unique_states & 128) <> 0)"
+    };
+}
+
+/// A finished row whose unique key still holds, other than a cron tick's:
+/// the predicate of `jobq_jobs_finished_held` (migration 10), word for
+/// word. With [`prunable_rows!`], every finished row.
+macro_rules! finished_held {
+    () => {
+        "state IN ('completed', 'discarded', 'cancelled')
+          AND unique_key IS NOT NULL
+          AND (unique_states & jobq_state_bit(state)) <> 0
+          AND (unique_states & 128) = 0"
+    };
+}
+
+/// A worker row within its lease (`w`): the worker is live. A row past it
+/// belongs to a worker that is probably dead, until a rescuer removes it.
+macro_rules! live_worker {
+    () => {
+        "w.heartbeat_at > now() - coalesce(w.lease_ms, 30000) * interval '1 millisecond'"
+    };
+}
+
+/// A job's latest error message, from its error history (`errors`, an
+/// array of entries; anything else written by hand reads as none).
+macro_rules! last_error {
+    () => {
+        "CASE WHEN jsonb_typeof(errors) = 'array' THEN errors -> -1 ->> 'error' END"
+    };
+}
+
 /// An insert of a row whose key another row holds inserts nothing.
 macro_rules! on_key_held_do_nothing {
     () => {

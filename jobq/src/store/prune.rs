@@ -14,14 +14,14 @@ use super::{CRON_TICK_MIN_KEEP_MS, Lock};
 /// again.
 macro_rules! prunable {
     () => {
-        "state = $1::jobq_state
-          AND finalized_at < now() - $2 * interval '1 millisecond'
-          AND state IN ('completed', 'discarded', 'cancelled')
-          AND (unique_key IS NULL
-               OR (unique_states & jobq_state_bit(state)) = 0
-               OR (unique_states & 128) <> 0)
-          AND (unique_key IS NULL OR (unique_states & 128) = 0
-               OR finalized_at < now() - $3 * interval '1 millisecond')"
+        concat!(
+            "state = $1::jobq_state
+              AND finalized_at < now() - $2 * interval '1 millisecond'
+              AND ",
+            prunable_rows!(),
+            " AND (unique_key IS NULL OR (unique_states & 128) = 0
+                   OR finalized_at < now() - $3 * interval '1 millisecond')"
+        )
     };
 }
 

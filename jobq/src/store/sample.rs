@@ -53,9 +53,8 @@ const SAMPLE_SQL: &str = "
 
 /// Workers whose heartbeat is within their lease (30 s for a row that
 /// records none).
-const LIVE_WORKERS_SQL: &str = "
-    SELECT count(*) FROM jobq_workers
-    WHERE heartbeat_at >= now() - coalesce(lease_ms, 30000) * interval '1 millisecond'";
+const LIVE_WORKERS_SQL: &str =
+    concat!("SELECT count(*) FROM jobq_workers w WHERE ", live_worker!());
 
 /// Reads a [`Sample`] when no other process is sampling (its transaction
 /// holds [`Lock::Sample`]); `None` when another one is.

@@ -2,7 +2,7 @@
 
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Row};
 
-use super::jobs::{no_jit, push_filter};
+use super::jobs::{IdRange, no_jit, push_filter};
 use crate::admin::{Action, JobFilter};
 use crate::job::JobState;
 
@@ -13,21 +13,40 @@ pub(crate) struct ActedRow {
     pub changed: bool,
 }
 
+/// The states `action` changes ([`Action::changes`], the one list), as SQL
+/// literals: `'retryable', 'completed'`.
+fn changed_states(action: Action) -> String {
+    action
+        .changes()
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The change `action` makes to the jobs of the CTE `batch` (columns `id`,
 /// `state`, `unique_key`), as a CTE `changed` returning the changed rows'
 /// `id`, `queue` and whether each is `running`; then a CTE `told` that
 /// wakes their queues' workers (or, for a cancel, tells the workers of the
 /// running ones). Each write checks the job's state again, on the row's
-/// newest version: a job changed since the batch was read is left alone.
-/// `changed` also returns each row's `state` (after) and `on_finish`, for
-/// [`finish_sql`].
-fn change_sql(action: Action) -> &'static str {
+/// newest version, against [`Action::changes`]: a job changed since the
+/// batch was read is left alone. `changed` also returns each row's `state`
+/// (after) and `on_finish`, for [`finish_sql`].
+fn change_sql(action: Action) -> String {
+    let states = changed_states(action);
+    let wake = concat!(
+        "told AS (
+            SELECT pg_notify('",
+        insert_channel!(),
+        "', q.queue) FROM (SELECT DISTINCT queue FROM changed) AS q
+        )"
+    );
     match action {
         // A job whose unique key another row holds would break the unique
         // index once unfinished: it is left as it is. Within one batch,
         // of the rows sharing a key only the newest is retried (the others
         // would take the same key).
-        Action::Retry => concat!(
+        Action::Retry => format!(
             "changed AS (
                 UPDATE jobq_jobs AS j SET
                     state = 'available', scheduled_at = now(), finalized_at = NULL,
@@ -38,59 +57,51 @@ fn change_sql(action: Action) -> &'static str {
                           ORDER BY id DESC) AS rank
                       FROM batch) AS b
                 WHERE j.id = b.id AND b.rank = 1
-                  AND j.state IN ('retryable', 'completed', 'discarded', 'cancelled')
+                  AND j.state IN ({states})
                   AND (j.unique_key IS NULL OR NOT EXISTS (
                       SELECT 1 FROM jobq_jobs o
                       WHERE o.unique_key = j.unique_key AND o.id <> j.id
                         AND (o.unique_states & jobq_state_bit(o.state)) <> 0))
                 RETURNING j.id, j.queue, false AS running, j.state, j.on_finish
             ),
-            told AS (
-                SELECT pg_notify('",
-            insert_channel!(),
-            "', q.queue) FROM (SELECT DISTINCT queue FROM changed) AS q
-            )"
+            {wake}"
         ),
-        Action::RunNow => concat!(
+        Action::RunNow => format!(
             "changed AS (
                 UPDATE jobq_jobs AS j SET state = 'available', scheduled_at = now()
                 FROM batch b
-                WHERE j.id = b.id AND j.state IN ('scheduled', 'retryable')
+                WHERE j.id = b.id AND j.state IN ({states})
                 RETURNING j.id, j.queue, false AS running, j.state, j.on_finish
             ),
-            told AS (
-                SELECT pg_notify('",
-            insert_channel!(),
-            "', q.queue) FROM (SELECT DISTINCT queue FROM changed) AS q
-            )"
+            {wake}"
         ),
         // As `store::cancel`, for many.
-        Action::Cancel => concat!(
+        Action::Cancel => format!(
             "changed AS (
                 UPDATE jobq_jobs AS j SET
                     state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
                     finalized_at = CASE WHEN j.state = 'running' THEN j.finalized_at ELSE now() END,
                     cancel_requested_at = now()
                 FROM batch b
-                WHERE j.id = b.id
-                  AND j.state IN ('available', 'scheduled', 'retryable', 'running')
+                WHERE j.id = b.id AND j.state IN ({states})
                 RETURNING j.id, j.queue, j.state = 'running' AS running, j.state, j.on_finish
             ),
             told AS (
-                SELECT pg_notify('",
-            control_channel!(),
-            "', json_build_object('cancel', id)::text) FROM changed WHERE running
-            )"
+                SELECT pg_notify('{control}', json_build_object('cancel', id)::text)
+                FROM changed WHERE running
+            )",
+            control = control_channel!()
         ),
-        // A running job is not deleted: its worker would finish it unseen.
-        Action::Delete => {
+        // A running job is not among them: its worker would finish it
+        // unseen.
+        Action::Delete => format!(
             "changed AS (
                 DELETE FROM jobq_jobs AS j USING batch b
-                WHERE j.id = b.id AND j.state <> 'running'
+                WHERE j.id = b.id AND j.state IN ({states})
                 RETURNING j.id, j.queue, false AS running, j.state, j.on_finish
             ),
             told AS (SELECT 1)"
-        }
+        ),
     }
 }
 
@@ -155,17 +166,19 @@ pub(crate) async fn act_on_ids(
 
 /// Does `action` to the next `limit` jobs matching `filter` below id
 /// `before` (newest first), in one transaction; returns a row per job
-/// looked at: fewer than `limit` when no job is left.
+/// looked at: fewer than `limit` when no job is left. `range` is the
+/// filter's [`id_range`](super::id_range).
 pub(crate) async fn act_on_filter(
     pool: &PgPool,
     action: Action,
     filter: &JobFilter,
+    range: IdRange,
     before: Option<i64>,
     limit: usize,
 ) -> sqlx::Result<Vec<ActedRow>> {
     let mut qb =
         QueryBuilder::new("WITH batch AS (SELECT id, state, unique_key FROM jobq_jobs WHERE TRUE");
-    push_filter(&mut qb, filter);
+    push_filter(&mut qb, filter, range);
     if let Some(before) = before {
         qb.push(" AND id < ").push_bind(before);
     }

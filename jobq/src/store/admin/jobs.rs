@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::admin::{JobFilter, JobSummary};
 use crate::job::JobState;
@@ -14,8 +14,11 @@ use crate::job::JobState;
 /// fixed names), so the planner may match them against the partial indexes;
 /// a filter on finished states only also gets [`finished_rows!`], so those
 /// states are read through `jobq_jobs_prunable` and `jobq_jobs_unique`
-/// rather than the whole table. Everything else is bound.
-pub(crate) fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+/// rather than the whole table. A time range is also written as the id
+/// range it covers ([`IdRange`]), which the primary key serves. Everything
+/// else is bound.
+pub(crate) fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter, range: IdRange) {
+    range.push(qb);
     if !filter.ids.is_empty() {
         qb.push(" AND id = ANY(")
             .push_bind(filter.ids.clone())
@@ -58,10 +61,13 @@ pub(crate) fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
 /// The columns of a [`JobSummary`], read by [`summary`].
 macro_rules! summary_columns {
     () => {
-        "id, kind, queue, state, priority, attempt, max_attempts, created_at, scheduled_at,
-         attempted_at, finalized_at, attempted_by, left(args::text, 200) AS args_preview,
-         left(CASE WHEN jsonb_typeof(errors) = 'array' THEN errors -> -1 ->> 'error' END, 200)
-             AS last_error"
+        concat!(
+            "id, kind, queue, state, priority, attempt, max_attempts, created_at, scheduled_at,
+             attempted_at, finalized_at, attempted_by, left(args::text, 200) AS args_preview,
+             left(",
+            last_error!(),
+            ", 200) AS last_error"
+        )
     };
 }
 
@@ -106,31 +112,192 @@ pub(crate) async fn no_jit(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// The ids a filter's time range covers, found by [`id_range`]: ids grow
+/// with the time jobs are enqueued, so the primary key serves a time range
+/// as this id range.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IdRange {
+    /// The first id that may be in the range.
+    pub from: Option<i64>,
+    /// The first id past it.
+    pub below: Option<i64>,
+}
+
+impl IdRange {
+    fn push(self, qb: &mut QueryBuilder<Postgres>) {
+        if let Some(from) = self.from {
+            qb.push(" AND id >= ").push_bind(from);
+        }
+        if let Some(below) = self.below {
+            qb.push(" AND id < ").push_bind(below);
+        }
+    }
+}
+
+/// How far an id bound of [`id_range`] reaches past its time: a job is
+/// stamped (`created_at = now()`) when its enqueueing transaction starts and
+/// numbered when it inserts, so a transaction that ran longer than this
+/// before inserting could put a job on the wrong side of a bound.
+const ID_RANGE_SLACK: &str = "5 minutes";
+
+/// The id range holding every job created in `[since, until)`, by a binary
+/// search over the primary key (one index probe per step, about 24 at 10
+/// million rows, whatever the range): the first id created at `since` less
+/// [`ID_RANGE_SLACK`], and the first created at `until` plus it. The time
+/// filter itself still applies to every row; the ids only keep the scan to
+/// that part of the table.
+pub(crate) async fn id_range(conn: &mut PgConnection, filter: &JobFilter) -> sqlx::Result<IdRange> {
+    let mut range = IdRange::default();
+    for (at, slack, bound) in [
+        (filter.since, "-", &mut range.from),
+        (filter.until, "+", &mut range.below),
+    ] {
+        let Some(at) = at else { continue };
+        *bound = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH RECURSIVE search(lo, hi) AS (
+                SELECT min(id) - 1, max(id) + 1 FROM jobq_jobs
+              UNION ALL
+                SELECT CASE WHEN p.id < s.hi AND p.created_at < t.at THEN p.id ELSE s.lo END,
+                       CASE WHEN p.id IS NULL OR p.id >= s.hi THEN s.lo + (s.hi - s.lo) / 2
+                            WHEN p.created_at < t.at THEN s.hi
+                            ELSE p.id END
+                FROM search s
+                CROSS JOIN (SELECT $1::timestamptz {slack} interval '{ID_RANGE_SLACK}' AS at) t
+                LEFT JOIN LATERAL (
+                    SELECT id, created_at FROM jobq_jobs WHERE id >= s.lo + (s.hi - s.lo) / 2
+                    ORDER BY id LIMIT 1) p ON true
+                WHERE s.hi - s.lo > 1
+            )
+            SELECT hi FROM search ORDER BY hi - lo LIMIT 1"
+        )))
+        .bind(at)
+        .fetch_one(&mut *conn)
+        .await?;
+    }
+    Ok(range)
+}
+
+/// [`id_range`] on a connection of its own.
+pub(crate) async fn filter_id_range(pool: &PgPool, filter: &JobFilter) -> sqlx::Result<IdRange> {
+    if filter.since.is_none() && filter.until.is_none() {
+        return Ok(IdRange::default());
+    }
+    let mut conn = pool.acquire().await?;
+    id_range(&mut conn, filter).await
+}
+
+/// Whether an index bounds the jobs `filter` may match, so that reading
+/// every match costs little: ids (the primary key), or unfinished states
+/// only (the claim's partial indexes, which hold the jobs waiting and
+/// running, never the history). Any other filter reads the table newest
+/// first, at most a window of jobs at a time (see [`list_jobs`]).
+pub(crate) fn indexed(filter: &JobFilter) -> bool {
+    !filter.ids.is_empty()
+        || (!filter.states.is_empty() && filter.states.iter().all(|s| !s.is_finished()))
+}
+
+/// Pushes the jobs a read looks at, as `FROM ... WHERE TRUE` with `filter`:
+/// the whole table, or with `window`, only the newest `window` jobs below
+/// `before` in the filter's id range (a scan of the primary key that stops
+/// there, however few of them match).
+fn push_source(
+    qb: &mut QueryBuilder<Postgres>,
+    filter: &JobFilter,
+    range: IdRange,
+    before: Option<i64>,
+    window: Option<i64>,
+) {
+    let push_before = |qb: &mut QueryBuilder<Postgres>| {
+        if let Some(before) = before {
+            qb.push(" AND id < ").push_bind(before);
+        }
+    };
+    match window {
+        None => {
+            qb.push(" FROM jobq_jobs WHERE TRUE");
+            push_before(qb);
+            push_filter(qb, filter, range);
+        }
+        Some(window) => {
+            qb.push(" FROM (SELECT * FROM jobq_jobs WHERE TRUE");
+            push_before(qb);
+            range.push(qb);
+            qb.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(window)
+                .push(") AS j WHERE TRUE");
+            push_filter(qb, filter, IdRange::default());
+        }
+    }
+}
+
+/// How much of the table a window read covered: how many jobs it looked at
+/// and the oldest of them (an index-only scan of the primary key).
+async fn window_extent(
+    conn: &mut PgConnection,
+    range: IdRange,
+    before: Option<i64>,
+    window: i64,
+) -> sqlx::Result<(i64, Option<i64>)> {
+    let mut qb = QueryBuilder::new(
+        "SELECT count(*) AS n, min(id) AS oldest FROM (SELECT id FROM jobq_jobs WHERE TRUE",
+    );
+    if let Some(before) = before {
+        qb.push(" AND id < ").push_bind(before);
+    }
+    range.push(&mut qb);
+    qb.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(window)
+        .push(") AS w");
+    let row = qb.build().fetch_one(conn).await?;
+    Ok((row.try_get("n")?, row.try_get("oldest")?))
+}
+
+/// What [`list_jobs`] found.
+pub(crate) struct ListRows {
+    pub jobs: Vec<JobSummary>,
+    /// When the read stopped at its window before filling the page: how
+    /// many jobs it looked at, and the oldest of them (where to go on).
+    pub stopped: Option<(i64, i64)>,
+}
+
 /// Up to `limit` jobs matching `filter` with an id below `before`, newest
-/// first. The planner picks between walking the primary key backwards
-/// (when matches are many) and the partial index of the filtered state
-/// (when they are few).
+/// first. A filter [`indexed`] is read through its index; any other walks
+/// the primary key backwards and stops at the page, or after `window` jobs,
+/// so a page never reads more than `window` rows however rare the matches
+/// (arguments, a rare kind among millions of finished jobs).
 pub(crate) async fn list_jobs(
     pool: &PgPool,
     filter: &JobFilter,
     before: Option<i64>,
     limit: i64,
-) -> sqlx::Result<Vec<JobSummary>> {
-    let mut qb = QueryBuilder::new(concat!(
-        "SELECT ",
-        summary_columns!(),
-        " FROM jobq_jobs WHERE TRUE"
-    ));
-    push_filter(&mut qb, filter);
-    if let Some(before) = before {
-        qb.push(" AND id < ").push_bind(before);
-    }
+    window: i64,
+) -> sqlx::Result<ListRows> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    no_jit(&mut tx).await?;
+    let range = id_range(&mut tx, filter).await?;
+    let window = (!indexed(filter)).then_some(window.max(1));
+    let mut qb = QueryBuilder::new(concat!("SELECT ", summary_columns!()));
+    push_source(&mut qb, filter, range, before, window);
     qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-    fetch_all(pool, &mut qb)
+    let jobs = qb
+        .build()
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(summary)
-        .collect()
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let mut stopped = None;
+    if let Some(window) = window
+        && (jobs.len() as i64) < limit
+    {
+        let (seen, oldest) = window_extent(&mut tx, range, before, window).await?;
+        if seen == window {
+            stopped = oldest.map(|oldest| (seen, oldest));
+        }
+    }
+    tx.commit().await?;
+    Ok(ListRows { jobs, stopped })
 }
 
 /// One entry of a job's error history, as written by the completer and the
@@ -201,8 +368,9 @@ pub(crate) async fn count_by_state(
     pool: &PgPool,
     filter: &JobFilter,
 ) -> sqlx::Result<BTreeMap<JobState, i64>> {
+    let range = filter_id_range(pool, filter).await?;
     let mut qb = QueryBuilder::new("SELECT state, count(*) AS n FROM jobq_jobs WHERE TRUE");
-    push_filter(&mut qb, filter);
+    push_filter(&mut qb, filter, range);
     qb.push(" GROUP BY state");
     fetch_all(pool, &mut qb)
         .await?
@@ -211,22 +379,46 @@ pub(crate) async fn count_by_state(
         .collect()
 }
 
-/// How many jobs match `filter`, counting at most `cap + 1`.
-pub(crate) async fn count_capped(pool: &PgPool, filter: &JobFilter, cap: i64) -> sqlx::Result<i64> {
-    let mut qb = QueryBuilder::new("SELECT count(*) AS n FROM (SELECT 1 FROM jobq_jobs WHERE TRUE");
-    push_filter(&mut qb, filter);
+/// How many jobs match `filter`, counting at most `cap + 1`; for a filter
+/// not [`indexed`], among the newest `window` jobs only. Returns the count
+/// and, when the window did not reach the oldest job, how many jobs it
+/// looked at.
+pub(crate) async fn count_capped(
+    pool: &PgPool,
+    filter: &JobFilter,
+    cap: i64,
+    window: i64,
+) -> sqlx::Result<(i64, Option<i64>)> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    no_jit(&mut tx).await?;
+    let range = id_range(&mut tx, filter).await?;
+    let window = (!indexed(filter)).then_some(window.max(1));
+    let mut qb = QueryBuilder::new("SELECT count(*) AS n FROM (SELECT 1");
+    push_source(&mut qb, filter, range, None, window);
     qb.push(" LIMIT ")
         .push_bind(cap.saturating_add(1))
         .push(") AS c");
-    let rows = fetch_all(pool, &mut qb).await?;
-    rows.first().map_or(Ok(0), |r| r.try_get("n"))
+    let n: i64 = qb.build().fetch_one(&mut *tx).await?.try_get("n")?;
+    let mut partial = None;
+    if let Some(window) = window
+        && n <= cap
+    {
+        let (seen, _) = window_extent(&mut tx, range, None, window).await?;
+        if seen == window {
+            partial = Some(seen);
+        }
+    }
+    tx.commit().await?;
+    Ok((n, partial))
 }
 
 /// The planner's estimate of how many jobs match `filter` (from the
 /// table's statistics; reads no row).
 pub(crate) async fn estimate_matching(pool: &PgPool, filter: &JobFilter) -> sqlx::Result<i64> {
+    let range = filter_id_range(pool, filter).await?;
     let mut qb = QueryBuilder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM jobq_jobs WHERE TRUE");
-    push_filter(&mut qb, filter);
+    push_filter(&mut qb, filter, range);
     let rows = fetch_all(pool, &mut qb).await?;
     let plan: serde_json::Value = match rows.first() {
         Some(r) => r.try_get(0)?,

@@ -16,11 +16,12 @@ fn ms(n: Option<i64>) -> Option<Duration> {
 /// Every worker row, oldest first, with its queues and the jobs it runs
 /// (counted through `jobq_jobs_running`).
 pub(crate) async fn workers(pool: &PgPool) -> sqlx::Result<Vec<WorkerInfo>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(concat!(
         "SELECT w.id, w.host, w.pid, w.started_at, w.queues, w.lease_ms,
                 (extract(epoch FROM now() - w.heartbeat_at) * 1000)::bigint AS age_ms,
-                NOT (w.heartbeat_at > now() - coalesce(w.lease_ms, 30000) * interval '1 millisecond')
-                    AS stale,
+                NOT (",
+        live_worker!(),
+        ") AS stale,
                 (SELECT array_agg(p.concurrency ORDER BY q.i)
                  FROM unnest(w.queues) WITH ORDINALITY AS q(queue, i)
                  LEFT JOIN jobq_worker_queues p ON p.worker_id = w.id AND p.queue = q.queue)
@@ -28,8 +29,8 @@ pub(crate) async fn workers(pool: &PgPool) -> sqlx::Result<Vec<WorkerInfo>> {
                 (SELECT count(*) FROM jobq_jobs j
                  WHERE j.state = 'running' AND j.attempted_by = w.id) AS running,
                 (SELECT count(*) FROM jobq_worker_kinds k WHERE k.worker_id = w.id) AS kinds
-         FROM jobq_workers w ORDER BY w.started_at, w.id",
-    )
+         FROM jobq_workers w ORDER BY w.started_at, w.id"
+    ))
     .fetch_all(pool)
     .await?;
     rows.into_iter()
@@ -133,13 +134,14 @@ pub(crate) async fn cron_jobs(pool: &PgPool) -> sqlx::Result<Vec<CronJob>> {
         .iter()
         .filter_map(|j| j.last_tick.map(|t| cron_tick_key(&j.kind, t)))
         .collect();
-    let runs = sqlx::query(
-        "SELECT unique_key, id, state, finalized_at,
-                left(CASE WHEN jsonb_typeof(errors) = 'array' THEN errors -> -1 ->> 'error' END,
-                     200) AS error
+    let runs = sqlx::query(concat!(
+        "SELECT unique_key, id, state, finalized_at, left(",
+        last_error!(),
+        ", 200) AS error
          FROM jobq_jobs
-         WHERE unique_key = ANY($1) AND (unique_states & jobq_state_bit(state)) <> 0",
-    )
+         WHERE unique_key = ANY($1) AND ",
+        key_holds!()
+    ))
     .bind(&keys)
     .fetch_all(pool)
     .await?;
