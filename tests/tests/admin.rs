@@ -254,6 +254,19 @@ async fn a_filtered_list_pages_through_every_match_once() {
             .unwrap(),
         admin::Count::exactly(23)
     );
+    // Discarded jobs by queue are counted through their index, whatever
+    // the window.
+    let failed = JobFilter {
+        states: vec![JobState::Discarded],
+        queues: vec!["default".into()],
+        ..JobFilter::default()
+    };
+    assert_eq!(
+        admin::count_matching(&db.pool, &failed, 100, 1)
+            .await
+            .unwrap(),
+        admin::Count::exactly(28)
+    );
     let capped = admin::count_matching(&db.pool, &filter, 5, admin::SEARCH_WINDOW)
         .await
         .unwrap();

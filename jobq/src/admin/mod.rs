@@ -252,6 +252,7 @@ impl std::fmt::Display for Warning {
 pub async fn overview(pool: &PgPool) -> Result<Overview> {
     let mut conn = pool.begin().await?;
     store::no_jit(&mut conn).await?;
+    store::no_parallel(&mut conn).await?;
     let at = store::admin_now(&mut conn).await?;
     let mut queues = store::queue_overview(&mut conn).await?;
     let served = store::served_queues(&mut conn).await?;
