@@ -25,15 +25,18 @@ struct Page {
 /// The two charts of a page: the last hour by minute, the last day by
 /// quarter of an hour; `queue` narrows them to one queue.
 pub(crate) async fn charts(app: &Shared, queue: Option<&str>) -> Result<Vec<Chart>, Error> {
-    let mut out = Vec::new();
-    for (title, minutes, buckets) in [
-        ("Last hour, per minute", 1, 60),
-        ("Last 24 hours, per minute (15-minute average)", 15, 96),
-    ] {
-        let series = app
-            .charts
+    let series = |minutes: u64, buckets| {
+        app.charts
             .throughput(&app.pool, Duration::from_secs(60 * minutes), buckets, queue)
-            .await?;
+    };
+    // Both at once, on two connections: a day's series read afresh takes
+    // a tenth of a second over 10 million jobs.
+    let (hour, day) = tokio::try_join!(series(1, 60), series(15, 96))?;
+    let mut out = Vec::new();
+    for (title, minutes, series) in [
+        ("Last hour, per minute", 1, hour),
+        ("Last 24 hours, per minute (15-minute average)", 15, day),
+    ] {
         let buckets: Vec<Bucket> = series
             .into_iter()
             .map(|b| Bucket {
@@ -49,8 +52,10 @@ pub(crate) async fn charts(app: &Shared, queue: Option<&str>) -> Result<Vec<Char
 
 /// `GET /`.
 pub(crate) async fn page(State(app): State<Shared>, ctx: Ctx) -> Result<Html<String>, Error> {
-    let overview = admin::overview(&app.pool).await?;
-    let charts = charts(&app, None).await?;
+    let (overview, charts) = tokio::try_join!(
+        async { Ok::<_, Error>(admin::overview(&app.pool).await?) },
+        charts(&app, None)
+    )?;
     render(Page {
         ctx,
         nav: "/",

@@ -56,7 +56,10 @@ pub(crate) async fn page(
     Path(name): Path<String>,
     Query(query): Query<QueueQuery>,
 ) -> Result<Html<String>, Error> {
-    let overview = admin::overview(&app.pool).await?;
+    let (overview, charts) = tokio::try_join!(
+        async { Ok::<_, Error>(admin::overview(&app.pool).await?) },
+        crate::views::overview::charts(&app, Some(&name))
+    )?;
     let queue = overview
         .queues
         .into_iter()
@@ -66,7 +69,6 @@ pub(crate) async fn page(
                 "no queue `{name}`: it holds no job, is not paused, and no live worker runs it"
             ))
         })?;
-    let charts = crate::views::overview::charts(&app, Some(&name)).await?;
     // Workers and kinds sit outside the live region: a live update would
     // throw them away.
     let (workers, kinds) = if ctx.refresh {
