@@ -808,5 +808,13 @@ async fn a_filter_no_index_narrows_searches_a_window_and_says_how_far() {
         .await
         .body;
     assert!(by_id.contains("1 matching job(s)<"), "{by_id}");
+    // With a GIN index of the user's on the arguments, every match is found.
+    sqlx::query("CREATE INDEX jobq_jobs_args ON jobq_jobs USING gin (args jsonb_path_ops)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let indexed = get(&router, &format!("/jobs?args={args}")).await.body;
+    assert!(indexed.contains("5 matching job(s)<"), "{indexed}");
+    assert!(!indexed.contains("Searched the newest"), "{indexed}");
     db.cleanup().await;
 }

@@ -32,8 +32,9 @@ pub struct JobFilter {
     pub kinds: Vec<String>,
     /// Jobs whose arguments contain this JSON (PostgreSQL's `@>`):
     /// `{"user_id": 7}` matches every job with a `user_id` of 7, whatever
-    /// its other arguments. No index serves it: lists and counts read a
-    /// window of the newest jobs (see [`list_jobs`]).
+    /// its other arguments. Lists and counts read a window of the newest
+    /// jobs for it, unless you created a GIN index on `args` (see
+    /// [`list_jobs`]).
     pub args: Option<serde_json::Value>,
     /// Jobs enqueued at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -208,7 +209,10 @@ pub struct Event {
 /// 1,000) after `after` (the previous page's [`JobPage::next`]).
 ///
 /// A filter on ids, or on unfinished states only, is read through its
-/// index, however far back its matches lie. Any other (finished states,
+/// index, however far back its matches lie; so is a filter on arguments
+/// when you have created a GIN index on them (`CREATE INDEX CONCURRENTLY
+/// ON jobq_jobs USING gin (args jsonb_path_ops)`: jobq does not, since
+/// every enqueue, claim and completion would write to it). Any other (finished states,
 /// queues, kinds, arguments, a time range) walks the jobs newest first
 /// and stops when the page is full or after `window` jobs
 /// ([`SEARCH_WINDOW`] is a good default), so that a rare match costs a

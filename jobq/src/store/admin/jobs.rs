@@ -211,6 +211,31 @@ pub(crate) fn indexed(filter: &JobFilter) -> bool {
         || (!filter.states.is_empty() && filter.states.iter().all(|s| !s.is_finished()))
 }
 
+/// Whether `jobq_jobs.args` has a GIN index (one you create: jobq does
+/// not, since every enqueue would pay for it), which serves an arguments
+/// filter: `CREATE INDEX CONCURRENTLY ON jobq_jobs USING gin (args
+/// jsonb_path_ops)`. Only a valid index on the column itself counts.
+async fn args_indexed(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_am am ON am.oid = c.relam
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = 'jobq_jobs'::regclass AND i.indisvalid AND am.amname = 'gin'
+              AND i.indnatts = 1 AND a.attname = 'args'
+              AND i.indpred IS NULL AND i.indexprs IS NULL)",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Whether a read of `filter` goes through an index ([`indexed`], or an
+/// arguments filter and the GIN index of [`args_indexed`]).
+async fn read_indexed(conn: &mut PgConnection, filter: &JobFilter) -> sqlx::Result<bool> {
+    Ok(indexed(filter) || (filter.args.is_some() && args_indexed(conn).await?))
+}
+
 /// Whether a count of `filter` is served by an index, though a list is not
 /// ([`indexed`]): discarded and cancelled jobs by queue are counted from
 /// `jobq_jobs_failed` alone (migration 10), up to the cap.
@@ -292,7 +317,8 @@ pub(crate) struct ListRows {
 }
 
 /// Up to `limit` jobs matching `filter` with an id below `before`, newest
-/// first. A filter [`indexed`] is read through its index; any other walks
+/// first. A filter [`indexed`] (or on arguments, with a GIN index of yours
+/// on them: [`args_indexed`]) is read through its index; any other walks
 /// the primary key backwards and stops at the page, or after `window` jobs,
 /// so a page never reads more than `window` rows however rare the matches
 /// (arguments, a rare kind among millions of finished jobs).
@@ -307,7 +333,7 @@ pub(crate) async fn list_jobs(
     let mut tx = conn.begin().await?;
     no_jit(&mut tx).await?;
     let range = id_range(&mut tx, filter).await?;
-    let window = (!indexed(filter)).then_some(window.max(1));
+    let window = (!read_indexed(&mut tx, filter).await?).then_some(window.max(1));
     let mut qb = QueryBuilder::new(concat!("SELECT ", summary_columns!()));
     push_source(&mut qb, filter, range, before, window);
     qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
@@ -424,7 +450,8 @@ pub(crate) async fn count_capped(
     let mut tx = conn.begin().await?;
     no_jit(&mut tx).await?;
     let range = id_range(&mut tx, filter).await?;
-    let window = (!count_indexed(filter)).then_some(window.max(1));
+    let indexed = count_indexed(filter) || read_indexed(&mut tx, filter).await?;
+    let window = (!indexed).then_some(window.max(1));
     let mut qb = QueryBuilder::new("SELECT count(*) AS n FROM (SELECT 1");
     push_source(&mut qb, filter, range, None, window);
     qb.push(" LIMIT ")
