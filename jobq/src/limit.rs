@@ -70,9 +70,17 @@
 //! (it checks again 10 ms later, or as soon as one of
 //! its own jobs ends).
 //!
-//! Jobs enqueued before their kind had a limit have no `limit_key`; a
-//! worker gives them one when it starts and every half minute after, so
-//! they run, under the limit, within that time.
+//! When the plain claim and the limited one run in the same round, the
+//! limited one leaves the promotion of due jobs and the next due time to
+//! the plain one (migration 11). A producer whose every job is claimed only
+//! for a free slot takes nothing beyond its slots, so with every slot busy
+//! it waits for one to free instead of asking the database.
+//!
+//! Jobs enqueued before their kind had a limit have no `limit_key`, so the
+//! limited claim does not see them. A service of every worker with limited
+//! kinds gives the waiting ones their key, one process at a time (an
+//! advisory lock), in one statement, when the worker starts and every half
+//! minute after: they run, under the limit, within that time.
 
 use std::future::Future;
 use std::time::Duration;

@@ -9,7 +9,10 @@ use jobq::{Limit, Rate};
 use jobq_tests::limited::{
     create_limit_runs, five_at_once, hundred_a_second, in_limited_queue, one_per_user, two_at_once,
 };
-use jobq_tests::{TestDb, spawn_worker_process_with_lease, wait_until};
+use jobq_tests::{
+    InProcess, TestDb, spawn_worker_process_with_lease, state_of, test_worker, wait_for_listeners,
+    wait_until,
+};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -73,7 +76,20 @@ async fn max_overlap(db: &TestDb) -> i64 {
     .expect("max overlap")
 }
 
-/// Jobs `kind` still waiting in the database.
+/// The most recorded starts (claims, `attempted_at`) in any window of one
+/// second, `[t, t + 1 s)`: counted over the windows that begin at a recorded
+/// start, since the busiest window begins at one.
+async fn busiest_second(db: &TestDb) -> i64 {
+    db.count(
+        "SELECT max(c)::int8 FROM (
+            SELECT count(*) OVER (ORDER BY claimed_at RANGE BETWEEN CURRENT ROW
+                                  AND interval '999999 microseconds' FOLLOWING) AS c
+            FROM limit_runs) AS w",
+    )
+    .await
+}
+
+/// Jobs not completed yet.
 async fn unfinished(db: &TestDb) -> i64 {
     db.count("SELECT count(*) FROM jobq_jobs WHERE state <> 'completed'")
         .await
@@ -123,16 +139,7 @@ async fn rate_100_per_second_holds_in_every_window_and_is_sustained() {
     .unwrap();
     let workers = Workers::start(&db, 3, 20, Duration::from_secs(30), "limit_rate");
     wait_finished(&db, n).await;
-    // Every window [t, t + 1 s) that starts at a recorded start: the
-    // busiest window starts at one.
-    let busiest: i64 = db
-        .count(
-            "SELECT max(c)::int8 FROM (
-                SELECT count(*) OVER (ORDER BY claimed_at RANGE BETWEEN CURRENT ROW
-                                      AND interval '999999 microseconds' FOLLOWING) AS c
-                FROM limit_runs) AS w",
-        )
-        .await;
+    let busiest = busiest_second(&db).await;
     let span: f64 = sqlx::query_scalar(
         "SELECT extract(epoch FROM max(claimed_at) - min(claimed_at))::float8 FROM limit_runs",
     )
@@ -389,14 +396,7 @@ async fn a_queue_rate_limit_counts_every_kind() {
     .unwrap();
     let workers = Workers::start(&db, 2, 8, Duration::from_secs(30), "limit_queue");
     wait_finished(&db, n).await;
-    let busiest: i64 = db
-        .count(
-            "SELECT max(c)::int8 FROM (
-                SELECT count(*) OVER (ORDER BY claimed_at RANGE BETWEEN CURRENT ROW
-                                      AND interval '999999 microseconds' FOLLOWING) AS c
-                FROM limit_runs) AS w",
-        )
-        .await;
+    let busiest = busiest_second(&db).await;
     assert!((30..=40).contains(&busiest), "busiest window: {busiest}");
     drop(workers);
     db.cleanup().await;
@@ -439,5 +439,39 @@ async fn jobs_enqueued_before_their_limit_run_under_it() {
     wait_finished(&db, 60).await;
     assert!(max_overlap(&db).await <= 5);
     drop(workers);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_limited_jobs_run_when_due_alone_or_beside_unlimited_kinds() {
+    let _server = SERVER.read().await;
+    let db = TestDb::new("limit_delayed").await;
+    create_limit_runs(&db.pool).await;
+    // No polling: the claims alone must make the jobs available when due
+    // and say when the next is. In `limit_c5` the worker claims limited
+    // kinds alone; in `default`, the plain claim runs first in each round.
+    let worker = InProcess::start(
+        test_worker(&db.pool)
+            .queue("limit_c5", 8)
+            .poll_interval(Duration::from_secs(3600)),
+    );
+    wait_for_listeners(&db, 1).await;
+    let mut ids = Vec::new();
+    for queue in ["limit_c5", "default"] {
+        let id = five_at_once::builder(five_at_once::Args { millis: 1 })
+            .queue(queue)
+            .delay(Duration::from_millis(700))
+            .enqueue(&db.pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in ids {
+        wait_until("the delayed limited job to complete", DEADLINE, || async {
+            state_of(&db.pool, id).await == "completed"
+        })
+        .await;
+    }
+    worker.stop().await.unwrap();
     db.cleanup().await;
 }

@@ -147,6 +147,22 @@ pub(crate) struct Claim {
     pub held: Option<std::time::Duration>,
 }
 
+impl Claim {
+    /// The answer of a claim that was not made, there being no room: no
+    /// job, nothing promoted, the worker taken for alive and the queue's
+    /// limit as last known (`queue_limited`), until the next claim says.
+    pub(crate) fn nothing(queue_limited: bool) -> Claim {
+        Claim {
+            jobs: Vec::new(),
+            promoted: 0,
+            alive: true,
+            next_due: None,
+            queue_limited,
+            held: None,
+        }
+    }
+}
+
 /// Claims up to `limit` due jobs of `queue` whose kind this worker knows, in
 /// (priority, scheduled_at, id) order, skipping rows other workers hold, and
 /// makes due future jobs available (see [`CLAIM_SQL`]).

@@ -2,13 +2,15 @@
 //! limit key. The design is in [`crate::limit`].
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
+use super::Lock;
 use super::claim::{Claim, read_claim};
 use crate::queue::QueueName;
 
 /// The first key of the limits' advisory locks (the second is
-/// `hashtext(limit)`). Spelled in `jobq_claim_limited` (migration 8) too.
+/// `hashtext(limit)`). Spelled in `jobq_claim_limited` (migrations 8 and
+/// 11) too.
 pub const LIMIT_LOCK_CLASS: i32 = 27250;
 
 /// One kind as the limited claim sees it: its stored name, and its job's
@@ -27,8 +29,11 @@ pub(crate) struct LimitedKind {
 }
 
 /// Claims up to `room` jobs of `kinds` in `queue` within their limits and
-/// the queue's (see `jobq_claim_limited` in migration 8, and
-/// [`crate::limit`] for why it holds across workers).
+/// the queue's (see `jobq_claim_limited` in migrations 8 and 11, and
+/// [`crate::limit`] for why it holds across workers). With `after_plain`
+/// (the plain claim of the same round ran just before), it leaves the due
+/// jobs' promotion and the next due time to that claim: the answer's
+/// `promoted` is then 0 and its `next_due` `None`.
 pub(crate) async fn claim_limited(
     conn: &mut PgConnection,
     queue: &str,
@@ -36,47 +41,78 @@ pub(crate) async fn claim_limited(
     room: i64,
     worker_id: i64,
     claim_at: DateTime<Utc>,
+    after_plain: bool,
 ) -> sqlx::Result<Claim> {
-    let rows =
-        sqlx::query("SELECT * FROM jobq_claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-            .bind(queue)
-            .bind(kinds.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
-            .bind(kinds.iter().map(|k| k.name).collect::<Vec<_>>())
-            .bind(kinds.iter().map(|k| k.partition).collect::<Vec<_>>())
-            .bind(kinds.iter().map(|k| k.concurrency).collect::<Vec<_>>())
-            .bind(kinds.iter().map(|k| k.rate).collect::<Vec<_>>())
-            .bind(kinds.iter().map(|k| k.window_ms).collect::<Vec<_>>())
-            .bind(i32::try_from(room).unwrap_or(i32::MAX))
-            .bind(worker_id)
-            .bind(claim_at)
-            .fetch_all(conn)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT * FROM jobq_claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(queue)
+    .bind(kinds.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
+    .bind(kinds.iter().map(|k| k.name).collect::<Vec<_>>())
+    .bind(kinds.iter().map(|k| k.partition).collect::<Vec<_>>())
+    .bind(kinds.iter().map(|k| k.concurrency).collect::<Vec<_>>())
+    .bind(kinds.iter().map(|k| k.rate).collect::<Vec<_>>())
+    .bind(kinds.iter().map(|k| k.window_ms).collect::<Vec<_>>())
+    .bind(i32::try_from(room).unwrap_or(i32::MAX))
+    .bind(worker_id)
+    .bind(claim_at)
+    .bind(after_plain)
+    .fetch_all(conn)
+    .await?;
     read_claim(&rows)
 }
 
-/// Gives the waiting jobs of `kind` in `queue` that have no limit key (they
-/// were enqueued before their job had limits) the key they would have been
-/// enqueued with, so that the limited claim finds them. Returns how many.
+/// Gives the waiting jobs of `kinds` in `queues` that have no limit key
+/// (they were enqueued by a build whose job had no limits yet) the key they
+/// would have been enqueued with, so that the limited claim finds them, and
+/// wakes the producers of the queues it changed. One statement, in a
+/// transaction that holds [`Lock::LimitKeys`]: `None` when another process
+/// holds it (it does the same work), else how many jobs got a key.
+///
+/// Each (queue, kind) pair is one range of `jobq_jobs_ready`, whose rows are
+/// read to check their key: the statement visits every waiting job of a
+/// limited kind once per pass. It runs off the claim path, one process at a
+/// time, every [`LimitKeys`](crate::maintenance::limit_keys::LimitKeys)
+/// interval.
 pub(crate) async fn adopt_limit_keys(
     conn: &mut PgConnection,
-    queue: &str,
-    kind: &LimitedKind,
-) -> sqlx::Result<u64> {
-    let Some(name) = kind.name else {
-        return Ok(0);
-    };
-    let done = sqlx::query(concat!(
-        "UPDATE jobq_jobs SET limit_key = ",
-        limit_key_sql!("args", "$3", "$4"),
-        " WHERE state = 'available' AND queue = $1 AND kind = $2 AND limit_key IS NULL"
+    queues: &[String],
+    kinds: &[LimitedKind],
+) -> sqlx::Result<Option<u64>> {
+    let mut tx = conn.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(Lock::LimitKeys.key())
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    let limited: Vec<&LimitedKind> = kinds.iter().filter(|k| k.name.is_some()).collect();
+    let adopted: i64 = sqlx::query_scalar(concat!(
+        "WITH adopted AS (
+            UPDATE jobq_jobs AS j SET limit_key = ",
+        limit_key_sql!("j.args", "k.name", "k.field"),
+        " FROM unnest($1::text[]) AS q(queue)
+            CROSS JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(kind, name, field)
+            WHERE j.state = 'available' AND j.queue = q.queue AND j.kind = k.kind
+              AND j.limit_key IS NULL
+            RETURNING j.queue
+        ),
+        per_queue AS (
+            SELECT queue, count(*) AS n, pg_notify('",
+        insert_channel!(),
+        "', queue) FROM adopted GROUP BY queue
+        )
+        SELECT coalesce(sum(n), 0)::int8 FROM per_queue"
     ))
-    .bind(queue)
-    .bind(&kind.kind)
-    .bind(name)
-    .bind(kind.partition)
-    .execute(conn)
+    .bind(queues)
+    .bind(limited.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
+    .bind(limited.iter().map(|k| k.name).collect::<Vec<_>>())
+    .bind(limited.iter().map(|k| k.partition).collect::<Vec<_>>())
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(done.rows_affected())
+    tx.commit().await?;
+    Ok(Some(u64::try_from(adopted).unwrap_or(0)))
 }
 
 /// Sets (or, with all `None`, clears) a queue's limits, and wakes the
@@ -116,7 +152,11 @@ mod tests {
 
     #[test]
     fn the_limited_claim_locks_under_the_lock_class() {
-        let sql = include_str!("../../migrations/0008_limits.sql");
-        assert!(sql.contains(&format!("pg_advisory_xact_lock({LIMIT_LOCK_CLASS}, ")));
+        for sql in [
+            include_str!("../../migrations/0008_limits.sql"),
+            include_str!("../../migrations/0011_limited_claim_rounds.sql"),
+        ] {
+            assert!(sql.contains(&format!("pg_advisory_xact_lock({LIMIT_LOCK_CLASS}, ")));
+        }
     }
 }

@@ -149,6 +149,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0010_admin_indexes.sql",
         sql: include_str!("../../migrations/0010_admin_indexes.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_limited_claim_rounds.sql",
+        sql: include_str!("../../migrations/0011_limited_claim_rounds.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

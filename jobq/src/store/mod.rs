@@ -340,15 +340,18 @@ pub(crate) enum Lock {
     Prune,
     /// Sampling the metrics gauges.
     Sample,
+    /// Giving limit keys to jobs enqueued before their job had limits.
+    LimitKeys,
 }
 
 impl Lock {
     /// The lock's key: 8 ASCII letters, as a big-endian integer.
     pub(crate) const fn key(self) -> i64 {
         match self {
-            Lock::Rescue => 0x6a6f_6271_7265_7363, // "jobqresc"
-            Lock::Prune => 0x6a6f_6271_7072_756e,  // "jobqprun"
-            Lock::Sample => 0x6a6f_6271_7361_6d70, // "jobqsamp"
+            Lock::Rescue => 0x6a6f_6271_7265_7363,    // "jobqresc"
+            Lock::Prune => 0x6a6f_6271_7072_756e,     // "jobqprun"
+            Lock::Sample => 0x6a6f_6271_7361_6d70,    // "jobqsamp"
+            Lock::LimitKeys => 0x6a6f_6271_6c6b_6579, // "jobqlkey"
         }
     }
 }

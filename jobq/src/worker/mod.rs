@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::job::{JobDef, States};
+use crate::maintenance::limit_keys::LimitKeys;
 use crate::maintenance::pruner::{Pruner, Retention};
 use crate::maintenance::rescuer::Rescuer;
 use crate::metrics::sampler::Sampler;
@@ -358,6 +359,14 @@ impl Worker {
             let (pool, retention) = (pool.clone(), config.retention);
             let start = move || Pruner::new(pool.clone(), retention);
             services.spawn(service::run(start, Pruner::every(&retention), stop.clone()));
+        }
+        if let Some(keys) = LimitKeys::new(
+            pool.clone(),
+            queues.keys().cloned().collect(),
+            shared.kinds.limited.clone(),
+        ) {
+            let start = move || keys.clone();
+            services.spawn(service::run(start, LimitKeys::every(), stop.clone()));
         }
         let producers = TaskTracker::new();
         for (queue, concurrency) in queues {

@@ -61,9 +61,6 @@ const TERMINATE_WAIT: Duration = Duration::from_secs(5);
 /// again (a slot frees when any worker's attempt ends, which this worker
 /// does not hear of; its own attempts' ends wake it at once).
 pub(crate) const LIMIT_RECHECK: Duration = Duration::from_millis(10);
-/// How often a producer with limited kinds gives their waiting jobs that
-/// have no limit key one (see [`store::adopt_limit_keys`]).
-const ADOPT_EVERY: Duration = Duration::from_secs(30);
 
 /// What wakes a sleeping producer besides its timer and free slots.
 pub(super) struct Wakes {
@@ -158,8 +155,6 @@ struct Driver<'a> {
     /// Whether limited jobs may be waiting for this worker's own slots: a
     /// slot that frees then calls for a claim.
     limited_wait: bool,
-    /// When the limited kinds' waiting jobs were last given limit keys.
-    adopted_at: Option<Instant>,
 }
 
 /// The producer's loop, until `stop`.
@@ -182,14 +177,13 @@ async fn produce(
         producer: Producer::new(shared.config.poll_interval, now),
         queue_limited: false,
         limited_wait: false,
-        adopted_at: None,
     };
     loop {
         if stop.is_cancelled() {
             driver.producer.on_stop();
         }
         driver.start_ready().await;
-        let room = driver.held.room(driver.rate.prefetch());
+        let room = driver.held.room(driver.prefetch());
         match driver.producer.next_action(room) {
             Action::Stop => break,
             Action::Claim { room } => driver.claim(room, stop).await,
@@ -230,6 +224,19 @@ async fn produce(
 }
 
 impl Driver<'_> {
+    /// How many jobs beyond the free slots a claim may take: none when
+    /// every job this producer claims is claimed only for a free slot (the
+    /// queue has a limit, or every kind has limits and one a concurrency
+    /// limit: see [`ClaimKinds::limits_concurrency`]). With every slot
+    /// busy, such a producer then waits for a slot to free instead of
+    /// making a claim that could take nothing.
+    fn prefetch(&self) -> usize {
+        let kinds = &self.shared.kinds;
+        let slots_only =
+            self.queue_limited || (kinds.unlimited.is_empty() && kinds.limits_concurrency);
+        if slots_only { 0 } else { self.rate.prefetch() }
+    }
+
     /// Starts buffered jobs on the free slots; hands back those that waited
     /// too long in the buffer or were claimed under an older lease.
     async fn start_ready(&mut self) {
@@ -279,7 +286,6 @@ impl Driver<'_> {
                 }
             }
         }
-        self.adopt_limit_keys().await;
         // Limited jobs are claimed only for slots free now: one held in the
         // buffer would hold its limit's slot without running.
         let idle = self
@@ -382,38 +388,6 @@ impl Driver<'_> {
         }
     }
 
-    /// Gives the waiting jobs of limited kinds that have no limit key one,
-    /// at the first claim and every [`ADOPT_EVERY`] after. A failure is
-    /// logged and tried again at the next claim.
-    async fn adopt_limit_keys(&mut self) {
-        let limited = &self.shared.kinds.limited;
-        if limited.is_empty() || self.adopted_at.is_some_and(|at| at.elapsed() < ADOPT_EVERY) {
-            return;
-        }
-        let Ok(c) = self.conn.get().await else {
-            return;
-        };
-        let mut adopted = 0;
-        for kind in limited {
-            match bounded(store::adopt_limit_keys(c, self.queue, kind)).await {
-                Ok(n) => adopted += n,
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = kind.kind, "could not give limit keys to waiting jobs");
-                    self.conn.discard();
-                    return;
-                }
-            }
-        }
-        if adopted > 0 {
-            tracing::info!(
-                jobs = adopted,
-                queue = self.queue,
-                "jobs enqueued before their job had limits now count against them"
-            );
-        }
-        self.adopted_at = Some(Instant::now());
-    }
-
     /// Takes the queue's wake lock before sleeping (see
     /// [`store::take_wake_lock`]).
     async fn take_wake_lock(&mut self) {
@@ -496,56 +470,72 @@ pub(crate) async fn claim_all(
     ask: ClaimAsk<'_>,
 ) -> sqlx::Result<(store::Claim, bool)> {
     if ask.queue_limited {
-        let claim = limited_claim(conn, &ask, &ask.kinds.all, ask.idle).await?;
-        let bounded_by_slots = claim.jobs.len() >= ask.idle;
-        return Ok((claim, bounded_by_slots));
+        return limited_claim(conn, &ask, &ask.kinds.all, ask.idle, None).await;
     }
     let has_limited = !ask.kinds.limited.is_empty();
-    let mut claim = if ask.kinds.unlimited.is_empty() && has_limited {
-        None
-    } else {
-        Some(
-            store::claim_batch(
-                conn,
-                ask.queue,
-                &ask.kinds.unlimited,
-                ask.room as i64,
-                ask.worker_id,
-                ask.claim_at,
-            )
-            .await?,
-        )
-    };
-    if claim.as_ref().is_some_and(|plain| plain.queue_limited) {
+    if ask.kinds.unlimited.is_empty() && has_limited {
+        return limited_claim(conn, &ask, &ask.kinds.limited, limited_room(&ask, 0), None).await;
+    }
+    let plain = store::claim_batch(
+        conn,
+        ask.queue,
+        &ask.kinds.unlimited,
+        ask.room as i64,
+        ask.worker_id,
+        ask.claim_at,
+    )
+    .await?;
+    if plain.queue_limited {
         // The queue got a limit: the plain claim took nothing.
-        let claim = limited_claim(conn, &ask, &ask.kinds.all, ask.idle).await?;
-        let bounded_by_slots = claim.jobs.len() >= ask.idle;
-        return Ok((claim, bounded_by_slots));
+        return limited_claim(conn, &ask, &ask.kinds.all, ask.idle, Some(plain)).await;
     }
     if !has_limited {
-        return Ok((claim.expect("the plain claim ran"), false));
+        return Ok((plain, false));
     }
-    let got = claim.as_ref().map_or(0, |c| c.jobs.len());
-    // Only free slots under a concurrency limit (see `limits_concurrency`).
-    let room = if ask.kinds.limits_concurrency {
-        ask.idle
-            .saturating_sub(got)
-            .min(ask.room.saturating_sub(got))
+    let room = limited_room(&ask, plain.jobs.len());
+    limited_claim(conn, &ask, &ask.kinds.limited, room, Some(plain)).await
+}
+
+/// The room left for limited kinds after the plain claim took `got` jobs:
+/// only free slots under a concurrency limit (see `limits_concurrency`).
+fn limited_room(ask: &ClaimAsk<'_>, got: usize) -> usize {
+    let room = ask.room.saturating_sub(got);
+    if ask.kinds.limits_concurrency {
+        room.min(ask.idle.saturating_sub(got))
     } else {
-        ask.room.saturating_sub(got)
-    };
-    if room == 0 {
-        return match claim {
-            Some(c) => Ok((c, true)),
-            None => Ok((
-                limited_claim(conn, &ask, &ask.kinds.limited, 0).await?,
-                true,
-            )),
-        };
+        room
     }
-    let limited = limited_claim(conn, &ask, &ask.kinds.limited, room).await?;
+}
+
+/// The limited claim of up to `room` jobs of `kinds`, for `ask`, merged
+/// into `plain`, the plain claim of the same round when one ran (which then
+/// made the due jobs available and read the next due time, so the limited
+/// claim does neither again). With no room left, nothing could be taken:
+/// no round trip, and the answer says that limited jobs may wait for a
+/// slot. Also says whether the room bounded what was taken.
+async fn limited_claim(
+    conn: &mut PgConnection,
+    ask: &ClaimAsk<'_>,
+    kinds: &[store::LimitedKind],
+    room: usize,
+    plain: Option<store::Claim>,
+) -> sqlx::Result<(store::Claim, bool)> {
+    if room == 0 {
+        let claim = plain.unwrap_or_else(|| store::Claim::nothing(ask.queue_limited));
+        return Ok((claim, true));
+    }
+    let limited = store::claim_limited(
+        conn,
+        ask.queue,
+        kinds,
+        room as i64,
+        ask.worker_id,
+        ask.claim_at,
+        plain.is_some(),
+    )
+    .await?;
     let bounded_by_slots = limited.jobs.len() >= room;
-    let Some(mut plain) = claim.take() else {
+    let Some(mut plain) = plain else {
         return Ok((limited, bounded_by_slots));
     };
     plain.jobs.extend(limited.jobs);
@@ -557,24 +547,6 @@ pub(crate) async fn claim_all(
     plain.queue_limited = limited.queue_limited;
     plain.held = limited.held;
     Ok((plain, bounded_by_slots))
-}
-
-/// The limited claim of up to `room` jobs of `kinds`, for `ask`.
-async fn limited_claim(
-    conn: &mut PgConnection,
-    ask: &ClaimAsk<'_>,
-    kinds: &[store::LimitedKind],
-    room: usize,
-) -> sqlx::Result<store::Claim> {
-    store::claim_limited(
-        conn,
-        ask.queue,
-        kinds,
-        room as i64,
-        ask.worker_id,
-        ask.claim_at,
-    )
-    .await
 }
 
 /// Puts back the jobs of lost claims, once the sessions that ran those
