@@ -9,6 +9,7 @@
 //! jobq jobs show 42
 //! jobq jobs retry --state discarded --kind send_email --yes
 //! jobq queues pause email
+//! jobq queues limit email --concurrency 50 --rate 100/1m
 //! jobq workers
 //! jobq cron list
 //! jobq prune --dry-run

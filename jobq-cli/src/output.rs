@@ -148,6 +148,32 @@ pub(crate) fn cut(text: &str, max: usize) -> String {
     s
 }
 
+/// A queue's limit and its use: `2/5 running; 40/100 started per 1m`.
+pub(crate) fn queue_limit(l: &jobq::admin::QueueLimit) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = l.concurrency {
+        parts.push(in_use(l.running, c, "running"));
+    }
+    if let Some(r) = l.rate {
+        parts.push(started(l.started, r));
+    }
+    parts.join("; ")
+}
+
+/// `used/limit what`: `2/5 running`.
+pub(crate) fn in_use(used: i64, limit: i64, what: &str) -> String {
+    format!("{}/{} {what}", count(used), count(limit))
+}
+
+/// Starts against a rate: `40/100 started per 1m`.
+pub(crate) fn started(used: i64, rate: jobq::admin::RateLimit) -> String {
+    format!(
+        "{} per {}",
+        in_use(used, rate.count, "started"),
+        rate.window_text()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -482,3 +482,171 @@ async fn dashboard_listens_on_loopback_and_asks_for_credentials_when_given() {
     let _ = child.wait();
     db.cleanup().await;
 }
+
+/// The entry of `list` whose `key` is `value`.
+fn entry<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no {key} = {value} in {list}"))
+}
+
+async fn running_in(db: &TestDb, queue: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobq_jobs WHERE state = 'running' AND queue = $1")
+        .bind(queue)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_limits_in_use_and_queues_limit_sets_and_clears_them() {
+    let db = TestDb::new("cli_limits").await;
+    let worker = jobq_tests::limited::hold_limits(&db).await;
+    let url = Some(db.url.as_str());
+
+    let s = json(&jobq(url, &["status", "--json"]).await);
+    let q = entry(&s["queues"], "queue", "limit_show_q");
+    assert_eq!(
+        q["limit"],
+        serde_json::json!({"concurrency": 2, "rate": {"count": 10, "window_seconds": 3600.0},
+                           "running": 2, "started": 2})
+    );
+    assert_eq!(
+        entry(&s["queues"], "queue", "limit_show")["limit"],
+        Value::Null
+    );
+    let tenants = entry(&s["kind_limits"], "kind", "held_per_tenant");
+    assert_eq!(tenants["concurrency"], 2);
+    assert_eq!(tenants["partition"], "tenant");
+    assert_eq!(tenants["running"], 5);
+    assert_eq!(
+        tenants["partitions"],
+        serde_json::json!({"active": 3, "at_limit": 2, "busiest": [
+            {"partition": "a", "running": 2, "started": 0},
+            {"partition": "b", "running": 2, "started": 0},
+            {"partition": "c", "running": 1, "started": 0}]})
+    );
+    let rated = entry(&s["kind_limits"], "kind", "held_rated");
+    assert_eq!(
+        rated["rate"],
+        serde_json::json!({"count": 3, "window_seconds": 3600.0})
+    );
+    assert_eq!(
+        (&rated["running"], &rated["started"]),
+        (&3.into(), &3.into())
+    );
+    assert_eq!(rated["partitions"], Value::Null);
+    // A limited kind nothing runs of shows its limit, unused.
+    let idle = entry(&s["kind_limits"], "kind", "five_at_once");
+    assert_eq!(
+        (&idle["concurrency"], &idle["running"]),
+        (&5.into(), &0.into())
+    );
+
+    let text = stdout(&jobq(url, &["status"]).await);
+    for shown in [
+        "queue limit_show_q",
+        "2/2 running",
+        "2/10 started per 1h",
+        "kind held_per_tenant per tenant",
+        "5 running, at most 2 per tenant",
+        "2 of 3",
+        "a (2 running), b (2 running), c (1 running)",
+        "3/3 started per 1h",
+        "0/5 running",
+    ] {
+        assert!(text.contains(shown), "`{shown}` not in:\n{text}");
+    }
+    let list = json(&jobq(url, &["queues", "list", "--json"]).await);
+    assert_eq!(entry(&list, "queue", "limit_show_q")["limit"]["running"], 2);
+    let text = stdout(&jobq(url, &["queues", "list"]).await);
+    assert!(text.contains("2/2 running; 2/10 started per 1h"), "{text}");
+
+    // Raised: a third job of the queue starts.
+    let set = jobq(
+        url,
+        &["queues", "limit", "limit_show_q", "--concurrency", "3"],
+    )
+    .await;
+    assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    assert!(
+        stdout(&set).contains("at most 3 of its jobs run at once"),
+        "{}",
+        stdout(&set)
+    );
+    wait_until(
+        "a third job of limit_show_q to run",
+        Duration::from_secs(30),
+        || async { running_in(&db, "limit_show_q").await == 3 },
+    )
+    .await;
+    let s = json(&jobq(url, &["status", "--json"]).await);
+    assert_eq!(
+        entry(&s["queues"], "queue", "limit_show_q")["limit"],
+        serde_json::json!({"concurrency": 3, "rate": null, "running": 3, "started": 0})
+    );
+
+    // Refused, with the limit left as it was.
+    fails(
+        &jobq(
+            url,
+            &["queues", "limit", "limit_show_q", "--rate", "ten a minute"],
+        )
+        .await,
+        1,
+        "--rate `ten a minute`",
+    );
+    fails(
+        &jobq(
+            url,
+            &["queues", "limit", "limit_show_q", "--concurrency", "0"],
+        )
+        .await,
+        1,
+        "at least 1",
+    );
+    fails(
+        &jobq(url, &["queues", "limit", "no spaces", "--concurrency", "2"]).await,
+        1,
+        "invalid queue name",
+    );
+    for usage in [
+        vec!["queues", "limit", "limit_show_q"],
+        vec![
+            "queues",
+            "limit",
+            "limit_show_q",
+            "--clear",
+            "--concurrency",
+            "2",
+        ],
+    ] {
+        let o = jobq(url, &usage).await;
+        assert_eq!(o.status.code(), Some(2), "{usage:?}: {}", stderr(&o));
+    }
+    let limit: Option<i32> =
+        sqlx::query_scalar("SELECT concurrency_limit FROM jobq_queues WHERE name = 'limit_show_q'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(limit, Some(3));
+
+    // Cleared: every job of the queue runs.
+    let cleared = jobq(url, &["queues", "limit", "limit_show_q", "--clear"]).await;
+    assert_eq!(cleared.status.code(), Some(0), "{}", stderr(&cleared));
+    wait_until(
+        "all 4 jobs of limit_show_q to run",
+        Duration::from_secs(30),
+        || async { running_in(&db, "limit_show_q").await == 4 },
+    )
+    .await;
+    let s = json(&jobq(url, &["status", "--json"]).await);
+    assert_eq!(
+        entry(&s["queues"], "queue", "limit_show_q")["limit"],
+        Value::Null
+    );
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}

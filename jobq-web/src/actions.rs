@@ -291,22 +291,70 @@ fn describe(form: &FilterForm) -> String {
         .join(", ")
 }
 
-/// `POST /queues/{name}/{action}`: pause or resume.
+/// `POST /queues/{name}/{action}`: pause, resume, or `limit`: set the
+/// queue's limits from the form's `concurrency` and `rate` (`100/1m`),
+/// replacing those it had, or clear them (`clear=yes`).
 pub(crate) async fn queue(
     State(app): State<Shared>,
     ctx: Ctx,
     Path((name, action)): Path<(String, String)>,
+    fields: Fields,
 ) -> Result<Response, Error> {
-    match action.as_str() {
-        "pause" => jobq::pause_queue(&app.pool, &name).await,
-        "resume" => jobq::resume_queue(&app.pool, &name).await,
+    let done = match action.as_str() {
+        "pause" => jobq::pause_queue(&app.pool, &name).await.map(|()| "pause"),
+        "resume" => jobq::resume_queue(&app.pool, &name)
+            .await
+            .map(|()| "resume"),
+        "limit" => match queue_limit(&fields)? {
+            Some(limit) => jobq::set_queue_limit(&app.pool, &name, limit)
+                .await
+                .map(|()| "limit"),
+            None => jobq::clear_queue_limit(&app.pool, &name)
+                .await
+                .map(|()| "unlimit"),
+        },
         _ => return Err(Error::NotFound(format!("no queue action `{action}`"))),
     }
     .map_err(|e| match e {
         jobq::Error::Queue(message) => Error::BadRequest(message),
         other => Error::Database(other),
     })?;
-    Ok(Redirect::to(&ctx.href(&format!("/queues/{name}?done={action}"))).into_response())
+    Ok(Redirect::to(&ctx.href(&format!("/queues/{name}?done={done}"))).into_response())
+}
+
+/// The limit a queue's limit form asks for; `None` to clear its limits.
+fn queue_limit(fields: &Fields) -> Result<Option<jobq::Limit>, Error> {
+    if fields.get("clear") == Some("yes") {
+        return Ok(None);
+    }
+    let concurrency = match fields.get("concurrency").unwrap_or_default().trim() {
+        "" => None,
+        n => match n.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(Error::BadRequest(format!(
+                    "the concurrency must be a whole number of at least 1, not `{n}`; \
+                     pause the queue to stop it"
+                )));
+            }
+        },
+    };
+    let rate = match fields.get("rate").unwrap_or_default().trim() {
+        "" => None,
+        r => Some(jobq::Rate::parse(r).map_err(|e| match e {
+            jobq::Error::Queue(message) => Error::BadRequest(format!("rate `{r}`: {message}")),
+            other => Error::BadRequest(format!("rate `{r}`: {other}")),
+        })?),
+    };
+    match (concurrency, rate) {
+        (Some(n), Some(r)) => Ok(Some(jobq::Limit::concurrency(n).and_rate(r))),
+        (Some(n), None) => Ok(Some(jobq::Limit::concurrency(n))),
+        (None, Some(r)) => Ok(Some(jobq::Limit::rate(r))),
+        (None, None) => Err(Error::BadRequest(
+            "give a concurrency (`50`), a rate (`100/1m`) or both; or clear the queue's limits"
+                .into(),
+        )),
+    }
 }
 
 /// `POST /enqueue`.

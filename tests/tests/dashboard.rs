@@ -237,6 +237,7 @@ async fn read_only_hides_every_action_and_refuses_them_all() {
             "state=discarded&action=delete&confirm=yes",
         ),
         ("/queues/mail/pause".to_owned(), ""),
+        ("/queues/mail/limit".to_owned(), "concurrency=5"),
         ("/enqueue".to_owned(), "kind=record&args=%7B%7D"),
     ] {
         let response = send(
@@ -816,5 +817,126 @@ async fn a_filter_no_index_narrows_searches_a_window_and_says_how_far() {
     let indexed = get(&router, &format!("/jobs?args={args}")).await.body;
     assert!(indexed.contains("5 matching job(s)<"), "{indexed}");
     assert!(!indexed.contains("Searched the newest"), "{indexed}");
+    db.cleanup().await;
+}
+
+async fn running_in(db: &TestDb, queue: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobq_jobs WHERE state = 'running' AND queue = $1")
+        .bind(queue)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_show_with_their_use_and_a_post_sets_or_clears_a_queues_limit() {
+    let db = TestDb::new("web_limits").await;
+    let worker = jobq_tests::limited::hold_limits(&db).await;
+    let router = jobq_web::router(db.pool.clone(), Options::default());
+    let contains = |page: &Response, shown: &[&str]| {
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for s in shown {
+            assert!(page.body.contains(s), "`{s}` not in:\n{}", page.body);
+        }
+    };
+    let kinds = [
+        "held_per_tenant",
+        "5 running, at most 2 per tenant",
+        "<td class=\"num\">2 of 3</td>",
+        "a (2 running), b (2 running), c (1 running)",
+        "3/3 started per 1h",
+    ];
+    let overview = get(&router, "/").await;
+    contains(&overview, &["2/2 running · 2/10 started per 1h"]);
+    contains(&overview, &kinds);
+    contains(
+        &get(&router, "/queues/limit_show").await,
+        &[&kinds[..], &["Limit: <span class=\"muted\">none</span>"]].concat(),
+    );
+    let page = get(&router, "/queues/limit_show_q").await;
+    contains(
+        &page,
+        &[
+            "Limit: 2/2 running · 2/10 started per 1h, across all workers",
+            "name=\"concurrency\" min=\"1\" id=\"limit-concurrency\" value=\"2\"",
+            "value=\"10/1h\"",
+            "id=\"clear-limit\"",
+        ],
+    );
+
+    // Raised: a third job starts.
+    let session = Session::open(&router, "/").await;
+    let post = |body: &str| {
+        session
+            .post("/queues/limit_show_q/limit")
+            .body(session.form(body))
+            .unwrap()
+    };
+    let set = send(&router, post("concurrency=3&rate=")).await;
+    assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.body);
+    assert_eq!(
+        set.headers[header::LOCATION],
+        "/queues/limit_show_q?done=limit"
+    );
+    wait_until(
+        "a third job of limit_show_q to run",
+        Duration::from_secs(30),
+        || async { running_in(&db, "limit_show_q").await == 3 },
+    )
+    .await;
+    contains(
+        &get(&router, "/queues/limit_show_q?done=limit").await,
+        &["Limit set", "Limit: 3/3 running, across all workers"],
+    );
+
+    // Refused with a clear message, the limit left as it was.
+    for (body, says) in [
+        ("concurrency=0&rate=", "at least 1"),
+        ("concurrency=many&rate=", "not `many`"),
+        ("concurrency=&rate=fast", "rate `fast`"),
+        ("concurrency=&rate=", "give a concurrency"),
+    ] {
+        let refused = send(&router, post(body)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(refused.body.contains(says), "{body}: {}", refused.body);
+    }
+    let cross_site = send(
+        &router,
+        Request::post("/queues/limit_show_q/limit")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("jobq_csrf={}", session.token))
+            .header("sec-fetch-site", "cross-site")
+            .body(session.form("clear=yes"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+    let limit = || async {
+        sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT concurrency_limit FROM jobq_queues WHERE name = 'limit_show_q'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(limit().await, Some(3));
+
+    // Cleared: every job of the queue runs.
+    let cleared = send(&router, post("clear=yes")).await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER, "{}", cleared.body);
+    wait_until(
+        "all 4 jobs of limit_show_q to run",
+        Duration::from_secs(30),
+        || async { running_in(&db, "limit_show_q").await == 4 },
+    )
+    .await;
+    assert_eq!(limit().await, None);
+    let page = get(&router, "/queues/limit_show_q?done=unlimit").await;
+    contains(
+        &page,
+        &["Limits cleared", "Limit: <span class=\"muted\">none</span>"],
+    );
+    assert!(!page.body.contains("id=\"clear-limit\""));
+    worker.stop().await.unwrap();
     db.cleanup().await;
 }

@@ -1,17 +1,19 @@
-//! `jobq queues list|pause|resume`.
+//! `jobq queues list|pause|resume|limit`.
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
+use jobq::admin::QueueLimit;
+use jobq::{Limit, Rate};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::Result;
 use crate::output::{self, Table, count};
+use crate::{Error, Result};
 
 /// `jobq queues ...`.
 #[derive(Debug, Subcommand)]
 pub enum QueuesCommand {
     /// Every queue: paused or not, workers and their concurrency, jobs
-    /// waiting and running, lag.
+    /// waiting and running, lag, limit.
     List(QueuesListArgs),
     /// Stop every worker claiming from a queue (enqueues go on; running jobs
     /// finish).
@@ -24,6 +26,74 @@ pub enum QueuesCommand {
         /// The queue.
         name: String,
     },
+    /// Limit how many of a queue's jobs run at once, or start per window,
+    /// across all workers; or clear its limits. Replaces the limits it had.
+    Limit(QueueLimitArgs),
+}
+
+/// `jobq queues limit <queue> --concurrency N | --rate N/W | --clear`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("limit").required(true).args(["concurrency", "rate", "clear"]).multiple(true)))]
+pub struct QueueLimitArgs {
+    /// The queue.
+    pub name: String,
+    /// At most this many of its jobs run at once (at least 1).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// At most this many of its attempts start in any window: `100/1m`
+    /// (`s`, `m`, `h`).
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Remove its limits: workers claim its jobs as fast as they can again.
+    #[arg(long, conflicts_with_all = ["concurrency", "rate"])]
+    pub clear: bool,
+}
+
+impl QueueLimitArgs {
+    /// The limit asked for; `None` for `--clear`.
+    fn limit(&self) -> Result<Option<Limit>> {
+        let rate = match &self.rate {
+            Some(r) => Some(Rate::parse(r).map_err(|e| {
+                let why = match e {
+                    jobq::Error::Queue(why) => why,
+                    e => e.to_string(),
+                };
+                Error::new(format!("--rate `{r}`: {why}"))
+            })?),
+            None => None,
+        };
+        Ok(match (self.concurrency, rate) {
+            (Some(n), Some(r)) => Some(Limit::concurrency(n).and_rate(r)),
+            (Some(n), None) => Some(Limit::concurrency(n)),
+            (None, Some(r)) => Some(Limit::rate(r)),
+            (None, None) => None,
+        })
+    }
+
+    async fn run(self, pool: &PgPool) -> Result<()> {
+        let name = &self.name;
+        match self.limit()? {
+            None => {
+                jobq::clear_queue_limit(pool, name).await?;
+                out!("cleared the limits of queue `{name}`");
+            }
+            Some(limit) => {
+                jobq::set_queue_limit(pool, name, limit).await?;
+                let mut said = Vec::new();
+                if let Some(n) = self.concurrency {
+                    said.push(format!("at most {n} of its jobs run at once"));
+                }
+                if let Some(r) = &self.rate {
+                    said.push(format!("at most {r} of its attempts start"));
+                }
+                out!(
+                    "limited queue `{name}`: {}, across all workers",
+                    said.join(" and ")
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `jobq queues list [--json]`.
@@ -45,6 +115,7 @@ struct QueueJson<'a> {
     running: i64,
     #[serde(rename = "lag_seconds")]
     lag: Option<f64>,
+    limit: Option<&'a QueueLimit>,
 }
 
 impl QueuesCommand {
@@ -64,6 +135,7 @@ impl QueuesCommand {
                             available: q.available,
                             running: q.running,
                             lag: q.lag.map(|l| l.as_secs_f64()),
+                            limit: q.limit.as_ref(),
                         })
                         .collect();
                     return output::json(&queues);
@@ -76,6 +148,7 @@ impl QueuesCommand {
                     "AVAILABLE",
                     "RUNNING",
                     "LAG",
+                    "LIMIT",
                 ]);
                 for q in &o.queues {
                     t.row(vec![
@@ -86,6 +159,9 @@ impl QueuesCommand {
                         count(q.available),
                         count(q.running),
                         q.lag.map_or_else(|| "-".into(), output::duration),
+                        q.limit
+                            .as_ref()
+                            .map_or_else(|| "-".into(), output::queue_limit),
                     ]);
                 }
                 if t.is_empty() {
@@ -105,6 +181,7 @@ impl QueuesCommand {
                 out!("resumed queue `{name}`");
                 Ok(())
             }
+            QueuesCommand::Limit(args) => args.run(pool).await,
         }
     }
 }

@@ -3,6 +3,8 @@
 use clap::Args;
 use sqlx::PgPool;
 
+use jobq::admin::{KindLimits, Overview};
+
 use crate::Result;
 use crate::output::{self, Table, count};
 
@@ -60,6 +62,11 @@ impl StatusArgs {
             }
             t.print();
         }
+        let limits = limits_table(&o);
+        if !limits.is_empty() {
+            out!("\nLimits:");
+            limits.print();
+        }
         out!(
             "\n{} live worker(s); {}",
             o.workers,
@@ -74,4 +81,87 @@ impl StatusArgs {
         }
         Ok(())
     }
+}
+
+/// Every queue's limit and every kind's, each with its use now.
+fn limits_table(o: &Overview) -> Table {
+    let mut t = Table::new(&[
+        "LIMIT OF",
+        "CONCURRENCY",
+        "RATE",
+        "PARTITIONS AT LIMIT",
+        "BUSIEST PARTITIONS",
+    ]);
+    let dash = || "-".to_owned();
+    for q in &o.queues {
+        let Some(l) = &q.limit else { continue };
+        t.row(vec![
+            format!("queue {}", q.queue),
+            l.concurrency
+                .map_or_else(dash, |c| output::in_use(l.running, c, "running")),
+            l.rate.map_or_else(dash, |r| output::started(l.started, r)),
+            dash(),
+            dash(),
+        ]);
+    }
+    for k in &o.kind_limits {
+        t.row(kind_row(k));
+    }
+    t
+}
+
+/// A kind's limits: in use against the limit, or, partitioned, in all
+/// partitions with each one's limit, the partitions at their limit and the
+/// busiest.
+fn kind_row(k: &KindLimits) -> Vec<String> {
+    let dash = || "-".to_owned();
+    let Some(parts) = &k.partitions else {
+        return vec![
+            format!("kind {}", k.kind),
+            k.concurrency
+                .map_or_else(dash, |c| output::in_use(k.running, c, "running")),
+            k.rate.map_or_else(dash, |r| output::started(k.started, r)),
+            dash(),
+            dash(),
+        ];
+    };
+    let each = k.partition.as_deref().unwrap_or_default();
+    let busiest: Vec<String> = parts
+        .busiest
+        .iter()
+        .map(|p| {
+            let mut use_ = Vec::new();
+            if k.concurrency.is_some() {
+                use_.push(format!("{} running", count(p.running)));
+            }
+            if k.rate.is_some() {
+                use_.push(format!("{} started", count(p.started)));
+            }
+            format!("{} ({})", p.partition, use_.join(", "))
+        })
+        .collect();
+    vec![
+        format!("kind {} per {each}", k.kind),
+        k.concurrency.map_or_else(dash, |c| {
+            format!(
+                "{} running, at most {} per {each}",
+                count(k.running),
+                count(c)
+            )
+        }),
+        k.rate.map_or_else(dash, |r| {
+            format!(
+                "{} started, at most {} per {each} per {}",
+                count(k.started),
+                count(r.count),
+                r.window_text()
+            )
+        }),
+        format!("{} of {}", count(parts.at_limit), count(parts.active)),
+        if busiest.is_empty() {
+            dash()
+        } else {
+            busiest.join(", ")
+        },
+    ]
 }

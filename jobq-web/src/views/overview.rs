@@ -5,7 +5,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::State;
 use axum::response::Html;
-use jobq::admin::{self, Overview};
+use jobq::admin::{self, KindLimits, Overview};
 
 use crate::Shared;
 use crate::chart::{self, Bucket, Chart};
@@ -19,6 +19,8 @@ struct Page {
     ctx: Ctx,
     nav: &'static str,
     overview: Overview,
+    /// The kinds' limits, taken out of `overview`.
+    kind_limits: Vec<KindLimits>,
     charts: Vec<Chart>,
 }
 
@@ -52,14 +54,16 @@ pub(crate) async fn charts(app: &Shared, queue: Option<&str>) -> Result<Vec<Char
 
 /// `GET /`.
 pub(crate) async fn page(State(app): State<Shared>, ctx: Ctx) -> Result<Html<String>, Error> {
-    let (overview, charts) = tokio::try_join!(
+    let (mut overview, charts) = tokio::try_join!(
         async { Ok::<_, Error>(admin::overview(&app.pool).await?) },
         charts(&app, None)
     )?;
+    let kind_limits = std::mem::take(&mut overview.kind_limits);
     render(Page {
         ctx,
         nav: "/",
         overview,
+        kind_limits,
         charts,
     })
 }

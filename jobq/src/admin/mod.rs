@@ -6,7 +6,8 @@
 //! so a tool prints them as a table or as JSON without a second model.
 //!
 //! - [`overview`]: per queue, the jobs waiting and running, lag, throughput,
-//!   pause and the workers serving it; with [`Warning`]s.
+//!   pause, limit and the workers serving it; each kind's limits and their
+//!   use ([`KindLimits`]); with [`Warning`]s.
 //! - [`list_jobs`], [`job`], [`count_by_state`], [`count_matching`]: find jobs
 //!   by a [`JobFilter`], a page at a time ([`Cursor`]).
 //! - [`apply`]: retry, cancel, delete or run now ([`Action`]) jobs by id or
@@ -67,6 +68,7 @@
 mod actions;
 mod dashboard;
 mod jobs;
+mod limits;
 mod published;
 mod text;
 
@@ -87,6 +89,9 @@ pub(crate) use jobs::UNKNOWN_KIND_CAP;
 pub use jobs::{
     Attempt, Count, Cursor, Event, JobDetail, JobFilter, JobPage, JobSummary, SEARCH_WINDOW,
     count_by_state, count_matching, job, list_jobs,
+};
+pub use limits::{
+    BUSIEST_PARTITIONS, KindLimits, PartitionUse, PartitionsUse, QueueLimit, RateLimit,
 };
 pub use published::{
     CronJob, CronRun, KindInfo, WorkerInfo, WorkerQueue, cron_jobs, kinds, workers,
@@ -133,8 +138,11 @@ pub struct Overview {
     /// The database's time when it was taken.
     pub at: DateTime<Utc>,
     /// Every queue that holds an unfinished job, finished one in the last
-    /// hour, is paused, or is run by a live worker; by name.
+    /// hour, is paused, has a limit, or is run by a live worker; by name.
     pub queues: Vec<QueueOverview>,
+    /// The limits live workers declare for their kinds, with their use; by
+    /// kind.
+    pub kind_limits: Vec<KindLimits>,
     /// Live workers (see [`workers`]).
     pub workers: i64,
     /// What needs a look, most urgent first.
@@ -178,6 +186,10 @@ pub struct QueueOverview {
     pub workers: i64,
     /// How many of its jobs those workers run at once, together.
     pub concurrency: i64,
+    /// Its limit, set at run time
+    /// ([`set_queue_limit`](crate::set_queue_limit)), with its use; `None`
+    /// without one.
+    pub limit: Option<QueueLimit>,
 }
 
 /// Something that needs a look, in [`Overview::warnings`]. `Display` says it
@@ -272,6 +284,17 @@ pub async fn overview(pool: &PgPool) -> Result<Overview> {
             });
         }
     }
+    for (queue, limit) in store::queue_limits(&mut conn).await? {
+        match queues.iter_mut().find(|q| q.queue == queue) {
+            Some(q) => q.limit = Some(limit),
+            None => queues.push(QueueOverview {
+                queue,
+                limit: Some(limit),
+                ..QueueOverview::default()
+            }),
+        }
+    }
+    let kind_limits = store::kind_limits(&mut conn).await?;
     queues.sort_by(|a, b| a.queue.cmp(&b.queue));
     let mut warnings = Vec::new();
     for q in queues.iter().filter(|q| q.workers == 0) {
@@ -290,6 +313,7 @@ pub async fn overview(pool: &PgPool) -> Result<Overview> {
     Ok(Overview {
         at,
         queues,
+        kind_limits,
         workers,
         warnings,
     })

@@ -154,6 +154,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0011_limited_claim_rounds.sql",
         sql: include_str!("../../migrations/0011_limited_claim_rounds.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_published_limits.sql",
+        sql: include_str!("../../migrations/0012_published_limits.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

@@ -32,6 +32,11 @@ pub(crate) struct PublishedKind<'a> {
     pub cron: Option<&'a str>,
     pub tz: Option<&'a str>,
     pub source: String,
+    /// Its job's limits (migration 12): null without.
+    pub concurrency_limit: Option<i32>,
+    pub rate_limit: Option<i32>,
+    pub rate_window_ms: Option<i64>,
+    pub partition: Option<&'a str>,
 }
 
 /// Inserts a worker's queues (`$3` names, `$5` concurrency) and kinds (`$6`,
@@ -47,12 +52,16 @@ macro_rules! publish {
         ),
         k AS (
             INSERT INTO jobq_worker_kinds (worker_id, kind, aliases, queue, priority,
-                                           max_attempts, timeout_ms, cron, tz, source)
+                                           max_attempts, timeout_ms, cron, tz, source,
+                                           concurrency_limit, rate_limit, rate_window_ms,
+                                           partition)
             SELECT w.id, k.kind, k.aliases, k.queue, k.priority, k.max_attempts,
-                   k.timeout_ms, k.cron, k.tz, k.source
+                   k.timeout_ms, k.cron, k.tz, k.source, k.concurrency_limit, k.rate_limit,
+                   k.rate_window_ms, k.partition
             FROM w, jsonb_to_recordset($6::jsonb) AS k(
                 kind text, aliases text[], queue text, priority smallint, max_attempts int,
-                timeout_ms bigint, cron text, tz text, source text)
+                timeout_ms bigint, cron text, tz text, source text, concurrency_limit int,
+                rate_limit int, rate_window_ms bigint, partition text)
             ON CONFLICT DO NOTHING
         )"
     };

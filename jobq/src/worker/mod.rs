@@ -453,6 +453,16 @@ fn published_kinds(registry: &Registry, config: &Config) -> Result<String> {
             cron: def.cron,
             tz: def.tz,
             source: def.defined_at(),
+            concurrency_limit: def
+                .limits
+                .concurrency
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            rate_limit: def
+                .limits
+                .rate
+                .map(|r| i32::try_from(r.count()).unwrap_or(i32::MAX)),
+            rate_window_ms: def.limits.rate.map(|r| r.window_ms()),
+            partition: def.limits.partition,
         })
         .collect();
     serde_json::to_string(&kinds).map_err(|e| Error::Config(format!("publishing job kinds: {e}")))

@@ -1,7 +1,7 @@
 //! The queries behind [`crate::admin`] (the command line, the dashboard)
 //! and [`crate::stats`]: `mod.rs` the queue overview and warnings, `jobs`
 //! filters, lists and counts, `actions` bulk actions, `published` what live
-//! workers publish.
+//! workers publish, `limits` the limits and their use.
 
 use std::time::Duration;
 
@@ -27,10 +27,12 @@ macro_rules! finished_rows {
 
 mod actions;
 mod jobs;
+mod limits;
 mod published;
 
 pub(crate) use actions::*;
 pub(crate) use jobs::*;
+pub(crate) use limits::*;
 pub(crate) use published::*;
 
 use crate::admin::UNKNOWN_KIND_CAP;
