@@ -141,7 +141,7 @@ async fn errors_are_one_line_on_stderr_with_a_non_zero_exit() {
     fails(
         &jobq(url, &["jobs", "list", "--state", "failed"]).await,
         1,
-        "--state: unknown job state `failed`; expected one of available,",
+        "--state: unknown job state `failed`; expected one of pending, available,",
     );
     fails(
         &jobq(url, &["jobs", "list", "--args", "{user_id: 7}"]).await,

@@ -39,9 +39,9 @@ where
         Ok(match before {
             None => Cancellation::NotFound,
             Some(JobState::Running) => Cancellation::Requested,
-            Some(JobState::Available | JobState::Scheduled | JobState::Retryable) => {
-                Cancellation::Cancelled
-            }
+            Some(
+                JobState::Pending | JobState::Available | JobState::Scheduled | JobState::Retryable,
+            ) => Cancellation::Cancelled,
             Some(state) => Cancellation::AlreadyFinished(state.to_string()),
         })
     }

@@ -14,6 +14,7 @@ use crate::job::{Job, JobId, JobState};
 use crate::metrics;
 use crate::queue::QueueName;
 use crate::store::{self, NewJob, Unique};
+use crate::workflow::{Dependency, Planned, insert_planned};
 
 /// Inserts one job of type `J` through `db`: a `&PgPool`, a `&mut PgConnection`
 /// or a `&mut Transaction<Postgres>`. In a transaction the job exists, and
@@ -139,6 +140,12 @@ fn enqueue_span(kind: &'static str, queue: &str, jobs: usize) -> tracing::Span {
     )
 }
 
+/// One job ready to insert: on its own, or with the jobs it waits for.
+enum Prepared {
+    Plain((NewJob, Option<Unique>)),
+    Waiting(Planned),
+}
+
 /// The jobs of one `enqueue_many` call, ready to insert.
 enum Many {
     /// Unique jobs, each with its key: one statement for all too, though
@@ -229,6 +236,9 @@ pub struct Enqueue<J: Job> {
     unique_key: Option<String>,
     unique_for: Option<Duration>,
     unique_states: Option<Vec<JobState>>,
+    /// Jobs this one waits for, each with whether it runs whatever their
+    /// outcome.
+    deps: Vec<(Dependency, bool)>,
     _job: PhantomData<fn() -> J>,
 }
 
@@ -245,6 +255,7 @@ impl<J: Job> Enqueue<J> {
             unique_key: None,
             unique_for: None,
             unique_states: None,
+            deps: Vec::new(),
             _job: PhantomData,
         }
     }
@@ -311,9 +322,44 @@ impl<J: Job> Enqueue<J> {
         self
     }
 
+    /// Runs the job only once every job of `deps` has completed: until
+    /// then it waits in the state `pending`. Each is a [`JobId`] (of a job
+    /// enqueued in the same transaction or earlier) or, for a job added to
+    /// a [`Workflow`](crate::Workflow), a [`Step`](crate::Step) of that
+    /// workflow. When one ends discarded or cancelled, this job is
+    /// cancelled, with an error entry naming it. A dependency that has
+    /// already completed counts at once; one that has already failed
+    /// cancels the job at once. Calls add up.
+    ///
+    /// The enqueue locks the rows of the unfinished dependencies until its
+    /// transaction ends, so that none ends unheard: inside a long
+    /// transaction, the write of their results waits for it. A job with
+    /// dependencies cannot have a unique key.
+    pub fn after<D: Into<Dependency> + Copy>(mut self, deps: &[D]) -> Self {
+        self.deps.extend(deps.iter().map(|&d| (d.into(), false)));
+        self
+    }
+
+    /// Like [`after`](Self::after), but the job runs once each of `deps` has
+    /// finished, whatever its outcome (completed, discarded or cancelled).
+    pub fn after_any_outcome<D: Into<Dependency> + Copy>(mut self, deps: &[D]) -> Self {
+        self.deps.extend(deps.iter().map(|&d| (d.into(), true)));
+        self
+    }
+
     /// The row to insert, and its unique key if it has one.
     fn prepare(self) -> Result<(NewJob, Option<Unique>)> {
         self.prepare_at(Utc::now())
+    }
+
+    /// [`prepare`](Self::prepare), and the dependencies.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn prepare_with_deps(
+        mut self,
+    ) -> Result<(Vec<(Dependency, bool)>, NewJob, Option<Unique>)> {
+        let deps = std::mem::take(&mut self.deps);
+        let (job, unique) = self.prepare()?;
+        Ok((deps, job, unique))
     }
 
     /// [`prepare`](Self::prepare) with the clock read at `now`: a delay and
@@ -440,18 +486,38 @@ impl<J: Job> Enqueue<J> {
     where
         A: Acquire<'c, Database = Postgres> + Send + 'c,
     {
-        let prepared = self.prepare();
+        let prepared = if self.deps.is_empty() {
+            self.prepare().map(Prepared::Plain)
+        } else {
+            self.plan(None).map(Prepared::Waiting)
+        };
         async move {
-            #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
-            let (mut job, unique) = prepared?;
-            let span = enqueue_span(job.kind, job.queue.as_str(), 1);
-            #[cfg(feature = "opentelemetry")]
-            {
-                job.trace = crate::trace::context_of(&span);
-            }
+            let prepared = prepared?;
+            let (kind, queue) = match &prepared {
+                Prepared::Plain((job, _)) => (job.kind, job.queue.as_str()),
+                Prepared::Waiting(planned) => (planned.job.kind, planned.job.queue.as_str()),
+            };
+            let span = enqueue_span(kind, queue, 1);
             let inserted = async {
                 let mut conn = db.acquire().await?;
-                insert(&mut conn, &job, unique.as_ref()).await
+                match prepared {
+                    #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+                    Prepared::Plain((mut job, unique)) => {
+                        #[cfg(feature = "opentelemetry")]
+                        {
+                            job.trace = crate::trace::context_of(&tracing::Span::current());
+                        }
+                        insert(&mut conn, &job, unique.as_ref()).await
+                    }
+                    Prepared::Waiting(planned) => {
+                        let ids = insert_planned(&mut conn, vec![planned], false).await?;
+                        tracing::Span::current().record("id", ids[0].0);
+                        Ok(Inserted {
+                            id: ids[0],
+                            duplicate: false,
+                        })
+                    }
+                }
             };
             inserted.instrument(span).await
         }

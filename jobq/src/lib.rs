@@ -240,6 +240,7 @@ pub mod testing;
 #[cfg(feature = "opentelemetry")]
 mod trace;
 mod worker;
+mod workflow;
 
 pub use cancel::{Cancellation, cancel};
 pub use db::Db;
@@ -260,6 +261,7 @@ pub use store::{
 };
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
+pub use workflow::{Dependency, InsertedWorkflow, Step, Workflow, WorkflowId};
 
 /// The sqlx jobq is built on (0.9, with its `postgres`, `runtime-tokio`,
 /// `chrono` and `json` features).

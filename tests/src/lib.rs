@@ -521,3 +521,44 @@ pub async fn returns_now() -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
 pub async fn returns_none() -> anyhow::Result<Option<String>> {
     Ok(None)
 }
+
+// == Dependencies and workflows ==
+
+/// A step of a workflow: records its start, sleeps `millis`, fails when
+/// `fail` (every attempt), else records its end and returns `value`.
+#[job(retries = 3)]
+pub async fn flow_step(
+    db: State<PgPool>,
+    ctx: JobContext,
+    value: i64,
+    millis: u64,
+    fail: bool,
+) -> anyhow::Result<i64> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    if fail {
+        anyhow::bail!("step {} failed on purpose", ctx.id());
+    }
+    record_run(&db, &ctx, "finished", serde_json::Value::Null).await?;
+    Ok(value)
+}
+
+/// Joins its dependencies: records their results as it reads them (null
+/// for one that has not completed) and returns their sum.
+#[job(retries = 3)]
+pub async fn flow_join(db: State<PgPool>, ctx: JobContext) -> anyhow::Result<i64> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    let mut seen = Vec::new();
+    for dep in ctx.dependencies().await? {
+        seen.push(ctx.result_of::<flow_step::Job>(dep).await?);
+    }
+    record_run(&db, &ctx, "joined", serde_json::json!({ "seen": seen })).await?;
+    Ok(seen.iter().flatten().sum())
+}
+
+/// One link of a chain: records its start.
+#[job(retries = 3)]
+pub async fn chain_link(db: State<PgPool>, ctx: JobContext, n: i64) -> anyhow::Result<()> {
+    record_run(&db, &ctx, "started", serde_json::json!({ "n": n })).await?;
+    Ok(())
+}

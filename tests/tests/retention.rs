@@ -55,11 +55,21 @@ type Case = (
     Option<(&'static str, i32)>,
 );
 
-/// A `unique_states` mask, as the enqueue API builds it.
+/// A `unique_states` mask, as the enqueue API builds it (`jobq_state_bit`
+/// in SQL): `pending` has no bit, since a job with dependencies has no key.
 fn mask(states: &[JobState]) -> i32 {
     states
         .iter()
-        .map(|s| 1 << (*s as i32))
+        .map(|s| match s {
+            JobState::Pending => 0,
+            JobState::Available => 1,
+            JobState::Scheduled => 2,
+            JobState::Running => 4,
+            JobState::Retryable => 8,
+            JobState::Completed => 16,
+            JobState::Discarded => 32,
+            JobState::Cancelled => 64,
+        })
         .fold(0, |m, b| m | b)
 }
 

@@ -38,7 +38,7 @@ struct Page {
     count: Option<Count>,
     first_page: bool,
     deleted: Option<i64>,
-    states: [JobState; 7],
+    states: [JobState; 8],
     actions: [Action; 4],
 }
 

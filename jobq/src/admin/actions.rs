@@ -70,7 +70,7 @@ impl Action {
         use JobState::*;
         match self {
             Action::Retry => &[Retryable, Completed, Discarded, Cancelled],
-            Action::Cancel => &[Available, Scheduled, Running, Retryable],
+            Action::Cancel => &[Pending, Available, Scheduled, Running, Retryable],
             Action::Delete => &[
                 Available, Scheduled, Retryable, Completed, Discarded, Cancelled,
             ],

@@ -199,6 +199,17 @@ impl JobContext {
     pub async fn result_of<J: Job>(&self, id: JobId) -> crate::Result<Option<J::Output>> {
         crate::result::<J, _>(&self.inner.pool, id).await
     }
+
+    /// The jobs this one was enqueued after (`.after(..)`, or its steps in a
+    /// [`Workflow`](crate::Workflow)), in id order: a workflow's job learns
+    /// its dependencies' ids here, to read their results with
+    /// [`result_of`](Self::result_of). Empty for a job without any. One
+    /// query.
+    pub async fn dependencies(&self) -> crate::Result<Vec<JobId>> {
+        let mut conn = self.inner.pool.acquire().await?;
+        let deps = crate::store::dependencies_of(&mut conn, self.inner.id.0).await?;
+        Ok(deps.unwrap_or_default().into_iter().map(JobId).collect())
+    }
 }
 
 impl fmt::Debug for JobContext {

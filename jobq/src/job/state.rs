@@ -9,6 +9,9 @@ use std::fmt;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Enqueued `.after(..)` other jobs, some of which have not finished:
+    /// waits for them, then becomes `available` (or is cancelled).
+    Pending,
     /// May run now.
     Available,
     /// Waits for its `scheduled_at`.
@@ -27,7 +30,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
+        JobState::Pending,
         JobState::Available,
         JobState::Scheduled,
         JobState::Running,
@@ -49,6 +53,7 @@ impl JobState {
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Pending => "pending",
             JobState::Available => "available",
             JobState::Scheduled => "scheduled",
             JobState::Running => "running",
@@ -65,8 +70,18 @@ impl JobState {
     }
 
     /// This state's bit in a `unique_states` mask (`jobq_state_bit` in SQL).
+    /// `Pending` has none: a job with dependencies has no unique key.
     pub(crate) fn bit(self) -> i32 {
-        1 << (self as i32)
+        match self {
+            JobState::Pending => 0,
+            JobState::Available => 1,
+            JobState::Scheduled => 2,
+            JobState::Running => 4,
+            JobState::Retryable => 8,
+            JobState::Completed => 16,
+            JobState::Discarded => 32,
+            JobState::Cancelled => 64,
+        }
     }
 }
 

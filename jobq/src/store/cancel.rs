@@ -18,7 +18,8 @@ pub(crate) async fn cancel(conn: &mut PgConnection, id: i64) -> sqlx::Result<Opt
                 finalized_at = CASE WHEN t.state = 'running' THEN j.finalized_at ELSE now() END,
                 cancel_requested_at = now()
             FROM target t
-            WHERE j.id = t.id AND t.state IN ('available', 'scheduled', 'retryable', 'running')
+            WHERE j.id = t.id
+              AND t.state IN ('pending', 'available', 'scheduled', 'retryable', 'running')
             RETURNING j.id, t.state AS before, j.state, j.on_finish
         ),
         told AS (

@@ -9,6 +9,7 @@ use crate::limit::JobLimits;
 use crate::queue::QueueName;
 
 /// A job about to be inserted.
+#[derive(Debug)]
 pub(crate) struct NewJob {
     pub kind: &'static str,
     /// Its job's limits: a limited job gets its `limit_key`.

@@ -159,6 +159,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0012_published_limits.sql",
         sql: include_str!("../../migrations/0012_published_limits.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_dependencies.sql",
+        sql: include_str!("../../migrations/0013_dependencies.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

@@ -277,6 +277,7 @@ mod claim;
 mod cron;
 mod dashboard;
 mod finish;
+mod graph;
 mod insert;
 mod limits;
 mod migrate;
@@ -297,6 +298,7 @@ pub(crate) use claim::*;
 pub(crate) use cron::*;
 pub(crate) use dashboard::*;
 pub(crate) use finish::*;
+pub(crate) use graph::*;
 pub(crate) use insert::*;
 pub(crate) use limits::*;
 pub use migrate::{

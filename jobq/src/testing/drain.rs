@@ -364,8 +364,9 @@ impl Drained {
             Some(JobState::Scheduled) => self.snoozed += 1,
             Some(JobState::Cancelled) => self.cancelled += 1,
             // A drain interrupts nothing, and nothing else writes a claimed
-            // job meanwhile; a job deleted by its own handler is gone.
-            Some(JobState::Available | JobState::Running) | None => {}
+            // job meanwhile; a job deleted by its own handler is gone; an
+            // attempt never leaves its job waiting for others.
+            Some(JobState::Pending | JobState::Available | JobState::Running) | None => {}
         }
     }
 }
