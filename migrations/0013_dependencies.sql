@@ -12,8 +12,8 @@ ALTER TYPE jobq_state ADD VALUE IF NOT EXISTS 'pending' BEFORE 'available';
 ALTER TABLE jobq_jobs
     -- Every job this one was enqueued after, as given.
     ADD COLUMN depends_on bigint[],
-    -- How many of them have not finished yet; the job is `pending` while
-    -- this is above zero.
+    -- How many of them have not finished yet, while the job is `pending`;
+    -- null once it is not (released, cancelled) and for every other job.
     ADD COLUMN deps_left integer,
     -- The workflow the job was inserted with (`jobq::Workflow`): the id of
     -- its first job.
@@ -44,42 +44,60 @@ CREATE TABLE jobq_deps (
 --   `scheduled`, when it was enqueued for a later time), and wakes its
 --   queue's sleeping producers as an enqueue does (wake lock 27249,
 --   `jobq::__private::WAKE_LOCK_CLASS`; channel `jobq_insert`);
--- - cancels a dependent whose parent ended discarded or cancelled, unless it
---   takes any outcome, with an error entry naming that parent; and so on
---   down the graph, one level per loop (not one call per level, so a chain
---   of any length is cancelled without deepening the stack).
+-- - cancels a dependent whose parent ended discarded or cancelled, or was
+--   deleted (bit 4 of its mask, set by the statements that delete jobs and
+--   never stored), unless it takes any outcome, with an error entry naming
+--   that parent; and so on down the graph, one level per loop (not one call
+--   per level, so a chain of any length is cancelled without deepening the
+--   stack).
+--
+-- Lock order: every writer that locks several jobs' rows locks them in id
+-- order (the enqueue its dependencies, the completer its batch), and each
+-- level's dependents are locked here in id order before they are written,
+-- so that the ends of many dependencies of one dependent, in several
+-- transactions at once, queue up on its row instead of deadlocking. (A
+-- dependent's id is above its dependencies': they existed first.)
 CREATE OR REPLACE FUNCTION jobq_finished(ids bigint[], states jobq_state[], masks smallint[])
     RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     parents bigint[];
     parent_states jobq_state[];
+    parent_deleted boolean[];
     queues text[];
 BEGIN
     PERFORM pg_notify('jobq_finished', f.id::text)
     FROM unnest(ids, masks) AS f(id, mask)
     WHERE f.mask & 1 <> 0;
-    SELECT array_agg(f.id), array_agg(f.state) INTO parents, parent_states
+    SELECT array_agg(f.id), array_agg(f.state), array_agg(f.mask & 4 <> 0)
+    INTO parents, parent_states, parent_deleted
     FROM unnest(ids, states, masks) AS f(id, state, mask)
     WHERE f.mask & 2 <> 0;
     WHILE parents IS NOT NULL LOOP
+        PERFORM 1 FROM jobq_jobs
+        WHERE id IN (SELECT e.child FROM jobq_deps AS e WHERE e.parent = ANY (parents))
+        ORDER BY id
+        FOR NO KEY UPDATE;
         WITH edges AS (
             DELETE FROM jobq_deps AS e
-            USING unnest(parents, parent_states) AS p(id, state)
+            USING unnest(parents, parent_states, parent_deleted) AS p(id, state, deleted)
             WHERE e.parent = p.id
-            RETURNING e.child, e.parent, e.any_outcome, p.state
+            RETURNING e.child, e.parent, e.any_outcome,
+                      CASE WHEN p.deleted THEN 'was deleted' ELSE 'ended ' || p.state END AS how,
+                      p.deleted OR p.state <> 'completed' AS failed
         ),
         hits AS (
             SELECT child, count(*)::int AS n,
-                   min(parent) FILTER (WHERE state <> 'completed' AND NOT any_outcome) AS failed,
-                   (array_agg(state ORDER BY parent)
-                        FILTER (WHERE state <> 'completed' AND NOT any_outcome))[1] AS failed_state
+                   min(parent) FILTER (WHERE failed AND NOT any_outcome) AS failed,
+                   (array_agg(how ORDER BY parent)
+                        FILTER (WHERE failed AND NOT any_outcome))[1] AS failed_how
             FROM edges
             GROUP BY child
             ORDER BY child
         ),
         moved AS (
             UPDATE jobq_jobs AS d SET
-                deps_left = d.deps_left - h.n,
+                deps_left = CASE WHEN h.failed IS NULL AND d.deps_left > h.n
+                                 THEN d.deps_left - h.n END,
                 state = CASE
                     WHEN h.failed IS NOT NULL THEN 'cancelled'
                     WHEN d.deps_left > h.n THEN 'pending'
@@ -89,8 +107,8 @@ BEGIN
                 errors = CASE WHEN h.failed IS NULL THEN d.errors
                     ELSE jobq_push_error(d.errors, jsonb_build_object(
                         'attempt', d.attempt, 'at', now(), 'kind', 'dependency',
-                        'error', format('cancelled: its dependency %s ended %s',
-                                        h.failed, h.failed_state)))
+                        'error', format('cancelled: its dependency %s %s',
+                                        h.failed, h.failed_how)))
                     END
             FROM hits AS h
             WHERE d.id = h.child AND d.state = 'pending'
@@ -109,6 +127,7 @@ BEGIN
         FROM unnest(queues) AS q;
         IF parents IS NOT NULL THEN
             parent_states := array_fill('cancelled'::jobq_state, ARRAY[cardinality(parents)]);
+            parent_deleted := array_fill(false, ARRAY[cardinality(parents)]);
         END IF;
     END LOOP;
     RETURN 0;

@@ -443,3 +443,240 @@ async fn a_chain_of_ten_thousand_jobs_runs_in_order() {
     );
     db.cleanup().await;
 }
+
+/// A job that waits an hour, so that it is still there to delete.
+async fn parked(db: &TestDb, value: i64) -> JobId {
+    step(value)
+        .delay(Duration::from_secs(3600))
+        .enqueue(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn error_of(db: &TestDb, id: JobId) -> String {
+    last_error(db, id).await["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A dependency deleted by hand, by id or by a bulk delete over a filter,
+/// is one that did not complete: its dependents are cancelled naming it, or
+/// run if they take any outcome, and so on down the graph. Cancelling a
+/// pending job does the same to its own dependents. Nothing is left pending.
+#[tokio::test]
+async fn deleting_or_cancelling_a_dependency_settles_its_dependents() {
+    use jobq::admin::{Action, JobFilter, Target, apply};
+    let db = TestDb::new("wf_delete").await;
+    // No worker runs: every job stays where the test puts it.
+    let a = parked(&db, 1).await;
+    let strict = step(2).after(&[a]).enqueue(&db.pool).await.unwrap();
+    let loose = step(3)
+        .after_any_outcome(&[a])
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
+    let below = step(4).after(&[strict]).enqueue(&db.pool).await.unwrap();
+    assert_eq!(state_of(&db, strict).await, JobState::Pending);
+    let out = apply(&db.pool, Action::Delete, Target::Ids(&[a.0]), 100, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(out.progress.changed, 1);
+    assert_eq!(state_of(&db, strict).await, JobState::Cancelled);
+    assert_eq!(
+        error_of(&db, strict).await,
+        format!("cancelled: its dependency {a} was deleted")
+    );
+    assert_eq!(state_of(&db, below).await, JobState::Cancelled);
+    assert_eq!(
+        error_of(&db, below).await,
+        format!("cancelled: its dependency {strict} ended cancelled")
+    );
+    assert_eq!(state_of(&db, loose).await, JobState::Available);
+
+    // A pending job deleted by a bulk delete over a filter of states.
+    let p = parked(&db, 5).await;
+    let q = step(6).after(&[p]).enqueue(&db.pool).await.unwrap();
+    let r = step(7).after(&[q]).enqueue(&db.pool).await.unwrap();
+    let filter = JobFilter {
+        ids: vec![q.0],
+        states: vec![JobState::Pending],
+        ..JobFilter::default()
+    };
+    let out = apply(
+        &db.pool,
+        Action::Delete,
+        Target::Filter(&filter),
+        100,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.progress.changed, 1, "the pending job is deleted");
+    assert_eq!(state_of(&db, r).await, JobState::Cancelled);
+    assert_eq!(
+        error_of(&db, r).await,
+        format!("cancelled: its dependency {q} was deleted")
+    );
+    assert_eq!(state_of(&db, p).await, JobState::Scheduled);
+
+    // Cancelling a pending job, alone or in bulk, reaches its dependents.
+    let s = parked(&db, 8).await;
+    let t = step(9).after(&[s]).enqueue(&db.pool).await.unwrap();
+    let u = step(10).after(&[t]).enqueue(&db.pool).await.unwrap();
+    let v = step(11)
+        .after_any_outcome(&[t])
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        jobq::cancel(&db.pool, t).await.unwrap(),
+        jobq::Cancellation::Cancelled
+    );
+    assert_eq!(state_of(&db, u).await, JobState::Cancelled);
+    assert_eq!(
+        error_of(&db, u).await,
+        format!("cancelled: its dependency {t} ended cancelled")
+    );
+    assert_eq!(state_of(&db, v).await, JobState::Available);
+    let x = step(12).after(&[s]).enqueue(&db.pool).await.unwrap();
+    let y = step(13).after(&[x]).enqueue(&db.pool).await.unwrap();
+    apply(&db.pool, Action::Cancel, Target::Ids(&[x.0]), 100, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(state_of(&db, y).await, JobState::Cancelled);
+    // Run-now leaves a pending job waiting.
+    let z = step(14).after(&[s]).enqueue(&db.pool).await.unwrap();
+    let out = apply(&db.pool, Action::RunNow, Target::Ids(&[z.0]), 100, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(out.progress.changed, 0);
+    assert_eq!(state_of(&db, z).await, JobState::Pending);
+
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'pending' AND id <> ALL (SELECT child FROM jobq_deps WHERE parent IN (SELECT id FROM jobq_jobs))")
+            .await,
+        0,
+        "a pending job waits for a job that no longer exists"
+    );
+    db.cleanup().await;
+}
+
+/// 200 jobs, each after the same 50, enqueued from 20 transactions at once
+/// (each naming the 50 in another order) while 3 worker processes end
+/// those 50 with results, many at once: every dependent runs once, after
+/// all 50; no enqueue fails, no attempt fails, and PostgreSQL detected no
+/// deadlock in the test's database.
+#[tokio::test]
+async fn many_dependencies_ending_while_dependents_are_enqueued_never_deadlock() {
+    let db = TestDb::new("wf_lock_order").await;
+    let parents = jobq::enqueue_many::<flow_step::Job, _, _>(
+        &db.pool,
+        (0..50).map(|i| flow_step::Args {
+            value: i,
+            millis: (i as u64 % 5) * 20,
+            fail: false,
+        }),
+    )
+    .await
+    .unwrap();
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| spawn_worker_process(WORKER, &db.url, 8))
+        .collect();
+    let enqueues: Vec<_> = (0..20)
+        .map(|t| {
+            let pool = db.pool.clone();
+            let mut deps = parents.clone();
+            fastrand::shuffle(&mut deps);
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let mut tx = pool.begin().await?;
+                    chain_link::builder(chain_link::Args { n: t * 10 + i })
+                        .after(&deps)
+                        .enqueue(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Ok::<_, jobq::Error>(())
+            })
+        })
+        .collect();
+    for e in enqueues {
+        e.await.unwrap().expect("no enqueue fails");
+    }
+    wait_until(
+        "every job to complete",
+        Duration::from_secs(300),
+        || async {
+            db.count("SELECT count(*) FROM jobq_jobs WHERE state <> 'completed'")
+                .await
+                == 0
+        },
+    )
+    .await;
+    for w in &mut workers {
+        jobq_tests::sigterm(w);
+        wait_exit(w, Duration::from_secs(30)).await;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 250);
+    let runs: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(*) FROM test_runs WHERE kind = 'chain_link' AND event = 'started'
+         GROUP BY job_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(runs.len(), 200, "every dependent ran");
+    assert!(runs.iter().all(|&n| n == 1), "each once: {runs:?}");
+    let early = db
+        .count(
+            "SELECT count(*) FROM jobq_jobs d
+             JOIN test_runs r ON r.job_id = d.id AND r.event = 'started'
+             JOIN jobq_jobs p ON p.id = ANY (d.depends_on)
+             WHERE d.kind = 'chain_link' AND r.at < p.finalized_at",
+        )
+        .await;
+    assert_eq!(early, 0, "a dependent started before a dependency ended");
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE errors <> '[]'")
+            .await,
+        0,
+        "no attempt failed"
+    );
+    // Deadlocks are counted by the backend that detects them, and flushed
+    // to the statistics at the latest as it exits: wait for every other
+    // connection to the database to end, then read the count.
+    db.pool.close().await;
+    let mut conn = db.connection().await;
+    let start = Instant::now();
+    loop {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if others == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "connections linger"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let deadlocks: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(deadlocks, 0, "PostgreSQL detected deadlocks");
+    drop(conn);
+    db.cleanup().await;
+}

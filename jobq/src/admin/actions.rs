@@ -27,14 +27,18 @@ pub enum Action {
     /// gets one more attempt if it used them all. A job whose unique key
     /// another job holds now is left as it is.
     Retry,
-    /// Cancels a job that has not finished: a waiting one ends
-    /// `cancelled`; a running one's worker is told to cancel it (see
-    /// [`cancel`](crate::cancel)).
+    /// Cancels a job that has not finished: a waiting one (`pending`
+    /// included) ends `cancelled`; a running one's worker is told to cancel
+    /// it (see [`cancel`](crate::cancel)). Jobs that wait for a cancelled
+    /// job are cancelled too, unless they take any outcome (then they run).
     Cancel,
-    /// Deletes a job that is not running (cancel a running job first).
+    /// Deletes a job that is not running (cancel a running job first). Jobs
+    /// that wait for a deleted job are cancelled, with an error entry
+    /// saying it was deleted, unless they take any outcome (then they run).
     Delete,
     /// Runs a job that waits for its time now (`scheduled` or `retryable`
-    /// → `available`).
+    /// → `available`). A `pending` job is left waiting for its
+    /// dependencies: cancel or delete it to drop it.
     RunNow,
 }
 
@@ -72,7 +76,7 @@ impl Action {
             Action::Retry => &[Retryable, Completed, Discarded, Cancelled],
             Action::Cancel => &[Pending, Available, Scheduled, Running, Retryable],
             Action::Delete => &[
-                Available, Scheduled, Retryable, Completed, Discarded, Cancelled,
+                Pending, Available, Scheduled, Retryable, Completed, Discarded, Cancelled,
             ],
             Action::RunNow => &[Scheduled, Retryable],
         }

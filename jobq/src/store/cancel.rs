@@ -16,7 +16,7 @@ pub(crate) async fn cancel(conn: &mut PgConnection, id: i64) -> sqlx::Result<Opt
             UPDATE jobq_jobs AS j SET
                 state = CASE WHEN t.state = 'running' THEN j.state ELSE 'cancelled' END,
                 finalized_at = CASE WHEN t.state = 'running' THEN j.finalized_at ELSE now() END,
-                cancel_requested_at = now()
+                cancel_requested_at = now(), deps_left = NULL
             FROM target t
             WHERE j.id = t.id
               AND t.state IN ('pending', 'available', 'scheduled', 'retryable', 'running')

@@ -8,7 +8,8 @@ use crate::job::JobState;
 
 /// Locks the jobs `ids` (in id order, as every writer of many rows does)
 /// until the transaction ends, and marks the unfinished ones as having
-/// dependents (bit 2 of `on_finish`), so that their end releases the
+/// dependents (bit 2 of `on_finish`; a row already marked is not written
+/// again), so that their end releases the
 /// dependents about to be inserted. Returns each found job's id and state:
 /// current, since `FOR UPDATE` reads the latest committed row. An end that
 /// commits after this statement sees the mark (a completion waiting for the
@@ -25,6 +26,7 @@ pub(crate) async fn lock_parents(
             UPDATE jobq_jobs AS j SET on_finish = coalesce(j.on_finish, 0) | 2
             FROM locked AS l
             WHERE j.id = l.id AND l.state NOT IN ('completed', 'discarded', 'cancelled')
+              AND coalesce(j.on_finish, 0) & 2 = 0
             RETURNING j.id
         )
         SELECT id, state FROM locked WHERE (SELECT count(*) FROM marked) >= 0",
@@ -235,7 +237,7 @@ pub(crate) async fn cancel_workflow(conn: &mut PgConnection, workflow: i64) -> s
             UPDATE jobq_jobs AS j SET
                 state = CASE WHEN t.state = 'running' THEN j.state ELSE 'cancelled' END,
                 finalized_at = CASE WHEN t.state = 'running' THEN j.finalized_at ELSE now() END,
-                cancel_requested_at = now(),
+                cancel_requested_at = now(), deps_left = NULL,
                 errors = CASE WHEN t.state = 'running' THEN j.errors
                     ELSE jobq_push_error(j.errors, jsonb_build_object(
                         'attempt', j.attempt, 'at', now(), 'kind', 'cancelled',

@@ -81,7 +81,7 @@ fn change_sql(action: Action) -> String {
                 UPDATE jobq_jobs AS j SET
                     state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
                     finalized_at = CASE WHEN j.state = 'running' THEN j.finalized_at ELSE now() END,
-                    cancel_requested_at = now()
+                    cancel_requested_at = now(), deps_left = NULL
                 FROM batch b
                 WHERE j.id = b.id AND j.state IN ({states})
                 RETURNING j.id, j.queue, j.state = 'running' AS running, j.state, j.on_finish
@@ -105,15 +105,20 @@ fn change_sql(action: Action) -> String {
     }
 }
 
-/// An expression (0) that tells whoever follows a job the action ended
-/// (`wait`: see `jobq_finished`, migration 6): a cancelled job, or a
-/// deleted one whatever its state (the waiter then finds no job).
+/// An expression (0) that sets off what the end of a followed job the action
+/// ended must (see `jobq_finished`, migrations 6 and 10): for a cancelled
+/// job, or a deleted one whatever its state, its waiters are told (one of a
+/// deleted job then finds no job) and its dependents released or cancelled.
+/// A deleted job counts as a dependency that did not complete: it is
+/// flagged with bit 4 of the mask, so that the dependents' error entry says
+/// it was deleted.
 fn finish_sql(action: Action) -> &'static str {
     match action {
         Action::Retry | Action::RunNow => "0",
         Action::Cancel => after_finish!("changed"),
         Action::Delete => {
-            "(SELECT jobq_finished(array_agg(id), array_agg(state), array_agg(on_finish))
+            "(SELECT jobq_finished(array_agg(id), array_agg(state),
+                                   array_agg(on_finish | 4::smallint))
               FROM changed WHERE on_finish IS NOT NULL)"
         }
     }
