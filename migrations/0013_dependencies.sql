@@ -22,6 +22,15 @@ ALTER TABLE jobq_jobs
 -- Cancelling a workflow finds its jobs here; only workflow jobs are in it.
 CREATE INDEX jobq_jobs_workflow ON jobq_jobs (workflow_id) WHERE workflow_id IS NOT NULL;
 
+-- The pending jobs, by queue, for the overview's counts: `deps_left` is set
+-- exactly while a job is `pending` (which this file may not name: see above).
+CREATE INDEX jobq_jobs_pending ON jobq_jobs (queue) WHERE deps_left IS NOT NULL;
+
+-- A job's dependents, finished or not, for `jobq jobs show` and the
+-- dashboard: only jobs enqueued with dependencies are in it.
+CREATE INDEX jobq_jobs_depends_on ON jobq_jobs USING gin (depends_on)
+    WHERE depends_on IS NOT NULL;
+
 -- One row per dependency not finished yet when its dependent was enqueued:
 -- `child` waits for `parent`. The parent's end consumes its rows (DELETE ..
 -- RETURNING), so an end counts once however often it is reported, and the

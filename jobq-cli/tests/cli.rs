@@ -650,3 +650,71 @@ async fn status_shows_limits_in_use_and_queues_limit_sets_and_clears_them() {
     worker.stop().await.unwrap();
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn show_lists_a_jobs_dependencies_and_dependents_and_status_counts_pending() {
+    use jobq_tests::{flow_join, flow_step};
+    let db = TestDb::new("cli_deps").await;
+    let url = Some(db.url.as_str());
+    let step = |value| {
+        flow_step::builder(flow_step::Args {
+            value,
+            millis: 0,
+            fail: false,
+        })
+    };
+    let a = step(1)
+        .delay(Duration::from_secs(3600))
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
+    let b = step(2).after(&[a]).enqueue(&db.pool).await.unwrap();
+    let c = flow_join::builder(flow_join::Args {})
+        .after(&[a, b])
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
+    let b_id = b.to_string();
+    let job = json(&jobq(url, &["jobs", "show", &b_id, "--json"]).await);
+    assert_eq!(job["state"], "pending");
+    assert_eq!(
+        job["dependencies"],
+        serde_json::json!([{ "id": a.0, "kind": "flow_step", "state": "scheduled" }])
+    );
+    assert_eq!(
+        job["dependents"],
+        serde_json::json!([{ "id": c.0, "kind": "flow_join", "state": "pending" }])
+    );
+    let human = stdout(&jobq(url, &["jobs", "show", &b_id]).await);
+    assert!(
+        human.contains(&format!("waits for:\n  job {a}: flow_step, scheduled"))
+            && human.contains(&format!("waited for by:\n  job {c}: flow_join, pending")),
+        "{human}"
+    );
+    let s = json(&jobq(url, &["status", "--json"]).await);
+    assert_eq!(s["queues"][0]["pending"], 2, "{s}");
+    assert!(stdout(&jobq(url, &["status"]).await).contains("PENDING"));
+    let pending = json(&jobq(url, &["jobs", "list", "--state", "pending", "--json"]).await);
+    let ids: Vec<i64> = pending["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![c.0, b.0]);
+    // A dependency deleted since shows as such; its dependents were cancelled.
+    let out = jobq(url, &["jobs", "delete", &a.to_string(), "--yes"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let job = json(&jobq(url, &["jobs", "show", &b_id, "--json"]).await);
+    assert_eq!(job["state"], "cancelled");
+    assert_eq!(
+        job["dependencies"],
+        serde_json::json!([{ "id": a.0, "kind": null, "state": null }])
+    );
+    let human = stdout(&jobq(url, &["jobs", "show", &b_id]).await);
+    assert!(
+        human.contains(&format!("job {a}: deleted or pruned")),
+        "{human}"
+    );
+    db.cleanup().await;
+}

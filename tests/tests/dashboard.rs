@@ -940,3 +940,70 @@ async fn limits_show_with_their_use_and_a_post_sets_or_clears_a_queues_limit() {
     worker.stop().await.unwrap();
     db.cleanup().await;
 }
+
+/// A job's page lists what it waits for and what waits for it, each linked,
+/// with its kind and state; the overview counts pending jobs, and the jobs
+/// list filters on them.
+#[tokio::test]
+async fn a_jobs_page_lists_its_dependencies_and_dependents_and_pending_is_counted() {
+    use jobq_tests::{flow_join, flow_step};
+    let db = TestDb::new("web_deps").await;
+    let router = jobq_web::router(db.pool.clone(), Options::default());
+    let a = flow_step::builder(flow_step::Args {
+        value: 1,
+        millis: 0,
+        fail: false,
+    })
+    .delay(Duration::from_secs(3600))
+    .enqueue(&db.pool)
+    .await
+    .unwrap();
+    let b = flow_join::builder(flow_join::Args {})
+        .after(&[a])
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
+    let page = get(&router, &format!("/jobs/{b}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    let deps = &body[body
+        .find("id=\"dependencies\"")
+        .expect("a dependencies table")..];
+    assert!(
+        deps.contains(&format!("href=\"/jobs/{a}\">{a}</a>"))
+            && deps.contains("flow_step")
+            && deps.contains("state-scheduled"),
+        "{deps}"
+    );
+    assert!(!body.contains("id=\"dependents\""), "b has no dependents");
+    let page = get(&router, &format!("/jobs/{a}")).await;
+    let dependents = &page.body[page
+        .body
+        .find("id=\"dependents\"")
+        .expect("a dependents table")..];
+    assert!(
+        dependents.contains(&format!("href=\"/jobs/{b}\">{b}</a>"))
+            && dependents.contains("flow_join")
+            && dependents.contains("state-pending"),
+        "{dependents}"
+    );
+    let api = get(&router, &format!("/api/jobs/{b}")).await;
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["dependencies"][0]["state"], "scheduled", "{json}");
+    let overview = get(&router, "/").await;
+    assert!(
+        overview.body.contains("<th class=\"num\">Pending</th>")
+            && overview.body.contains("state=pending\">1</a>"),
+        "{}",
+        overview.body
+    );
+    let list = get(&router, "/jobs?state=pending").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains(&format!("/jobs/{b}")), "{}", list.body);
+    assert!(
+        !list.body.contains(&format!("/jobs/{a}\"")),
+        "{}",
+        list.body
+    );
+    db.cleanup().await;
+}

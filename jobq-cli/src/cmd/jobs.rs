@@ -185,6 +185,26 @@ async fn show(pool: &PgPool, args: ShowArgs) -> Result<()> {
     if !job.tags.is_empty() {
         out!("tags: {}", job.tags.join(", "));
     }
+    for (title, links) in [
+        ("waits for", &job.dependencies),
+        ("waited for by", &job.dependents),
+    ] {
+        if links.is_empty() {
+            continue;
+        }
+        let more = if title == "waited for by" && links.len() as i64 >= admin::MAX_DEPENDENTS {
+            " (the first only)"
+        } else {
+            ""
+        };
+        out!("{title}{more}:");
+        for l in links.iter() {
+            match (&l.kind, l.state) {
+                (Some(kind), Some(state)) => out!("  job {}: {kind}, {state}", l.id),
+                _ => out!("  job {}: deleted or pruned", l.id),
+            }
+        }
+    }
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     out_raw!("args:\n{}", indent(&pretty(&job.args)));
     if job.metadata.as_object().is_some_and(|m| !m.is_empty()) {

@@ -27,6 +27,7 @@ impl StatusArgs {
         } else {
             let mut t = Table::new(&[
                 "QUEUE",
+                "PENDING",
                 "AVAILABLE",
                 "SCHEDULED",
                 "RUNNING",
@@ -47,6 +48,7 @@ impl StatusArgs {
                 };
                 t.row(vec![
                     name,
+                    count(q.pending),
                     count(q.available),
                     count(q.scheduled),
                     count(q.running),

@@ -53,8 +53,9 @@ pub(crate) fn relative(
 }
 
 /// A queue's unfinished and kept counts, by state, for a table row.
-pub(crate) fn state_counts(q: &jobq::admin::QueueOverview) -> [(&'static str, i64); 6] {
+pub(crate) fn state_counts(q: &jobq::admin::QueueOverview) -> [(&'static str, i64); 7] {
     [
+        ("pending", q.pending),
         ("available", q.available),
         ("scheduled", q.scheduled),
         ("running", q.running),

@@ -171,6 +171,26 @@ pub struct JobDetail {
     pub attempts: Vec<Attempt>,
     /// What happened to it, in order.
     pub timeline: Vec<Event>,
+    /// The jobs it was enqueued after (`.after(..)`, a workflow's steps),
+    /// in id order, each as it is now.
+    pub dependencies: Vec<LinkedJob>,
+    /// The jobs enqueued after it, in id order: the first
+    /// [`MAX_DEPENDENTS`].
+    pub dependents: Vec<LinkedJob>,
+}
+
+/// The most dependents [`job`] lists.
+pub const MAX_DEPENDENTS: i64 = 100;
+
+/// A job's dependency or dependent, in [`JobDetail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkedJob {
+    /// Its id.
+    pub id: i64,
+    /// Its kind; `None` when it no longer exists (pruned or deleted).
+    pub kind: Option<String>,
+    /// Its state; `None` when it no longer exists.
+    pub state: Option<JobState>,
 }
 
 /// One attempt of a job, in [`JobDetail::attempts`].
@@ -334,6 +354,19 @@ pub async fn job(pool: &PgPool, id: i64) -> Result<Option<JobDetail>> {
     // Enqueued first: a worker's clock, which stamps an attempt's start,
     // may run a little behind the database's.
     timeline[1..].sort_by_key(|e| e.at);
+    let (mut dependencies, mut dependents) = (Vec::new(), Vec::new());
+    for link in store::job_links(pool, id, MAX_DEPENDENTS).await? {
+        let linked = LinkedJob {
+            id: link.id,
+            kind: link.kind,
+            state: link.state,
+        };
+        if link.dependency {
+            dependencies.push(linked);
+        } else {
+            dependents.push(linked);
+        }
+    }
     Ok(Some(JobDetail {
         summary: row.summary,
         args: row.args,
@@ -344,6 +377,8 @@ pub async fn job(pool: &PgPool, id: i64) -> Result<Option<JobDetail>> {
         lost_attempts: row.lost_attempts,
         attempts,
         timeline,
+        dependencies,
+        dependents,
     }))
 }
 

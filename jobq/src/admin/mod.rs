@@ -87,8 +87,8 @@ pub use actions::{Action, BulkOutcome, DEFAULT_BATCH, Progress, Target, Unchange
 pub use dashboard::{NamedJob, Throughput, enqueue_json, throughput};
 pub(crate) use jobs::UNKNOWN_KIND_CAP;
 pub use jobs::{
-    Attempt, Count, Cursor, Event, JobDetail, JobFilter, JobPage, JobSummary, SEARCH_WINDOW,
-    count_by_state, count_matching, job, list_jobs,
+    Attempt, Count, Cursor, Event, JobDetail, JobFilter, JobPage, JobSummary, LinkedJob,
+    MAX_DEPENDENTS, SEARCH_WINDOW, count_by_state, count_matching, job, list_jobs,
 };
 pub use limits::{
     BUSIEST_PARTITIONS, KindLimits, PartitionUse, PartitionsUse, QueueLimit, RateLimit,
@@ -156,6 +156,8 @@ pub struct QueueOverview {
     pub queue: String,
     /// Whether the queue is paused ([`pause_queue`](crate::pause_queue)).
     pub paused: bool,
+    /// Jobs that wait for other jobs to finish (`.after(..)`).
+    pub pending: i64,
     /// Jobs that may run now, not claimed yet.
     pub available: i64,
     /// Jobs waiting for their time (enqueued with a delay, or cron ticks not

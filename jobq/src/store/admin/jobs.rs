@@ -29,9 +29,22 @@ pub(crate) fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter, r
         let names: Vec<String> = filter
             .states
             .iter()
+            .filter(|s| **s != JobState::Pending)
             .map(|s| format!("'{}'", s.as_str()))
             .collect();
-        qb.push(" AND state IN (").push(names.join(", ")).push(")");
+        // Pending jobs, and only they, have `deps_left`: they are read
+        // through `jobq_jobs_pending` (migration 11).
+        let pending = "state = 'pending' AND deps_left IS NOT NULL";
+        match (filter.states.contains(&JobState::Pending), names.is_empty()) {
+            (true, true) => qb.push(" AND ").push(pending),
+            (true, false) => qb
+                .push(" AND (state IN (")
+                .push(names.join(", "))
+                .push(") OR (")
+                .push(pending)
+                .push("))"),
+            (false, _) => qb.push(" AND state IN (").push(names.join(", ")).push(")"),
+        };
         // Discarded and cancelled alone are read through jobq_jobs_failed.
         if filter.states.iter().all(|s| s.is_finished())
             && filter.states.contains(&JobState::Completed)
@@ -418,6 +431,53 @@ pub(crate) async fn job_detail(pool: &PgPool, id: i64) -> sqlx::Result<Option<De
         lost_attempts: r.try_get("lost_attempts")?,
         errors,
     }))
+}
+
+/// A job linked to another by a dependency: its kind and state, `None`
+/// when it no longer exists (pruned or deleted).
+pub(crate) struct LinkRow {
+    /// Whether it is a dependency of the job asked about (else a dependent).
+    pub dependency: bool,
+    pub id: i64,
+    pub kind: Option<String>,
+    pub state: Option<JobState>,
+}
+
+/// Job `id`'s dependencies (its `depends_on`, each as it is now) and its
+/// first `limit` dependents (jobs whose `depends_on` names it, through
+/// `jobq_jobs_depends_on`, migration 11), each in id order. A job without
+/// either reads one row by its key and one empty index probe.
+pub(crate) async fn job_links(pool: &PgPool, id: i64, limit: i64) -> sqlx::Result<Vec<LinkRow>> {
+    let rows = sqlx::query(
+        "SELECT * FROM (
+            SELECT true AS dependency, d.id, j.kind, j.state
+            FROM jobq_jobs AS c
+            CROSS JOIN LATERAL unnest(c.depends_on) AS d(id)
+            LEFT JOIN jobq_jobs AS j ON j.id = d.id
+            WHERE c.id = $1
+        ) AS deps
+        UNION ALL
+        SELECT * FROM (
+            SELECT false, id, kind, state FROM jobq_jobs
+            WHERE depends_on @> ARRAY[$1::bigint] AND depends_on IS NOT NULL
+            ORDER BY id LIMIT $2
+        ) AS dependents
+        ORDER BY 1 DESC, 2",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LinkRow {
+                dependency: r.try_get("dependency")?,
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                state: r.try_get("state")?,
+            })
+        })
+        .collect()
 }
 
 /// How many jobs match `filter`, per state.

@@ -93,7 +93,8 @@ pub(crate) async fn admin_now(conn: &mut PgConnection) -> sqlx::Result<DateTime<
 /// jobs, the discarded and cancelled ones, and the jobs finished in the last
 /// hour, never the completed history: `available` through `jobq_jobs_ready`
 /// (index only), `scheduled` and `retryable` through `jobq_jobs_due`,
-/// `running` through `jobq_jobs_running`, discarded and cancelled through
+/// `running` through `jobq_jobs_running`, `pending` through
+/// `jobq_jobs_pending` (by queue), discarded and cancelled through
 /// `jobq_jobs_failed` (index only, by queue and state), the last hour's
 /// finished jobs through [`finished_rows!`]' two indexes by `finalized_at`.
 /// Over 10 million jobs, 300,000 of them failed (busy machine): 3.9 s before
@@ -115,6 +116,9 @@ pub(crate) async fn queue_overview(conn: &mut PgConnection) -> sqlx::Result<Vec<
           UNION ALL
             SELECT queue, 'running', count(*) FROM jobq_jobs
             WHERE state = 'running' GROUP BY queue
+          UNION ALL
+            SELECT queue, 'pending', count(*) FROM jobq_jobs
+            WHERE state = 'pending' AND deps_left IS NOT NULL GROUP BY queue
           UNION ALL
             SELECT queue, state::text, count(*) FROM jobq_jobs
             WHERE state IN ('discarded', 'cancelled') GROUP BY queue, state
@@ -160,6 +164,7 @@ pub(crate) async fn queue_overview(conn: &mut PgConnection) -> sqlx::Result<Vec<
         let q = out.last_mut().expect("pushed above");
         let ms = |n: i64| Duration::from_millis(u64::try_from(n).unwrap_or(0));
         match part.as_str() {
+            "pending" => q.pending = n,
             "available" => q.available = n,
             "scheduled" => q.scheduled = n,
             "retryable" => q.retryable = n,
