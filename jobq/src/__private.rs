@@ -11,11 +11,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::job::{Control, Job, JobContext, JobDef, Outcome, State, States};
+use crate::job::{Control, Job, JobContext, JobDef, JobId, Outcome, State, States};
+use crate::{BoxFuture, Db, WaitError};
 
 pub use inventory;
 pub use serde;
@@ -269,8 +271,58 @@ impl<T, E: fmt::Display + 'static> IntoOutcome for Result<T, E> {
     }
 }
 
-/// The registration record that `#[job]` submits to `inventory`.
+/// The registration record that `#[job]` submits to `inventory`: the
+/// function that gives the job's [`JobDef`] ([`def`]). A function rather
+/// than the reference itself, so that `cargo check` of a crate of jobs does
+/// not evaluate each job's `DEF` to build its record (bench/README.md,
+/// "Compile cost").
 #[doc(hidden)]
-pub struct Registration(pub &'static JobDef);
+pub struct Registration(pub fn() -> &'static JobDef);
 
 inventory::collect!(Registration);
+
+/// Job `J`'s registration: its [`JobDef`].
+#[doc(hidden)]
+pub fn def<J: Job>() -> &'static JobDef {
+    &J::DEF
+}
+
+// What `#[job]`'s `enqueue`, `enqueue_many`, `result` and `wait` return:
+// jobq's own generic futures, boxed here. A job's fn then returns a named
+// type, which costs `cargo check` far less per job than an `impl Future`
+// (bench/README.md, "Compile cost"); the box costs one allocation per call
+// of a function that goes to the database.
+
+/// [`crate::enqueue`], boxed.
+#[doc(hidden)]
+pub fn enqueue<'c, J: Job, A: Db<'c>>(db: A, args: J::Args) -> BoxFuture<'c, crate::Result<JobId>> {
+    Box::pin(crate::enqueue::<J, A>(db, args))
+}
+
+/// [`crate::enqueue_many`], boxed.
+#[doc(hidden)]
+pub fn enqueue_many<'c, J: Job, A: Db<'c>, I: IntoIterator<Item = J::Args>>(
+    db: A,
+    args: I,
+) -> BoxFuture<'c, crate::Result<Vec<JobId>>> {
+    Box::pin(crate::enqueue_many::<J, A, I>(db, args))
+}
+
+/// [`crate::result`], boxed.
+#[doc(hidden)]
+pub fn result<'c, J: Job, A: Db<'c>>(
+    db: A,
+    id: JobId,
+) -> BoxFuture<'c, crate::Result<Option<J::Output>>> {
+    Box::pin(crate::result::<J, A>(db, id))
+}
+
+/// [`crate::wait`], boxed.
+#[doc(hidden)]
+pub fn wait<J: Job>(
+    pool: &sqlx::PgPool,
+    id: JobId,
+    timeout: Duration,
+) -> BoxFuture<'_, Result<J::Output, WaitError>> {
+    Box::pin(crate::wait::<J>(pool, id, timeout))
+}

@@ -263,6 +263,12 @@ pub use tokio_util::sync::CancellationToken;
 pub use worker::{Backoff, DEFAULT_CONCURRENCY, Worker};
 pub use workflow::{Dependency, InsertedWorkflow, Step, Workflow, WorkflowId};
 
+/// What the `enqueue`, `enqueue_many`, `result` and `wait` that `#[job]`
+/// generates return: a boxed future, `Send`, so it can be awaited in a
+/// spawned task or a web handler. The same type as the `futures` crate's
+/// `BoxFuture`.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// The sqlx jobq is built on (0.9, with its `postgres`, `runtime-tokio`,
 /// `chrono` and `json` features).
 ///
@@ -312,6 +318,8 @@ pub use sqlx;
 ///   parameter's `#[serde(...)]` attributes; `Serialize`, `Deserialize`,
 ///   `Debug`, `Clone`;
 /// - `enqueue(db, args)`, `enqueue_many(db, iter)` and `builder(args)`;
+///   `result(db, id)` and `wait(pool, id, timeout)` read what the job
+///   returned. The four async ones return a [`BoxFuture`];
 /// - `Job`, a marker type implementing [`Job`](trait@Job);
 /// - constants `NAME`, `QUEUE`, `RETRIES`, `MAX_ATTEMPTS`, `PRIORITY`, `CRON`,
 ///   `TIMEOUT`;

@@ -35,7 +35,7 @@ impl Registry {
     pub fn from_inventory() -> Result<Self> {
         let mut defs: Vec<&'static JobDef> = inventory::iter::<Registration>
             .into_iter()
-            .map(|r| r.0)
+            .map(|r| (r.0)())
             .collect();
         // inventory's order depends on link order; make errors and logs stable.
         defs.sort_by_key(|d| (d.name, d.location.file, d.location.line));

@@ -10,7 +10,6 @@
 /// registration, `result` and `wait`.
 ///
 /// - `vis`: the items' visibility, seen from inside the module;
-/// - `fn`: the job function's name, for the docs' links;
 /// - the settings, each already checked by the proc macro; `requires` lists
 ///   each injected state's `Inject::requirement`;
 /// - `args`: the type `Args`, spanned where an `Args` that falls short of
@@ -33,7 +32,6 @@
 macro_rules! __job_items {
     (
         vis: $vis:vis,
-        fn: $fn:ident,
         name: $name:literal,
         aliases: [$($alias:literal),*],
         queue: $queue:literal,
@@ -56,11 +54,8 @@ macro_rules! __job_items {
         call: $call:expr,
         outcome: $outcome:expr,
     ) => {
-        #[doc = ::core::concat!(
-            "The serialized arguments of the job `", $name, "`: one field per parameter of [`",
-            ::core::stringify!($fn), "`](fn@super::", ::core::stringify!($fn), ") that the \
-             worker does not inject."
-        )]
+        /// The serialized arguments of the job: one field per parameter of its
+        /// function that the worker does not inject.
         #[derive(
             $crate::__private::serde::Serialize,
             $crate::__private::serde::Deserialize,
@@ -90,10 +85,8 @@ macro_rules! __job_items {
             ))
         }
 
-        #[doc = ::core::concat!(
-            "Marker type for the job `", $name, "`; implements [`jobq::Job`](::jobq::Job), so it \
-             can be named in generic code and registered explicitly."
-        )]
+        /// Marker type for the job; implements `jobq::Job`, so it can be named
+        /// in generic code and registered explicitly.
         $vis struct Job;
 
         // Written out rather than derived: the same impls, without the
@@ -159,81 +152,63 @@ macro_rules! __job_items {
         /// How long one attempt may run before it is cancelled.
         $vis const TIMEOUT: ::core::option::Option<::core::time::Duration> = $timeout;
 
-        #[doc = ::core::concat!(
-            "Inserts one `", $name, "` job through `db`: a `&PgPool`, a `&mut PgConnection` or a \
-             `&mut Transaction`. Inside a transaction the job exists only if the transaction \
-             commits. Returns the new job's id."
-        )]
+        /// Inserts one job through `db`: a `&PgPool`, a `&mut PgConnection` or a
+        /// `&mut Transaction`. Inside a transaction the job exists only if the
+        /// transaction commits. Returns the new job's id.
         // Each bound on the function's first line: a `db` that fails one
         // is then reported on the `#[job]` attribute once, not also as
         // "this function".
         $vis fn enqueue<'c, A: $crate::Db<'c>>(
             db: A,
             args: Args,
-        ) -> impl ::core::future::Future<Output = ::core::result::Result<$crate::JobId, $crate::Error>>
-               + ::core::marker::Send
-               + 'c {
-            $crate::enqueue::<Job, A>(db, args)
+        ) -> $crate::BoxFuture<'c, ::core::result::Result<$crate::JobId, $crate::Error>> {
+            $crate::__private::enqueue::<Job, A>(db, args)
         }
 
-        #[doc = ::core::concat!(
-            "Inserts many `", $name, "` jobs with one statement through `db` (pool, connection \
-             or transaction). Returns their ids in input order."
-        )]
+        /// Inserts many jobs with one statement through `db` (pool, connection or
+        /// transaction). Returns their ids in input order.
         $vis fn enqueue_many<'c, A: $crate::Db<'c>, I: ::core::iter::IntoIterator<Item = Args>>(
             db: A,
             args: I,
-        ) -> impl ::core::future::Future<
-            Output = ::core::result::Result<$crate::__private::Vec<$crate::JobId>, $crate::Error>,
-        > + ::core::marker::Send
-               + 'c {
-            $crate::enqueue_many::<Job, A, I>(db, args)
+        ) -> $crate::BoxFuture<
+            'c,
+            ::core::result::Result<$crate::__private::Vec<$crate::JobId>, $crate::Error>,
+        > {
+            $crate::__private::enqueue_many::<Job, A, I>(db, args)
         }
 
-        #[doc = ::core::concat!(
-            "Starts an enqueue of `", $name, "` with per-job options (delay, priority, queue, \
-             attempts)."
-        )]
+        /// Starts an enqueue with per-job options (delay, priority, queue,
+        /// attempts).
         $vis fn builder(args: Args) -> $crate::Enqueue<Job> {
             $crate::Enqueue::new(args)
         }
 
-        #[doc = ::core::concat!(
-            "What the `", $name, "` job `id` returned, read through `db` (pool, connection or \
-             transaction): `Some` once it has completed, `None` while it has not."
-        )]
+        /// What the job `id` returned, read through `db` (pool, connection or
+        /// transaction): `Some` once it has completed, `None` while it has not.
         $vis fn result<'c, A: $crate::Db<'c>>(
             db: A,
             id: $crate::JobId,
-        ) -> impl ::core::future::Future<
-            Output = ::core::result::Result<
-                ::core::option::Option<<Job as $crate::Job>::Output>,
-                $crate::Error,
-            >,
-        > + ::core::marker::Send
-               + 'c {
-            $crate::result::<Job, A>(db, id)
+        ) -> $crate::BoxFuture<
+            'c,
+            ::core::result::Result<::core::option::Option<<Job as $crate::Job>::Output>, $crate::Error>,
+        > {
+            $crate::__private::result::<Job, A>(db, id)
         }
 
-        #[doc = ::core::concat!(
-            "Waits, at most `timeout`, until the `", $name, "` job `id` finishes, and returns \
-             what it returned; woken by the job's end, not by polling. A job that ends \
-             discarded or cancelled returns that, with its last error."
-        )]
+        /// Waits, at most `timeout`, until the job `id` finishes, and returns what
+        /// it returned; woken by the job's end, not by polling. A job that ends
+        /// discarded or cancelled returns that, with its last error.
         $vis fn wait(
             pool: &$crate::__private::sqlx::PgPool,
             id: $crate::JobId,
             timeout: ::core::time::Duration,
-        ) -> impl ::core::future::Future<
-            Output = ::core::result::Result<<Job as $crate::Job>::Output, $crate::WaitError>,
-        > + ::core::marker::Send
-               + '_ {
-            $crate::wait::<Job>(pool, id, timeout)
+        ) -> $crate::BoxFuture<'_, ::core::result::Result<<Job as $crate::Job>::Output, $crate::WaitError>> {
+            $crate::__private::wait::<Job>(pool, id, timeout)
         }
 
         const _: () = {
             $crate::__private::inventory::submit! {
-                $crate::__private::Registration(&<Job as $crate::Job>::DEF)
+                $crate::__private::Registration($crate::__private::def::<Job>)
             }
         };
     };
