@@ -6,8 +6,9 @@
 pub enum Error {
     /// The database said no, or could not be reached. When enqueueing inside a
     /// transaction, the caller's transaction is aborted and should be rolled
-    /// back; nothing was written.
-    #[error("database error: {0}")]
+    /// back; nothing was written. When jobq's tables are missing, the message
+    /// says to migrate.
+    #[error("database error: {0}{hint}", hint = unmigrated_hint(.0))]
     Database(#[from] sqlx::Error),
 
     /// A job's `Args` could not be serialized to JSON (a map with non-string
@@ -125,6 +126,19 @@ pub enum Error {
         /// The newest version this build ships.
         known: i64,
     },
+}
+
+/// A hint for the most common first-run mistake: jobq's tables are missing
+/// (PostgreSQL's `undefined_table` on a `jobq_` relation) because the
+/// database was never migrated.
+fn unmigrated_hint(error: &sqlx::Error) -> &'static str {
+    match error.as_database_error() {
+        Some(e) if e.code().as_deref() == Some("42P01") && e.message().contains("\"jobq_") => {
+            "; this database has no jobq schema (or an old one): run `jobq::migrate(&pool)` \
+             or `jobq migrate` against it first"
+        }
+        _ => "",
+    }
 }
 
 /// `Result` with jobq's [`Error`].

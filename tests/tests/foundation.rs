@@ -624,6 +624,31 @@ async fn migrating_twice_or_concurrently_is_safe_and_apart_from_sqlx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmigrated_database_is_an_error_that_says_to_migrate() {
+    let db = TestDb::empty("unmigrated").await;
+    let enqueue = record::enqueue(&db.pool, record::Args { n: 1 })
+        .await
+        .expect_err("no jobq_jobs table");
+    let run = tokio::time::timeout(DEADLINE, test_worker(&db.pool).run_until(async {}))
+        .await
+        .expect("the worker gives up at once")
+        .expect_err("no jobq_workers table");
+    for message in [enqueue.to_string(), run.to_string()] {
+        assert!(message.contains("does not exist"), "{message}");
+        assert!(message.contains("run `jobq::migrate(&pool)`"), "{message}");
+    }
+    // Other database errors get no such hint.
+    let other = Error::from(
+        sqlx::query("SELECT * FROM not_ours")
+            .execute(&db.pool)
+            .await
+            .unwrap_err(),
+    );
+    assert!(!other.to_string().contains("migrate"), "{other}");
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_complete_2000_jobs_exactly_once() {
     let db = TestDb::new("two_processes").await;
     let mut workers = [

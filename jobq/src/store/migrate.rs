@@ -178,7 +178,15 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
         .bind(MIGRATE_LOCK)
         .execute(&mut *tx)
         .await?;
+    // Quietly: on every run after the first, PostgreSQL would log a NOTICE
+    // that the table already exists.
+    sqlx::raw_sql("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await?;
     sqlx::raw_sql(HISTORY_TABLE_SQL).execute(&mut *tx).await?;
+    sqlx::raw_sql("RESET client_min_messages")
+        .execute(&mut *tx)
+        .await?;
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM jobq_migrations")
         .fetch_all(&mut *tx)
         .await?;
