@@ -466,8 +466,10 @@ async fn delayed_limited_jobs_run_when_due_alone_or_beside_unlimited_kinds() {
             .unwrap();
         ids.push(id);
     }
+    // Due in 0.7 s: a producer that missed it would sleep for an hour.
     for id in ids {
-        wait_until("the delayed limited job to complete", DEADLINE, || async {
+        let deadline = Duration::from_secs(30);
+        wait_until("the delayed limited job to complete", deadline, || async {
             state_of(&db.pool, id).await == "completed"
         })
         .await;
