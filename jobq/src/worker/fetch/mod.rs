@@ -74,7 +74,8 @@ pub(super) struct Wakes {
 #[derive(Debug, Default)]
 pub(crate) struct Rescan {
     notify: Notify,
-    /// The producer's last claim was held back by a limit.
+    /// A limit was in play in the producer's last claim: a limited kind
+    /// or queue, whose slots this worker's ended attempts may free.
     held: AtomicBool,
 }
 
@@ -336,9 +337,14 @@ impl Driver<'_> {
                 self.outage.recovered();
                 self.queue_limited = claim.queue_limited;
                 self.limited_wait = limited_wait;
-                self.rescan
-                    .held
-                    .store(claim.held.is_some(), Ordering::Relaxed);
+                // A limit in play may hold the next claim back even when it
+                // held none of this one (a claim that took a limit's last
+                // slots reports nothing held): this worker's ended attempts
+                // free such slots, so its writes wake this producer.
+                let limits_in_play = claim.held.is_some()
+                    || claim.queue_limited
+                    || !self.shared.kinds.limited.is_empty();
+                self.rescan.held.store(limits_in_play, Ordering::Relaxed);
                 // Held back by a limit: claim again when a rate permit
                 // frees (counted from the claim's stamp, so the round trip
                 // does not add to the wait), or soon for a concurrency slot.
