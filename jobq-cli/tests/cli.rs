@@ -576,6 +576,20 @@ async fn status_shows_limits_in_use_and_queues_limit_sets_and_clears_them() {
         "{}",
         stdout(&set)
     );
+    assert_eq!(stderr(&set), "", "a queue with jobs is known");
+    // A queue nobody runs and no job names: most likely a typo. Set all the
+    // same, with a warning.
+    let typo = jobq(
+        url,
+        &["queues", "limit", "limit_shwo_q", "--concurrency", "3"],
+    )
+    .await;
+    assert_eq!(typo.status.code(), Some(0), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("no live worker runs queue `limit_shwo_q` and it holds no job"),
+        "{}",
+        stderr(&typo)
+    );
     wait_until(
         "a third job of limit_show_q to run",
         Duration::from_secs(30),

@@ -92,8 +92,29 @@ impl QueueLimitArgs {
                 );
             }
         }
-        Ok(())
+        warn_if_unknown(pool, name).await
     }
+}
+
+/// Says on stderr when no live worker runs `queue` and it holds no job,
+/// finished ones included: most likely a misspelt name. The command did
+/// what it was told all the same (a limit may be set before the queue's
+/// first worker starts), so this is a warning, not an error.
+async fn warn_if_unknown(pool: &PgPool, queue: &str) -> Result<()> {
+    let overview = jobq::admin::overview(pool).await?;
+    let known = overview.queues.iter().any(|q| {
+        q.queue == queue
+            && (q.workers > 0
+                || q.pending + q.available + q.scheduled + q.running + q.retryable > 0
+                || q.discarded + q.cancelled + q.completed_last_hour > 0)
+    });
+    if !known {
+        eprintln!(
+            "jobq: warning: no live worker runs queue `{queue}` and it holds no job; \
+             check the name"
+        );
+    }
+    Ok(())
 }
 
 /// `jobq queues list [--json]`.
