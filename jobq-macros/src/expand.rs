@@ -40,14 +40,14 @@ fn opt_duration(d: Option<std::time::Duration>) -> TokenStream {
             let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
             quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
         }
-        None => quote!(::core::option::Option::None),
+        None => quote!(::jobq::__private::NO_DURATION),
     }
 }
 
 fn opt_str(v: &Option<String>) -> TokenStream {
     match v {
         Some(s) => quote!(::core::option::Option::Some(#s)),
-        None => quote!(::core::option::Option::None),
+        None => quote!(::jobq::__private::NO_STR),
     }
 }
 

@@ -31,6 +31,15 @@ mod items;
 /// `items.rs`.
 pub use crate::__job_items as job_items;
 
+/// An absent `&str` setting of a job (`CRON`, `tz`, a limit's partition):
+/// a constant of jobq's, so that each job's item is a path, cheaper to
+/// check than an `Option::None` typed anew in every job.
+pub const NO_STR: Option<&str> = None;
+
+/// An absent duration setting of a job (`TIMEOUT`, `unique_for`); see
+/// [`NO_STR`].
+pub const NO_DURATION: Option<std::time::Duration> = None;
+
 /// jobq's claim statement, for its benchmark to time on its own.
 pub use crate::store::CLAIM_SQL;
 
