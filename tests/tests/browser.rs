@@ -33,9 +33,19 @@ async fn find(browser: &Browser, css: &str) -> Element {
 
 /// Whether a WebDriver error says the element found is gone: the page's
 /// live update re-renders parts of it between a find and the use of what
-/// was found. The step is then retried with a fresh find.
+/// was found. The step is then retried with a fresh find. Chromium says so
+/// as a stale element reference, or, when the node goes between the
+/// driver's lookup and its DevTools call, as an "unknown error" whose
+/// message says the node no longer belongs to the document.
 fn is_stale(e: &CmdError) -> bool {
-    matches!(e, CmdError::Standard(w) if matches!(w.error, ErrorStatus::StaleElementReference))
+    match e {
+        CmdError::Standard(w) => match w.error {
+            ErrorStatus::StaleElementReference => true,
+            ErrorStatus::UnknownError => w.message.contains("does not belong to the document"),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 async fn text(browser: &Browser, css: &str) -> String {
