@@ -131,16 +131,7 @@ fn kind_row(k: &KindLimits) -> Vec<String> {
     let busiest: Vec<String> = parts
         .busiest
         .iter()
-        .map(|p| {
-            let mut use_ = Vec::new();
-            if k.concurrency.is_some() {
-                use_.push(format!("{} running", count(p.running)));
-            }
-            if k.rate.is_some() {
-                use_.push(format!("{} started", count(p.started)));
-            }
-            format!("{} ({})", p.partition, use_.join(", "))
-        })
+        .map(|p| k.describe_partition(p))
         .collect();
     vec![
         format!("kind {} per {each}", k.kind),

@@ -183,16 +183,7 @@ pub(crate) fn kind_busiest(k: &KindLimits) -> String {
     };
     busiest
         .iter()
-        .map(|p| {
-            let mut use_ = Vec::new();
-            if k.concurrency.is_some() {
-                use_.push(format!("{} running", count(p.running)));
-            }
-            if k.rate.is_some() {
-                use_.push(format!("{} started", count(p.started)));
-            }
-            format!("{} ({})", p.partition, use_.join(", "))
-        })
+        .map(|p| k.describe_partition(p))
         .collect::<Vec<_>>()
         .join(", ")
 }

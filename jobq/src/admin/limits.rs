@@ -100,6 +100,20 @@ impl KindLimits {
         self.concurrency.is_some_and(|c| running >= c)
             || self.rate.is_some_and(|r| started >= r.count)
     }
+
+    /// One partition of this kind and what it uses of the limits the kind
+    /// has, as the CLI and the dashboard print it: `42 (2 running, 1
+    /// started)`.
+    pub fn describe_partition(&self, p: &PartitionUse) -> String {
+        let mut uses = Vec::new();
+        if self.concurrency.is_some() {
+            uses.push(format!("{} running", super::format_count(p.running)));
+        }
+        if self.rate.is_some() {
+            uses.push(format!("{} started", super::format_count(p.started)));
+        }
+        format!("{} ({})", p.partition, uses.join(", "))
+    }
 }
 
 /// The partitions of a partitioned kind in use: [`KindLimits::partitions`].
