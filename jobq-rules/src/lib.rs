@@ -57,6 +57,30 @@ pub fn check_queue_name(queue: &str) -> Result<(), InvalidQueueName> {
     Ok(())
 }
 
+/// A cron expression that [`parse_cron`] refuses. Its `Display` quotes the
+/// expression, names the field at fault when one number is out of its range,
+/// and says how to write one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidCron {
+    /// The expression as given.
+    pub expr: String,
+    /// What is wrong with it, such as "the hour `25` is out of range 0-23".
+    pub reason: String,
+}
+
+impl fmt::Display for InvalidCron {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid cron expression `{}`: {}; use 5 fields (minute hour day month weekday), \
+             6 with seconds first, or a nickname such as `@hourly`",
+            self.expr, self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidCron {}
+
 /// Parses a cron expression the one way jobq reads it: 5 fields (minute hour
 /// day-of-month month day-of-week), or 6 with seconds first, or a nickname
 /// such as `@hourly`; no year field.
@@ -66,13 +90,60 @@ pub fn check_queue_name(queue: &str) -> Result<(), InvalidQueueName> {
 /// assert!(jobq_rules::parse_cron("30 0 * * * *").is_ok());
 /// assert!(jobq_rules::parse_cron("@daily").is_ok());
 /// assert!(jobq_rules::parse_cron("0 0 * * * * 2030").is_err());
+/// let e = jobq_rules::parse_cron("0 25 * * *").unwrap_err();
+/// assert_eq!(e.reason, "the hour `25` is out of range 0-23");
 /// ```
-pub fn parse_cron(expr: &str) -> Result<Cron, CronError> {
+pub fn parse_cron(expr: &str) -> Result<Cron, InvalidCron> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .build()
         .parse(expr)
+        .map_err(|e| InvalidCron {
+            expr: expr.to_owned(),
+            reason: out_of_range(expr).unwrap_or_else(|| reason(&e)),
+        })
+}
+
+/// croner's message, without the period that ends it (ours goes on).
+fn reason(e: &CronError) -> String {
+    e.to_string().trim_end_matches('.').to_owned()
+}
+
+/// The first number of `expr` outside its field's range, said in words:
+/// croner only says "Number out of bounds".
+fn out_of_range(expr: &str) -> Option<String> {
+    const MINUTE_ON: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of the month", 1, 31),
+        ("month", 1, 12),
+        ("day of the week", 0, 7),
+    ];
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let named: Vec<(&str, u32, u32)> = match fields.len() {
+        5 => MINUTE_ON.to_vec(),
+        6 => [("second", 0, 59)].into_iter().chain(MINUTE_ON).collect(),
+        _ => return None,
+    };
+    for (field, (name, low, high)) in fields.iter().zip(named) {
+        // Each item of a list; a step (`/5`) is not a value of the field.
+        for item in field.split(',') {
+            let range = item.split('/').next().unwrap_or_default();
+            for value in range.split('-') {
+                // `15W`, `5L` and `5#3` carry a number before their marker.
+                let digits = value.trim_end_matches(['W', 'L']);
+                let digits = digits.split('#').next().unwrap_or_default();
+                let Ok(n) = digits.parse::<u32>() else {
+                    continue;
+                };
+                if n < low || n > high {
+                    return Some(format!("the {name} `{n}` is out of range {low}-{high}"));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The most attempts a rate limit allows in one window.
@@ -242,5 +313,38 @@ mod tests {
         for bad in ["", "* * * *", "61 * * * *", "0 0 0 * * * 2030", "not cron"] {
             assert!(parse_cron(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_out_of_range_number_names_its_field() {
+        for (expr, reason) in [
+            ("61 * * * *", "the minute `61` is out of range 0-59"),
+            ("0 24 * * *", "the hour `24` is out of range 0-23"),
+            ("0 0 0 * *", "the day of the month `0` is out of range 1-31"),
+            (
+                "0 0 1-32 * *",
+                "the day of the month `32` is out of range 1-31",
+            ),
+            ("0 0 * 13 *", "the month `13` is out of range 1-12"),
+            ("0 0 * * 1,8", "the day of the week `8` is out of range 0-7"),
+            ("60 0 0 * * *", "the second `60` is out of range 0-59"),
+            (
+                "0 0 0 * * 9#2",
+                "the day of the week `9` is out of range 0-7",
+            ),
+        ] {
+            let e = parse_cron(expr).unwrap_err();
+            assert_eq!(e.reason, reason, "{expr}");
+            assert!(e.to_string().starts_with(&format!(
+                "invalid cron expression `{expr}`: {reason}; use 5 fields"
+            )));
+        }
+        // A step is not a value: `*/90` is croner's to judge, in its words.
+        let e = parse_cron("not cron at all x").unwrap_err();
+        assert!(
+            !e.reason.is_empty() && !e.reason.ends_with('.'),
+            "{}",
+            e.reason
+        );
     }
 }

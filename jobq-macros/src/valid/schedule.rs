@@ -75,16 +75,7 @@ pub fn check(attr: &JobAttr, f: &JobFn, errors: &mut Vec<syn::Error>) -> Schedul
     let cron = attr.cron.as_ref().map(|lit| {
         let v = lit.value();
         if let Err(e) = jobq_rules::parse_cron(&v) {
-            // croner's messages end with a period; ours continues after them.
-            let msg = e.to_string();
-            let msg = msg.trim_end_matches('.');
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!(
-                    "invalid cron expression `{v}`: {msg}; use 5 fields (minute hour day month \
-                     weekday), 6 with seconds first, or a nickname such as `@hourly`"
-                ),
-            ));
+            errors.push(syn::Error::new(lit.span(), e));
         }
         no_arguments(f, errors);
         v

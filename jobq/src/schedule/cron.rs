@@ -22,7 +22,7 @@ const MAX_CATCH_UP: usize = 1000;
 
 /// Parses a cron expression as `#[job]` checked it: 5 fields, 6 with seconds
 /// first, or a nickname.
-fn parse(expr: &str) -> std::result::Result<Cron, croner::errors::CronError> {
+fn parse(expr: &str) -> std::result::Result<Cron, jobq_rules::InvalidCron> {
     jobq_rules::parse_cron(expr)
 }
 
@@ -38,12 +38,7 @@ impl CronJob {
     /// The schedule of `def`, which must have `cron`.
     pub(crate) fn new(def: &'static JobDef) -> Result<Self> {
         let expr = def.cron.unwrap_or_default();
-        let cron = parse(expr).map_err(|e| {
-            Error::Config(format!(
-                "job `{}`: invalid cron expression `{expr}`: {e}",
-                def.name
-            ))
-        })?;
+        let cron = parse(expr).map_err(|e| Error::Config(format!("job `{}`: {e}", def.name)))?;
         let tz = match def.tz {
             None => Tz::UTC,
             Some(name) => name.parse().map_err(|_| {
