@@ -159,10 +159,17 @@ async fn errors_are_one_line_on_stderr_with_a_non_zero_exit() {
         1,
         "not both",
     );
+    let delete = jobq(url, &["jobs", "delete", "424242"]).await;
+    fails(&delete, 1, "no job 424242");
+    assert_eq!(
+        stdout(&delete),
+        "",
+        "no \"deleted 0 job(s)\" beside the error"
+    );
     fails(
-        &jobq(url, &["jobs", "delete", "424242"]).await,
+        &jobq(url, &["prune", "--dry-run", "--completed", "24"]).await,
         1,
-        "no job 424242",
+        "--completed `24` is not a duration: write one with its unit (90m, 24h, 7d) or `forever`",
     );
     fails(
         &jobq(url, &["queues", "pause", "bad name!"]).await,

@@ -335,7 +335,9 @@ async fn act_on_ids(pool: &PgPool, action: Action, args: &ActionArgs) -> Result<
     .await?;
     if args.json {
         output::json(&outcome)?;
-    } else {
+    } else if outcome.missing.len() < args.ids.len() {
+        // Said only when some job was found: "retried 0 job(s)" above "no job
+        // 12" would read as two answers.
         out!(
             "{} {} job(s)",
             done(action),

@@ -37,7 +37,12 @@ fn keep(flag: &str, text: &str) -> Result<Keep> {
     }
     humantime::parse_duration(text.trim())
         .map(Keep::For)
-        .map_err(|e| Error::new(format!("--{flag} `{text}`: {e}; write 24h, 7d or forever")))
+        .map_err(|_| {
+            Error::new(format!(
+                "--{flag} `{text}` is not a duration: write one with its unit (90m, 24h, 7d) \
+                 or `forever`"
+            ))
+        })
 }
 
 impl PruneArgs {
