@@ -353,7 +353,7 @@ async fn gauges_count_unfinished_jobs_per_queue_and_state() {
 
     // In `idle`, which the worker does not run: two available (one due an
     // hour ago), one scheduled, one retryable, one running under another
-    // live worker.
+    // live worker, one pending.
     let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     record::builder(record::Args { n: 1 })
         .queue("idle")
@@ -368,6 +368,17 @@ async fn gauges_count_unfinished_jobs_per_queue_and_state() {
         }
         b.enqueue(&db.pool).await.unwrap();
     }
+    // And one pending: it waits for job 2, which never runs here.
+    let two: i64 = sqlx::query_scalar("SELECT id FROM jobq_jobs WHERE args->>'n' = '2'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    record::builder(record::Args { n: 6 })
+        .queue("idle")
+        .after(&[JobId(two)])
+        .enqueue(&db.pool)
+        .await
+        .unwrap();
     let other: i64 = sqlx::query_scalar(
         "INSERT INTO jobq_workers (host, pid, queues) VALUES ('elsewhere', 1, '{idle}')
          RETURNING id",
@@ -401,6 +412,7 @@ async fn gauges_count_unfinished_jobs_per_queue_and_state() {
             && idle(&seen, "scheduled") == Some(1.0)
             && idle(&seen, "retryable") == Some(1.0)
             && idle(&seen, "running") == Some(1.0)
+            && idle(&seen, "pending") == Some(1.0)
             && seen.gauge("jobq_workers", &[]) == Some(2.0)
     })
     .await;
@@ -417,7 +429,7 @@ async fn gauges_count_unfinished_jobs_per_queue_and_state() {
         .unwrap();
     wait_until("the idle queue's gauges to read zero", DEADLINE, || async {
         let seen = Seen::take(&recorded);
-        ["available", "scheduled", "retryable", "running"]
+        ["pending", "available", "scheduled", "retryable", "running"]
             .iter()
             .all(|s| idle(&seen, s) == Some(0.0))
             && seen.gauge("jobq_queue_lag_seconds", &[("queue", "idle")]) == Some(0.0)

@@ -150,7 +150,11 @@ pub(crate) fn describe() {
             Unit::Seconds,
             "How long jobs waited to start after they were due, by queue and kind."
         );
-        ::metrics::describe_gauge!(JOBS, Unit::Count, "Unfinished jobs, by queue and state.");
+        ::metrics::describe_gauge!(
+            JOBS,
+            Unit::Count,
+            "Unfinished jobs (pending ones included), by queue and state."
+        );
         ::metrics::describe_gauge!(
             QUEUE_LAG,
             Unit::Seconds,
@@ -315,9 +319,19 @@ pub(crate) fn sampled(sample: &crate::store::Sample, seen: &mut Vec<String>) {
     ::metrics::gauge!(WORKERS).set(sample.workers as f64);
 }
 
+/// The states `jobq_jobs` counts: every unfinished one, `pending` (jobs
+/// waiting for others) included.
+const GAUGED: [JobState; 5] = [
+    JobState::Pending,
+    JobState::Available,
+    JobState::Scheduled,
+    JobState::Running,
+    JobState::Retryable,
+];
+
 /// Sets one queue's gauges: `counts` per state, the others zero.
 fn set_queue(queue: &str, counts: &[(JobState, i64)], lag: f64) {
-    for state in JobState::UNFINISHED {
+    for state in GAUGED {
         let n = counts
             .iter()
             .find(|(s, _)| *s == state)

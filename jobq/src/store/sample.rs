@@ -30,7 +30,9 @@ pub(crate) struct Sample {
 
 /// Counts per queue and unfinished state, and the oldest due time of each,
 /// in one statement. Each part matches the predicate of one of the claim's
-/// partial indexes (`jobq_jobs_ready`, `jobq_jobs_due`, `jobq_jobs_running`),
+/// partial indexes (`jobq_jobs_ready`, `jobq_jobs_due`, `jobq_jobs_running`)
+/// or of `jobq_jobs_pending` (`deps_left` is set exactly while a job is
+/// `pending`),
 /// so the statement reads unfinished jobs only: finished history, however
 /// long, costs it nothing: exact counts, about 0.3 µs per available job
 /// (counted from the index alone, which holds `queue` and `scheduled_at`,
@@ -49,6 +51,10 @@ const SAMPLE_SQL: &str = "
     UNION ALL
     SELECT queue, 'running', count(*), NULL
     FROM jobq_jobs WHERE state = 'running'
+    GROUP BY queue
+    UNION ALL
+    SELECT queue, 'pending', count(*), NULL
+    FROM jobq_jobs WHERE deps_left IS NOT NULL
     GROUP BY queue";
 
 /// Workers whose heartbeat is within their lease (30 s for a row that
