@@ -181,6 +181,11 @@ pub fn router(pool: PgPool, options: Options) -> Router {
         .route("/queues/{name}/{action}", post(actions::queue))
         .route("/assets/{file}", get(assets::serve))
         .fallback(error::not_found)
+        // Inside the guard: it runs with the guard's base path and token.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            error::as_page,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             security::guard,

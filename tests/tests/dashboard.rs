@@ -616,6 +616,66 @@ async fn links_cookies_and_assets_follow_the_prefix_the_router_is_nested_under()
 }
 
 #[tokio::test]
+async fn a_browser_meets_an_error_as_a_page_with_a_way_back_and_the_api_as_text() {
+    let db = TestDb::new("web_errors").await;
+    let app = Router::new().nest(
+        "/admin/jobs",
+        jobq_web::router(db.pool.clone(), Options::default()),
+    );
+    let browser = |path: &str| {
+        Request::get(path)
+            .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let content_type = |r: &Response| r.headers[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+
+    // A job that was pruned, a page that does not exist, and a path carrying
+    // markup: each a page of the dashboard, with its status, the message
+    // escaped, and links back (under the prefix).
+    for (path, status, says) in [
+        (
+            "/admin/jobs/jobs/424242",
+            StatusCode::NOT_FOUND,
+            "no job 424242: never enqueued, or pruned",
+        ),
+        (
+            "/admin/jobs/nowhere",
+            StatusCode::NOT_FOUND,
+            "no such page in the jobq dashboard",
+        ),
+        (
+            "/admin/jobs/jobs/%3Cb%3Ex",
+            StatusCode::NOT_FOUND,
+            "`&#60;b&#62;x` is not a job id",
+        ),
+    ] {
+        let page = send(&app, browser(path)).await;
+        assert_eq!(page.status, status, "{path}");
+        assert!(content_type(&page).starts_with("text/html"), "{path}");
+        assert!(page.body.contains(says), "{path}: {}", page.body);
+        assert!(!page.body.contains("<b>x"), "{}", page.body);
+        assert!(page.body.contains("href=\"/admin/jobs\""), "{}", page.body);
+        assert!(page.headers[header::X_CONTENT_TYPE_OPTIONS] == "nosniff");
+    }
+
+    // The JSON API, a live update's fetch and a client that does not ask
+    // for HTML keep the plain line.
+    let api = send(&app, browser("/admin/jobs/api/jobs/424242")).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(content_type(&api).starts_with("text/plain"));
+    let mut poll = browser("/admin/jobs/jobs/424242");
+    poll.headers_mut()
+        .insert("x-jobq-poll", "1".parse().unwrap());
+    let poll = send(&app, poll).await;
+    assert!(content_type(&poll).starts_with("text/plain"));
+    let plain = get(&app, "/admin/jobs/jobs/424242").await;
+    assert_eq!(plain.status, StatusCode::NOT_FOUND);
+    assert_eq!(plain.body, "no job 424242: never enqueued, or pruned");
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_bulk_action_over_a_filter_runs_in_batches_and_reports_progress() {
     let db = TestDb::new("web_bulk").await;
     let router = jobq_web::router(db.pool.clone(), Options::default().batch_size(10));
