@@ -95,14 +95,7 @@ pub(crate) async fn page(
     let (errors, page, count) = match query.filter.parse() {
         Err(errors) => (errors, None, None),
         Ok(filter) => {
-            let page = admin::list_jobs(
-                &app.pool,
-                &filter,
-                after,
-                app.options.page_size,
-                app.options.search_window,
-            )
-            .await?;
+            let page = list(&app, &filter, after).await?;
             // The count sits outside the live region: a live update
             // would throw it away.
             let count = match ctx.refresh {
@@ -128,6 +121,23 @@ pub(crate) async fn page(
 
 /// How many jobs match: read off a first page that holds them all (or all
 /// those its search window found), else counted.
+/// One page of the jobs `filter` matches, after `after`, as the options
+/// size and bound it; the HTML page and the JSON route both read it here.
+async fn list(
+    app: &Shared,
+    filter: &jobq::admin::JobFilter,
+    after: Option<Cursor>,
+) -> Result<JobPage, Error> {
+    Ok(admin::list_jobs(
+        &app.pool,
+        filter,
+        after,
+        app.options.page_size,
+        app.options.search_window,
+    )
+    .await?)
+}
+
 async fn count(
     app: &Shared,
     filter: &jobq::admin::JobFilter,
@@ -169,14 +179,7 @@ pub(crate) async fn json(
         .filter
         .parse()
         .map_err(|errors| Error::BadRequest(errors.join("\n")))?;
-    let page = admin::list_jobs(
-        &app.pool,
-        &filter,
-        after,
-        app.options.page_size,
-        app.options.search_window,
-    )
-    .await?;
+    let page = list(&app, &filter, after).await?;
     let count = count(&app, &filter, &page, after).await?;
     let jobs: Vec<serde_json::Value> = page
         .jobs
