@@ -308,7 +308,10 @@ pub use sqlx;
 ///
 /// The stored name is what ties a row to its code: moving the function to
 /// another module changes nothing, renaming it changes the name unless
-/// `name = "..."` keeps it (or `aliases` lists the old one).
+/// `name = "..."` keeps it (or `aliases` lists the old one). A cron job's
+/// ticks are told apart by its stored name: rename a cron job's function with
+/// `name = "old_name"`, not `aliases`, or old and new workers running side by
+/// side during a deploy would each enqueue the same tick.
 ///
 /// # What it generates
 ///
