@@ -107,6 +107,15 @@ async fn t_uses_pool(ctx: JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks for its own cancellation, as code it calls might, and stops when its
+/// token fires.
+#[job(queue = "halt")]
+async fn t_cancels_itself(ctx: JobContext) -> anyhow::Result<()> {
+    jobq::cancel(ctx.pool(), ctx.id()).await?;
+    ctx.cancellation().cancelled().await;
+    anyhow::bail!("stopped: its cancellation was asked")
+}
+
 fn welcome(to: &str) -> t_welcome::Args {
     t_welcome::Args { to: to.into() }
 }
@@ -189,6 +198,31 @@ async fn assert_enqueued_sees_the_open_transaction_and_the_pool_only_after_commi
 
     tx.commit().await.unwrap();
     assert_enqueued::<t_welcome::Job>(&pool, |a| a.to == "ada@example.com").await;
+    // And a plain connection of the pool.
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(enqueued::<t_welcome::Job>(&mut *conn).await.len(), 1);
+    refute_enqueued::<t_welcome::Job>(&mut *conn, |a| a.to == "bob@example.com").await;
+    drop(conn);
+    drop(db);
+}
+
+#[tokio::test]
+async fn drain_hears_a_cancellation_asked_while_a_job_runs() {
+    let db = TestDatabase::new().await;
+    let pool = db.pool().clone();
+    let id = t_cancels_itself::enqueue(&pool, t_cancels_itself::Args {})
+        .await
+        .unwrap();
+    // Without the token firing, the job would wait for ever.
+    let drained = tokio::time::timeout(Duration::from_secs(60), drain(&pool).queue("halt"))
+        .await
+        .expect("the drain never fired the job's token");
+    assert_eq!(
+        (drained.cancelled, drained.failed, drained.completed),
+        (1, 0, 0),
+        "{drained}"
+    );
+    assert_eq!(state_of(&pool, id).await, "cancelled");
     drop(db);
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use crate::job::{JobId, JobState, Outcome, States};
 use crate::registry::Registry;
 use crate::store;
-use crate::worker::{Shared, check_job_states, execute, fetch, hostname};
+use crate::worker::{Shared, check_job_states, execute, fetch, hostname, listen};
 
 /// Attempts a drain runs at most unless told otherwise by [`Drain::limit`].
 pub const DEFAULT_DRAIN_LIMIT: usize = 1_000;
@@ -199,6 +199,19 @@ impl Drain {
             Err(e) => return fail(format!("cannot register the drain: {e}")),
         };
         let (shared, mut results) = Shared::detached(pool.clone(), worker_id, registry, states);
+        // Cancellation asked of a job while it runs (`jobq::cancel`, by the
+        // job itself or by code it calls) reaches it as in a worker: the
+        // worker's own listener, for as long as the drain runs (a panic
+        // included, through the guard).
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _stop_listening = stop.clone().drop_guard();
+        tokio::spawn(listen::run(
+            pool.clone(),
+            worker_id,
+            std::collections::HashMap::new(),
+            shared.running.clone(),
+            stop,
+        ));
         let slot = Arc::new(Semaphore::new(1));
         let mut drained = Drained::default();
         'passes: loop {
@@ -363,9 +376,10 @@ impl Drained {
             Some(JobState::Discarded) => self.discarded += 1,
             Some(JobState::Scheduled) => self.snoozed += 1,
             Some(JobState::Cancelled) => self.cancelled += 1,
-            // A drain interrupts nothing, and nothing else writes a claimed
-            // job meanwhile; a job deleted by its own handler is gone; an
-            // attempt never leaves its job waiting for others.
+            // A drain interrupts nothing (a cancellation asked of a running
+            // job ends it `cancelled`, above), and nothing else writes a
+            // claimed job meanwhile; a job deleted by its own handler is
+            // gone; an attempt never leaves its job waiting for others.
             Some(JobState::Pending | JobState::Available | JobState::Running) | None => {}
         }
     }

@@ -16,7 +16,10 @@ use super::running::RunningJobs;
 use crate::service::Outage;
 use crate::store::{self, CONTROL_CHANNEL, INSERT_CHANNEL};
 
-pub(super) async fn run(
+/// Listens until `stop`: wakes the producer of a queue named by an insert
+/// notification, and fires the token of a running job whose cancellation
+/// is asked (the worker's, and [`crate::testing::drain`]'s).
+pub(crate) async fn run(
     pool: PgPool,
     worker_id: i64,
     wakers: HashMap<String, Arc<Notify>>,

@@ -14,7 +14,7 @@ pub(crate) mod conn;
 pub(crate) mod execute;
 pub(crate) mod fetch;
 mod heartbeat;
-mod listen;
+pub(crate) mod listen;
 mod running;
 mod shutdown;
 
