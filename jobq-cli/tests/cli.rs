@@ -4,7 +4,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use jobq_tests::{InProcess, TestDb, test_worker, wait_until};
+use jobq_tests::{InProcess, TestDb, state_of, test_worker, wait_until};
 use serde_json::Value;
 
 const JOBQ: &str = env!("CARGO_BIN_EXE_jobq");
@@ -296,6 +296,38 @@ async fn jobs_list_pages_through_a_filter_and_show_tells_a_job_in_full() {
     assert!(
         human.contains("smtp down") && human.contains("timeline:"),
         "{human}"
+    );
+
+    // One job by id: cancel, run-now, and an action that does not apply.
+    sqlx::query(
+        "UPDATE jobq_jobs SET state = 'scheduled', scheduled_at = now() + interval '1 hour',
+                finalized_at = NULL WHERE id = $1",
+    )
+    .bind(ids[1])
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let later = ids[1].to_string();
+    let ran = jobq(url, &["jobs", "run-now", &later]).await;
+    assert_eq!(stdout(&ran), "made due now 1 job(s)\n", "{}", stderr(&ran));
+    assert_eq!(state_of(&db.pool, ids[1]).await, "available");
+    let cancelled = jobq(url, &["jobs", "cancel", &later]).await;
+    assert_eq!(
+        stdout(&cancelled),
+        "cancelled 1 job(s)\n",
+        "{}",
+        stderr(&cancelled)
+    );
+    assert_eq!(state_of(&db.pool, ids[1]).await, "cancelled");
+    let again = jobq(url, &["jobs", "run-now", &later]).await;
+    assert!(again.status.success());
+    assert_eq!(stdout(&again), "made due now 0 job(s)\n");
+    assert!(
+        stderr(&again).contains(&format!(
+            "job {later} is cancelled: run-now does not apply to it, left as it was"
+        )),
+        "{}",
+        stderr(&again)
     );
     db.cleanup().await;
 }

@@ -205,6 +205,87 @@ async fn a_first_post_asks_for_confirmation_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn delete_cancel_and_run_now_of_one_job_do_what_they_say() {
+    let db = TestDb::new("web_one_job").await;
+    let router = jobq_web::router(db.pool.clone(), Options::default());
+    let session = Session::open(&router, "/").await;
+    let act = |id: i64, action: &'static str| {
+        send(
+            &router,
+            session
+                .post(&format!("/jobs/{id}/{action}"))
+                .body(session.form("confirm=yes"))
+                .unwrap(),
+        )
+    };
+
+    // Delete, confirmed: the row is gone and the answer leads away from
+    // the job's page (which would now be a 404).
+    let gone = discarded(&db, "mail").await;
+    let response = act(gone, "delete").await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    let to = response.headers[header::LOCATION].to_str().unwrap();
+    assert!(!to.contains(&format!("/jobs/{gone}")), "{to}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobq_jobs WHERE id = $1")
+        .bind(gone)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // Run now: a job scheduled an hour out becomes due now.
+    let later = Seed {
+        queue: "mail",
+        state: "scheduled",
+        ..Seed::default()
+    }
+    .insert(&db.pool)
+    .await;
+    let response = act(later, "run-now").await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    assert_eq!(state_of(&db.pool, later).await, "available");
+    let due_in: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM scheduled_at - now())::float8 FROM jobq_jobs WHERE id = $1",
+    )
+    .bind(later)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(due_in <= 0.0, "still due in {due_in} s");
+
+    // Cancel: an available job ends cancelled, and its page says so.
+    let waiting = Seed {
+        queue: "mail",
+        state: "available",
+        ..Seed::default()
+    }
+    .insert(&db.pool)
+    .await;
+    let response = act(waiting, "cancel").await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
+    assert_eq!(state_of(&db.pool, waiting).await, "cancelled");
+    let page = get(&router, &format!("/jobs/{waiting}")).await;
+    assert!(page.body.contains("cancelled"), "{}", page.body);
+
+    // Neither applies to a finished job: it is left as it was, and said so.
+    let response = act(waiting, "run-now").await;
+    assert_eq!(state_of(&db.pool, waiting).await, "cancelled");
+    let followed = get(
+        &router,
+        response.headers[header::LOCATION].to_str().unwrap(),
+    )
+    .await;
+    assert!(
+        followed
+            .body
+            .contains("Nothing changed: the job&#39;s state does not allow that action now."),
+        "{}",
+        followed.body
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn read_only_hides_every_action_and_refuses_them_all() {
     let db = TestDb::new("web_read_only").await;
     let router = jobq_web::router(db.pool.clone(), Options::default().read_only(true));
