@@ -438,3 +438,48 @@ async fn gauges_count_unfinished_jobs_per_queue_and_state() {
     worker.stop().await.unwrap();
     db.cleanup().await;
 }
+
+/// The shared reading's count and time.
+async fn reading(db: &TestDb) -> Option<(i64, chrono::DateTime<chrono::Utc>)> {
+    sqlx::query_as("SELECT readings, taken_at FROM jobq_metrics_sample")
+        .fetch_optional(&db.pool)
+        .await
+        .expect("read jobq_metrics_sample")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_workers_read_the_jobs_table_as_often_as_one() {
+    let db = TestDb::new("metrics_shared").await;
+    record::enqueue(&db.pool, record::Args { n: 1 })
+        .await
+        .unwrap();
+    // Six workers sampling every 200 ms: each reading its own, the table
+    // would be read about 30 times a second.
+    let interval = Duration::from_millis(200);
+    let workers: Vec<InProcess> = (0..6)
+        .map(|_| InProcess::start(test_worker(&db.pool).metrics_interval(interval)))
+        .collect();
+    wait_until("a first reading", DEADLINE, || async {
+        reading(&db).await.is_some()
+    })
+    .await;
+    let (first, first_at) = reading(&db).await.unwrap();
+    wait_until("ten more readings", DEADLINE, || async {
+        reading(&db).await.is_some_and(|(n, _)| n >= first + 10)
+    })
+    .await;
+    let (last, last_at) = reading(&db).await.unwrap();
+    // Each reading comes at least half an interval after the one before,
+    // whoever takes it: the others take the shared one meanwhile.
+    let span = (last_at - first_at).to_std().unwrap();
+    let least = interval / 2 * (last - first) as u32;
+    assert!(
+        span >= least,
+        "{} readings in {span:?}: the workers read the table on their own",
+        last - first
+    );
+    for worker in workers {
+        worker.stop().await.unwrap();
+    }
+    db.cleanup().await;
+}

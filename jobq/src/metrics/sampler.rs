@@ -1,9 +1,9 @@
 //! The sampler: sets the gauges that count jobs in the table (unfinished
 //! jobs per queue and state, each queue's lag, live workers). Every worker
-//! runs it; an advisory lock makes one process at a time read
-//! ([`Lock::Sample`](crate::store::Lock::Sample)), so that many workers
-//! never scan together. A worker that finds the lock held keeps its
-//! previous values until its next tick.
+//! runs it, and each sets its gauges on every tick; but the jobs table is
+//! read by one of them at a time, at most once per half an interval, and
+//! the others take that reading ([`store::sample`]): N workers scan as
+//! often as one.
 
 use std::time::Duration;
 
@@ -33,15 +33,19 @@ pub(crate) fn validate(interval: Duration) -> Result<()> {
 /// samples late, never holds a connection more.
 pub(crate) struct Sampler {
     pool: PgPool,
+    /// How old a shared reading may be and still be taken: half the
+    /// interval, so a reading is never more than half an interval stale.
+    fresh: Duration,
     /// The queues the last sample set gauges for, so that a queue that has
     /// drained since is set to zero.
     seen: Vec<String>,
 }
 
 impl Sampler {
-    pub(crate) fn new(pool: PgPool) -> Self {
+    pub(crate) fn new(pool: PgPool, interval: Duration) -> Self {
         Sampler {
             pool,
+            fresh: interval / 2,
             seen: Vec::new(),
         }
     }
@@ -60,9 +64,7 @@ impl Periodic for Sampler {
 
     async fn tick(&mut self, _: &CancellationToken) -> sqlx::Result<Tick> {
         let mut c = self.pool.acquire().await?;
-        let Some(sample) = store::sample(&mut c).await? else {
-            return Ok(Tick::Skipped);
-        };
+        let sample = store::sample(&mut c, self.fresh).await?;
         super::sampled(&sample, &mut self.seen);
         Ok(Tick::Done)
     }

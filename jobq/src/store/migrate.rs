@@ -164,6 +164,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0013_dependencies.sql",
         sql: include_str!("../../migrations/0013_dependencies.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_shared_metrics_sample.sql",
+        sql: include_str!("../../migrations/0014_shared_metrics_sample.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

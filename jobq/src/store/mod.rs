@@ -340,7 +340,8 @@ pub(crate) enum Lock {
     Rescue,
     /// Pruning finished jobs.
     Prune,
-    /// Sampling the metrics gauges.
+    /// Taking turns to read (or take the shared reading of) the metrics
+    /// gauges.
     Sample,
     /// Giving limit keys to jobs enqueued before their job had limits.
     LimitKeys,

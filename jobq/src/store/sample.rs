@@ -1,9 +1,11 @@
 //! The metrics sampler's reads: unfinished jobs per queue and state, each
-//! queue's lag, live workers.
+//! queue's lag, live workers, read by one worker and shared with the others
+//! through `jobq_metrics_sample` (migration 14).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::Lock;
@@ -62,36 +64,96 @@ const SAMPLE_SQL: &str = "
 const LIVE_WORKERS_SQL: &str =
     concat!("SELECT count(*) FROM jobq_workers w WHERE ", live_worker!());
 
-/// Reads a [`Sample`] when no other process is sampling (its transaction
-/// holds [`Lock::Sample`]); `None` when another one is.
-pub(crate) async fn sample(conn: &mut PgConnection) -> sqlx::Result<Option<Sample>> {
+/// One row of [`SAMPLE_SQL`], as stored in `jobq_metrics_sample.counts`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Part {
+    queue: String,
+    state: String,
+    n: i64,
+    lag_s: Option<f64>,
+}
+
+/// Reads the shared reading when it is younger than its argument.
+const STORED_SQL: &str = "
+    SELECT counts, workers FROM jobq_metrics_sample
+    WHERE taken_at > clock_timestamp() - $1 * interval '1 millisecond'";
+
+/// Stores a reading for the other workers.
+const STORE_SQL: &str = "
+    INSERT INTO jobq_metrics_sample (taken_at, counts, workers)
+    VALUES (clock_timestamp(), $1, $2)
+    ON CONFLICT (one) DO UPDATE SET
+        taken_at = excluded.taken_at, counts = excluded.counts,
+        workers = excluded.workers, readings = jobq_metrics_sample.readings + 1";
+
+/// Reads a [`Sample`]: the shared one (`jobq_metrics_sample`) while it is
+/// younger than `fresh`, else a new reading of the jobs table, stored there
+/// for the other workers. Every sampler holds [`Lock::Sample`] for its turn,
+/// so one that comes while another reads the table waits for that reading
+/// and takes it, rather than scanning again: N workers cost one scan per
+/// `fresh`, not N.
+pub(crate) async fn sample(conn: &mut PgConnection, fresh: Duration) -> sqlx::Result<Sample> {
     let mut tx = conn.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+    // A turn lasts one scan (220 ms at 10 million rows, below); a holder
+    // stuck far longer than that makes this tick fail, not hang.
+    sqlx::query("SET LOCAL lock_timeout = '30s'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(Lock::Sample.key())
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-    if !locked {
-        return Ok(None);
-    }
-    // Compiling the statement (planned above JIT's threshold on big tables)
-    // took longer than running it: 430 ms against 220 ms, with 450,000
-    // unfinished jobs among 10 million.
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-    let rows = sqlx::query(SAMPLE_SQL).fetch_all(&mut *tx).await?;
-    let workers: i64 = sqlx::query_scalar(LIVE_WORKERS_SQL)
-        .fetch_one(&mut *tx)
+    let stored = sqlx::query(STORED_SQL)
+        .bind(fresh.as_secs_f64() * 1000.0)
+        .fetch_optional(&mut *tx)
         .await?;
+    let (parts, workers) = match stored {
+        Some(row) => {
+            let Json(parts): Json<Vec<Part>> = row.try_get("counts")?;
+            (parts, row.try_get("workers")?)
+        }
+        None => {
+            // Compiling the statement (planned above JIT's threshold on big
+            // tables) took longer than running it: 430 ms against 220 ms,
+            // with 450,000 unfinished jobs among 10 million.
+            sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+            let parts = sqlx::query(SAMPLE_SQL)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Part {
+                        queue: r.try_get("queue")?,
+                        state: r.try_get("state")?,
+                        n: r.try_get("n")?,
+                        lag_s: r.try_get("lag_s")?,
+                    })
+                })
+                .collect::<sqlx::Result<Vec<Part>>>()?;
+            let workers: i64 = sqlx::query_scalar(LIVE_WORKERS_SQL)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(STORE_SQL)
+                .bind(Json(&parts))
+                .bind(workers)
+                .execute(&mut *tx)
+                .await?;
+            (parts, workers)
+        }
+    };
     tx.commit().await?;
     let mut queues: BTreeMap<String, QueueSample> = BTreeMap::new();
-    for r in rows {
-        let queue: String = r.try_get("queue")?;
-        let state: String = r.try_get("state")?;
-        let n: i64 = r.try_get("n")?;
-        let lag: Option<f64> = r.try_get("lag_s")?;
+    for Part {
+        queue,
+        state,
+        n,
+        lag_s,
+    } in parts
+    {
         let Some(state) = JobState::from_name(&state) else {
             continue;
         };
-        let lag = Duration::from_secs_f64(lag.unwrap_or(0.0).clamp(0.0, 1e12));
+        let lag = Duration::from_secs_f64(lag_s.unwrap_or(0.0).clamp(0.0, 1e12));
         let q = queues.entry(queue).or_insert_with_key(|queue| QueueSample {
             queue: queue.clone(),
             counts: Vec::with_capacity(4),
@@ -100,8 +162,8 @@ pub(crate) async fn sample(conn: &mut PgConnection) -> sqlx::Result<Option<Sampl
         q.counts.push((state, n));
         q.lag = q.lag.max(lag);
     }
-    Ok(Some(Sample {
+    Ok(Sample {
         queues: queues.into_values().collect(),
         workers,
-    }))
+    })
 }

@@ -351,8 +351,9 @@ impl Worker {
             services.spawn(service::run(start, rescuer.every(), stop.clone()));
         }
         {
-            let (pool, every) = (pool.clone(), Sampler::every(config.metrics_interval));
-            let start = move || Sampler::new(pool.clone());
+            let (pool, interval) = (pool.clone(), config.metrics_interval);
+            let every = Sampler::every(interval);
+            let start = move || Sampler::new(pool.clone(), interval);
             services.spawn(service::run(start, every, stop.clone()));
         }
         if config.retention.prunes() {
