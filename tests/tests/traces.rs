@@ -152,3 +152,50 @@ async fn a_run_links_to_the_span_that_enqueued_it() {
     assert_eq!(outcomes, ["discarded", "failed", "failed"]);
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_claimed_under_a_limit_links_to_its_enqueue_too() {
+    exporter();
+    let db = TestDb::new("traces_limited").await;
+    // Spans are the process's: ids apart from the other test's jobs.
+    sqlx::query("ALTER SEQUENCE jobq_jobs_id_seq RESTART WITH 1000000")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // A queue with a limit: its jobs are claimed by the limited claim,
+    // whose function returns no trace context of its own.
+    jobq::set_queue_limit(&db.pool, "traced_limited", jobq::Limit::concurrency(2))
+        .await
+        .unwrap();
+    let jobs: Vec<jobq::JobId> = async {
+        let mut jobs = Vec::new();
+        for n in 0..3 {
+            let id = record::builder(record::Args { n })
+                .queue("traced_limited")
+                .enqueue(&db.pool)
+                .await
+                .unwrap();
+            jobs.push(id);
+        }
+        jobs
+    }
+    .instrument(tracing::info_span!("limited_request"))
+    .await;
+    let worker = InProcess::start(test_worker(&db.pool).queue("traced_limited", 4));
+    wait_until("the limited jobs to complete", DEADLINE, || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+            .await
+            == 3
+    })
+    .await;
+    worker.stop().await.unwrap();
+    for id in jobs {
+        let enqueue = spans("jobq.enqueue", "id", Value::I64(id.0));
+        assert_eq!(enqueue.len(), 1, "{enqueue:?}");
+        let runs = spans("jobq.run", "id", Value::I64(id.0));
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let links: Vec<_> = runs[0].links.iter().map(|l| ids(&l.span_context)).collect();
+        assert_eq!(links, vec![ids(&enqueue[0].span_context)], "job {}", id.0);
+    }
+    db.cleanup().await;
+}

@@ -197,8 +197,8 @@ pub(crate) fn read_claim(rows: &[PgRow]) -> sqlx::Result<Claim> {
     let queue_limited: bool = first.try_get("queue_limited")?;
     let held_ms: Option<f64> = first.try_get("held_ms")?;
     // The limited claim (`jobq_claim_limited`, a function of fixed columns)
-    // returns no trace context: its jobs' runs are not linked. Looked up
-    // once per claim, not per row.
+    // returns no trace context: `claim_limited` reads its jobs' afterwards.
+    // Looked up once per claim, not per row.
     #[cfg(feature = "opentelemetry")]
     let traced = first.try_column("trace_context").is_ok();
     let mut jobs = Vec::with_capacity(rows.len());
