@@ -428,7 +428,7 @@ async fn workers_and_cron_jobs_are_read_from_what_live_workers_publish() {
     db.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_dry_run_counts_and_deletes_nothing() {
     let db = TestDb::new("cli_prune").await;
     let url = Some(db.url.as_str());
@@ -437,6 +437,55 @@ async fn prune_dry_run_counts_and_deletes_nothing() {
     assert_eq!(preview[0]["state"], "completed");
     assert_eq!(preview[0]["prunable"]["count"], 4);
     assert_eq!(preview[0]["prunable"]["exact"], true);
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 4);
+
+    // Without flags, the live workers' retention: the shortest of theirs
+    // (whichever worker prunes deletes with its own), and a warning that
+    // they differ. The jobs finished 30 minutes ago: kept by both.
+    sqlx::query("UPDATE jobq_jobs SET finalized_at = now() - interval '30 minutes'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let kept_for = |completed: Duration| jobq::Retention {
+        completed: jobq::Keep::For(completed),
+        discarded: jobq::Keep::Forever,
+        ..jobq::Retention::default()
+    };
+    let workers = [
+        InProcess::start(test_worker(&db.pool).retention(kept_for(hour))),
+        InProcess::start(test_worker(&db.pool).retention(kept_for(2 * hour))),
+    ];
+    wait_until(
+        "both workers to publish",
+        Duration::from_secs(60),
+        || async {
+            db.count("SELECT count(*) FROM jobq_workers WHERE retention IS NOT NULL")
+                .await
+                == 2
+        },
+    )
+    .await;
+    let live = jobq(url, &["prune", "--dry-run", "--json"]).await;
+    let preview = json(&live);
+    assert_eq!(preview[0]["state"], "completed");
+    assert_eq!(preview[0]["keep_seconds"], 3600.0, "{preview}");
+    assert_eq!(preview[0]["prunable"]["count"], 0);
+    assert_eq!(preview[1]["state"], "discarded");
+    assert!(preview[1]["keep_seconds"].is_null(), "forever: {preview}");
+    assert_eq!(preview[2]["keep_seconds"], 7.0 * 86400.0);
+    assert!(
+        stderr(&live).contains("retention of the 2 live worker(s) that prune; they were given different ones, and the shortest applies"),
+        "{}",
+        stderr(&live)
+    );
+    // A flag still wins, for the state it names.
+    let shorter = json(&jobq(url, &["prune", "--dry-run", "--completed", "10m", "--json"]).await);
+    assert_eq!(shorter[0]["prunable"]["count"], 4);
+    assert!(shorter[1]["keep_seconds"].is_null());
+    for worker in workers {
+        worker.stop().await.unwrap();
+    }
     assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 4);
     db.cleanup().await;
 }

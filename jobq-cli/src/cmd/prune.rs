@@ -17,15 +17,15 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// How long completed jobs are kept: a duration (24h), or `forever`.
-    /// Give the workers' `Retention`.
-    #[arg(long, value_name = "KEEP", default_value = "24h")]
-    pub completed: String,
-    /// How long discarded jobs are kept.
-    #[arg(long, value_name = "KEEP", default_value = "7d")]
-    pub discarded: String,
-    /// How long cancelled jobs are kept.
-    #[arg(long, value_name = "KEEP", default_value = "7d")]
-    pub cancelled: String,
+    /// By default, what the live workers prune with (24h when none runs).
+    #[arg(long, value_name = "KEEP")]
+    pub completed: Option<String>,
+    /// How long discarded jobs are kept (by default, the live workers'; 7d).
+    #[arg(long, value_name = "KEEP")]
+    pub discarded: Option<String>,
+    /// How long cancelled jobs are kept (by default, the live workers'; 7d).
+    #[arg(long, value_name = "KEEP")]
+    pub cancelled: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -53,11 +53,35 @@ impl PruneArgs {
                  pruner deletes finished jobs on its own)",
             ));
         }
+        // What the workers will really delete with, unless told otherwise.
+        let base = match jobq::admin::live_retention(pool).await? {
+            Some(live) => {
+                eprintln!(
+                    "retention of the {} live worker(s) that prune{}",
+                    live.workers,
+                    if live.differ {
+                        "; they were given different ones, and the shortest applies \
+                         (any of them prunes): give every worker the same"
+                    } else {
+                        ""
+                    }
+                );
+                live.retention
+            }
+            None => {
+                eprintln!("no live worker prunes: showing the default retention");
+                Retention::default()
+            }
+        };
+        let given = |flag: &str, text: &Option<String>, or: Keep| match text {
+            Some(text) => keep(flag, text),
+            None => Ok(or),
+        };
         let retention = Retention {
-            completed: keep("completed", &self.completed)?,
-            discarded: keep("discarded", &self.discarded)?,
-            cancelled: keep("cancelled", &self.cancelled)?,
-            ..Retention::default()
+            completed: given("completed", &self.completed, base.completed)?,
+            discarded: given("discarded", &self.discarded, base.discarded)?,
+            cancelled: given("cancelled", &self.cancelled, base.cancelled)?,
+            ..base
         };
         let preview = jobq::admin::prune_preview(pool, &retention).await?;
         if self.json {

@@ -149,3 +149,46 @@ fn next_tick(expr: &str, tz: Option<&str>, now: DateTime<Utc>) -> Option<DateTim
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
+
+/// The retention that live workers prune with, as it applies: [`live_retention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveRetention {
+    /// Per finished state, the shortest time any live worker keeps such
+    /// jobs: whichever worker holds the pruner's turn deletes with its own
+    /// retention, so the shortest wins. Its `interval` is the default's.
+    pub retention: crate::Retention,
+    /// How many live workers prune (and publish their retention).
+    pub workers: usize,
+    /// Whether they were given different retentions (each should have the
+    /// same: see [`Retention`](crate::Retention)).
+    pub differ: bool,
+}
+
+/// What live workers prune with ([`Worker::retention`](crate::Worker::retention),
+/// published at their start): `None` when no live worker prunes.
+pub async fn live_retention(pool: &PgPool) -> Result<Option<LiveRetention>> {
+    let published = store::retentions(pool).await?;
+    let Some(first) = published.first().copied() else {
+        return Ok(None);
+    };
+    let shortest = |get: fn(&store::PublishedRetention) -> Option<i64>| {
+        let keep = published
+            .iter()
+            .map(get)
+            .min_by_key(|ms| ms.unwrap_or(i64::MAX));
+        match keep.flatten() {
+            Some(ms) => crate::Keep::For(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            None => crate::Keep::Forever,
+        }
+    };
+    Ok(Some(LiveRetention {
+        retention: crate::Retention {
+            completed: shortest(|r| r.completed_ms),
+            discarded: shortest(|r| r.discarded_ms),
+            cancelled: shortest(|r| r.cancelled_ms),
+            ..crate::Retention::default()
+        },
+        workers: published.len(),
+        differ: published.iter().any(|r| *r != first),
+    }))
+}

@@ -169,6 +169,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0014_shared_metrics_sample.sql",
         sql: include_str!("../../migrations/0014_shared_metrics_sample.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_published_retention.sql",
+        sql: include_str!("../../migrations/0015_published_retention.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

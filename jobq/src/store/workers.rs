@@ -17,6 +17,19 @@ pub(crate) struct WorkerRow<'a> {
     pub lease_ms: i64,
     /// The kinds it runs, a JSON array of [`PublishedKind`]s.
     pub kinds: &'a str,
+    /// What its pruner keeps, a [`PublishedRetention`] as JSON; `None` for a
+    /// process that prunes nothing.
+    pub retention: Option<&'a str>,
+}
+
+/// A worker's retention as it publishes it (`jobq_workers.retention`,
+/// migration 15): per finished state, how long jobs are kept, in
+/// milliseconds; `None` for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PublishedRetention {
+    pub completed_ms: Option<i64>,
+    pub discarded_ms: Option<i64>,
+    pub cancelled_ms: Option<i64>,
 }
 
 /// One job kind as a worker publishes it (`jobq_worker_kinds`, migration 7),
@@ -73,7 +86,8 @@ macro_rules! publish {
 pub(crate) async fn register_worker(pool: &PgPool, me: &WorkerRow<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(concat!(
         "WITH w AS (
-            INSERT INTO jobq_workers (host, pid, queues, lease_ms) VALUES ($1, $2, $3, $4)
+            INSERT INTO jobq_workers (host, pid, queues, lease_ms, retention)
+            VALUES ($1, $2, $3, $4, $7::jsonb)
             RETURNING id
         ), ",
         publish!(),
@@ -85,6 +99,7 @@ pub(crate) async fn register_worker(pool: &PgPool, me: &WorkerRow<'_>) -> sqlx::
     .bind(me.lease_ms)
     .bind(me.concurrency)
     .bind(me.kinds)
+    .bind(me.retention)
     .fetch_one(pool)
     .await
 }
@@ -111,8 +126,8 @@ pub(crate) async fn reregister_worker(
 ) -> sqlx::Result<()> {
     sqlx::query(concat!(
         "WITH w AS (
-            INSERT INTO jobq_workers AS w (id, host, pid, queues, lease_ms)
-            OVERRIDING SYSTEM VALUE VALUES ($7, $1, $2, $3, $4)
+            INSERT INTO jobq_workers AS w (id, host, pid, queues, lease_ms, retention)
+            OVERRIDING SYSTEM VALUE VALUES ($7, $1, $2, $3, $4, $8::jsonb)
             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
             RETURNING id
         ), ",
@@ -126,6 +141,7 @@ pub(crate) async fn reregister_worker(
     .bind(me.concurrency)
     .bind(me.kinds)
     .bind(worker_id)
+    .bind(me.retention)
     .execute(conn)
     .await?;
     Ok(())

@@ -193,6 +193,7 @@ impl Drain {
             concurrency: &vec![1; given.len()],
             lease_ms: DRAIN_LEASE_MS,
             kinds: "[]",
+            retention: None,
         };
         let worker_id = match store::register_worker(&pool, &me).await {
             Ok(id) => id,

@@ -33,6 +33,9 @@ pub(super) struct Identity {
     pub lease_ms: i64,
     /// The kinds it publishes, as JSON (see [`store::PublishedKind`]).
     pub kinds: Arc<str>,
+    /// Its pruner's retention, as JSON (see [`store::PublishedRetention`]);
+    /// `None` when it prunes nothing.
+    pub retention: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -44,6 +47,7 @@ impl Identity {
             concurrency: &self.concurrency,
             lease_ms: self.lease_ms,
             kinds: &self.kinds,
+            retention: self.retention.as_deref(),
         }
     }
 }

@@ -275,6 +275,7 @@ impl Worker {
                 .collect(),
             lease_ms: config.heartbeat().lease_ms(),
             kinds: published_kinds(&registry, &config)?.into(),
+            retention: published_retention(&config.retention).map(Into::into),
         };
         let worker_id = store::register_worker(&pool, &me.row()).await?;
         tracing::info!(
@@ -434,6 +435,24 @@ pub(crate) struct Shared {
     pub jobs: TaskTracker,
     /// Whether the worker still holds its lease.
     pub lease: Lease,
+}
+
+/// What the worker publishes of its retention, as JSON: `None` when its
+/// pruner never deletes anything.
+fn published_retention(retention: &Retention) -> Option<String> {
+    if !retention.prunes() {
+        return None;
+    }
+    let ms = |keep: crate::Keep| match keep {
+        crate::Keep::For(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        crate::Keep::Forever => None,
+    };
+    serde_json::to_string(&store::PublishedRetention {
+        completed_ms: ms(retention.completed),
+        discarded_ms: ms(retention.discarded),
+        cancelled_ms: ms(retention.cancelled),
+    })
+    .ok()
 }
 
 /// What the worker publishes of its kinds (see [`store::PublishedKind`]):

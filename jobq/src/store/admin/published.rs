@@ -162,3 +162,18 @@ pub(crate) async fn cron_jobs(pool: &PgPool) -> sqlx::Result<Vec<CronJob>> {
     }
     Ok(jobs)
 }
+
+/// The retentions live workers publish (`jobq_workers.retention`, migration
+/// 15), one per worker that prunes.
+pub(crate) async fn retentions(
+    pool: &PgPool,
+) -> sqlx::Result<Vec<crate::store::PublishedRetention>> {
+    let rows: Vec<sqlx::types::Json<crate::store::PublishedRetention>> =
+        sqlx::query_scalar(concat!(
+            "SELECT w.retention FROM jobq_workers w WHERE w.retention IS NOT NULL AND ",
+            live_worker!()
+        ))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
