@@ -128,14 +128,23 @@ pub enum Error {
     },
 }
 
-/// A hint for the most common first-run mistake: jobq's tables are missing
-/// (PostgreSQL's `undefined_table` on a `jobq_` relation) because the
-/// database was never migrated.
+/// A hint for the most common first-run and upgrade mistakes: jobq's tables
+/// are missing (PostgreSQL's `undefined_table` on a `jobq_` relation)
+/// because the database was never migrated, or a column or function of
+/// jobq's is (`undefined_column`, `undefined_function`) because this build
+/// is newer than the schema.
 fn unmigrated_hint(error: &sqlx::Error) -> &'static str {
-    match error.as_database_error() {
-        Some(e) if e.code().as_deref() == Some("42P01") && e.message().contains("\"jobq_") => {
+    let Some(e) = error.as_database_error() else {
+        return "";
+    };
+    match e.code().as_deref() {
+        Some("42P01") if e.message().contains("\"jobq_") => {
             "; this database has no jobq schema (or an old one): run `jobq::migrate(&pool)` \
              or `jobq migrate` against it first"
+        }
+        Some("42703" | "42883") if e.message().contains("jobq_") => {
+            "; this database's jobq schema is older than this build of jobq: run \
+             `jobq::migrate(&pool)` or `jobq migrate` against it"
         }
         _ => "",
     }

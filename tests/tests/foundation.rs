@@ -637,6 +637,23 @@ async fn an_unmigrated_database_is_an_error_that_says_to_migrate() {
         assert!(message.contains("does not exist"), "{message}");
         assert!(message.contains("run `jobq::migrate(&pool)`"), "{message}");
     }
+    // A schema older than the build (a column this build writes is
+    // missing: an upgrade without its migration) says so too.
+    jobq::migrate(&db.pool).await.unwrap();
+    sqlx::query("ALTER TABLE jobq_workers DROP COLUMN retention")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let behind = tokio::time::timeout(DEADLINE, test_worker(&db.pool).run_until(async {}))
+        .await
+        .expect("the worker gives up at once")
+        .expect_err("no jobq_workers.retention column");
+    let message = behind.to_string();
+    assert!(
+        message
+            .contains("jobq schema is older than this build of jobq: run `jobq::migrate(&pool)`"),
+        "{message}"
+    );
     // Other database errors get no such hint.
     let other = Error::from(
         sqlx::query("SELECT * FROM not_ours")
