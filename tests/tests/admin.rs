@@ -548,7 +548,7 @@ async fn a_retry_leaves_a_job_whose_unique_key_another_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cron_jobs_show_their_next_tick_and_latest_run() {
+async fn cron_jobs_show_their_next_tick_and_latest_runs() {
     let db = TestDb::new("admin_cron").await;
     let worker = InProcess::start(test_worker(&db.pool).queue("cron", 2));
     wait_until("a tick to complete", DEADLINE, || async {
@@ -567,7 +567,44 @@ async fn cron_jobs_show_their_next_tick_and_latest_run() {
     let next = tick.next_tick.expect("a next tick");
     assert!(next > chrono::Utc::now() - chrono::Duration::seconds(1));
     assert!(next <= chrono::Utc::now() + chrono::Duration::seconds(2));
+
+    // Its latest runs: the ticks of its schedule up to the latest, newest
+    // first, each its own job, the first the latest run.
+    wait_until("three ticks to run", DEADLINE, || async {
+        admin::cron_jobs(&db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.kind == "tick" && c.recent_runs.len() >= 3)
+    })
+    .await;
     worker.stop().await.unwrap();
+    let cron = admin::cron_jobs(&db.pool).await.unwrap();
+    let tick = cron.iter().find(|c| c.kind == "tick").unwrap();
+    let runs = &tick.recent_runs;
+    assert!(runs.len() <= admin::RECENT_CRON_RUNS, "{runs:?}");
+    assert_eq!(Some(runs[0].tick), tick.last_tick);
+    assert_eq!(runs[0].id, tick.last_run.as_ref().unwrap().id);
+    for pair in runs.windows(2) {
+        // Every second: one tick apart, or more where a tick's job is gone.
+        assert!(pair[0].tick > pair[1].tick, "{runs:?}");
+        assert_ne!(pair[0].id, pair[1].id);
+    }
+    let stored: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, unique_key FROM jobq_jobs WHERE id = ANY($1)")
+            .bind(runs.iter().map(|r| r.id).collect::<Vec<_>>())
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    for run in runs {
+        let (_, key) = stored.iter().find(|(id, _)| *id == run.id).unwrap();
+        assert!(
+            key.ends_with(&run.tick.to_rfc3339()),
+            "job {} is tick {key}, listed as {}",
+            run.id,
+            run.tick
+        );
+    }
     db.cleanup().await;
 }
 

@@ -34,7 +34,15 @@ impl CronCommand {
             return Ok(());
         }
         let now = chrono::Utc::now();
-        let mut t = Table::new(&["KIND", "SCHEDULE", "TZ", "QUEUE", "NEXT TICK", "LAST RUN"]);
+        let mut t = Table::new(&[
+            "KIND",
+            "SCHEDULE",
+            "TZ",
+            "QUEUE",
+            "NEXT TICK",
+            "LAST RUN",
+            "RECENT RUNS",
+        ]);
         for j in &jobs {
             let next = match (j.schedule.is_some(), j.served, j.next_tick) {
                 (false, _, _) => "no live worker knows it".to_owned(),
@@ -62,9 +70,30 @@ impl CronCommand {
                 j.queue.clone().unwrap_or_else(|| "-".into()),
                 next,
                 last_run,
+                recent(&j.recent_runs),
             ]);
         }
         t.print();
         Ok(())
     }
+}
+
+/// How the jobs of a cron job's latest ticks went, counted by state:
+/// `4 completed, 1 discarded`.
+fn recent(runs: &[jobq::admin::CronRun]) -> String {
+    if runs.is_empty() {
+        return "-".into();
+    }
+    let mut counts: Vec<(jobq::JobState, usize)> = Vec::new();
+    for r in runs {
+        match counts.iter_mut().find(|(s, _)| *s == r.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((r.state, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -94,8 +94,8 @@ pub use limits::{
     BUSIEST_PARTITIONS, KindLimits, PartitionUse, PartitionsUse, QueueLimit, RateLimit,
 };
 pub use published::{
-    CronJob, CronRun, KindInfo, LiveRetention, WorkerInfo, WorkerQueue, cron_jobs, kinds,
-    live_retention, workers,
+    CronJob, CronRun, KindInfo, LiveRetention, RECENT_CRON_RUNS, WorkerInfo, WorkerQueue,
+    cron_jobs, kinds, live_retention, workers,
 };
 pub use text::{
     FilterError, FilterText, format_count, format_duration, format_relative, parse_time,

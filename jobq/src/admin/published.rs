@@ -108,11 +108,21 @@ pub struct CronJob {
     pub last_tick: Option<DateTime<Utc>>,
     /// The job of that tick, while it is kept.
     pub last_run: Option<CronRun>,
+    /// The jobs of its latest ticks, newest first: up to
+    /// [`RECENT_CRON_RUNS`] ticks of its schedule up to `last_tick`, those
+    /// whose job is still kept (the first is `last_run`).
+    pub recent_runs: Vec<CronRun>,
 }
 
-/// The job of a cron job's latest tick, in [`CronJob::last_run`].
+/// How many of a cron job's latest ticks [`CronJob::recent_runs`] looks at.
+pub const RECENT_CRON_RUNS: usize = 5;
+
+/// The job of one of a cron job's ticks, in [`CronJob::last_run`] and
+/// [`CronJob::recent_runs`].
 #[derive(Debug, Clone, Serialize)]
 pub struct CronRun {
+    /// The tick it was enqueued for.
+    pub tick: DateTime<Utc>,
     /// The job.
     pub id: i64,
     /// Its state: its outcome once it finished.
@@ -128,26 +138,83 @@ pub struct CronRun {
 pub async fn cron_jobs(pool: &PgPool) -> Result<Vec<CronJob>> {
     let now = Utc::now();
     let mut jobs = store::cron_jobs(pool).await?;
-    for job in &mut jobs {
+    // Each job's latest ticks: the one recorded, and those of its schedule
+    // before it (one lookup by unique key for all of them).
+    let mut ticks: Vec<(usize, DateTime<Utc>)> = Vec::new();
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let schedule = job
+            .schedule
+            .as_deref()
+            .and_then(|expr| Schedule::new(expr, job.tz.as_deref()));
         if job.served
-            && let Some(expr) = &job.schedule
+            && let Some(s) = &schedule
         {
-            job.next_tick = next_tick(expr, job.tz.as_deref(), now);
+            job.next_tick = s.next_after(now);
+        }
+        let Some(last) = job.last_tick else {
+            continue;
+        };
+        ticks.push((i, last));
+        let mut t = last;
+        for _ in 1..RECENT_CRON_RUNS {
+            match schedule.as_ref().and_then(|s| s.previous_before(t)) {
+                Some(before) => {
+                    ticks.push((i, before));
+                    t = before;
+                }
+                None => break,
+            }
+        }
+    }
+    let keys: Vec<String> = ticks
+        .iter()
+        .map(|&(i, t)| store::cron_tick_key(&jobs[i].kind, t))
+        .collect();
+    let mut runs = store::cron_runs(pool, &keys).await?;
+    for (&(i, tick), key) in ticks.iter().zip(&keys) {
+        if let Some(mut run) = runs.remove(key) {
+            run.tick = tick;
+            let job = &mut jobs[i];
+            if job.last_tick == Some(tick) {
+                job.last_run = Some(run.clone());
+            }
+            job.recent_runs.push(run);
         }
     }
     Ok(jobs)
 }
 
-/// The first tick of `expr`, read in `tz`, after `now`.
-fn next_tick(expr: &str, tz: Option<&str>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let cron = jobq_rules::parse_cron(expr).ok()?;
-    let tz: Tz = match tz {
-        None => Tz::UTC,
-        Some(name) => name.parse().ok()?,
-    };
-    cron.find_next_occurrence(&now.with_timezone(&tz), false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+/// A cron expression read in its zone, for the ticks around now.
+struct Schedule {
+    cron: croner::Cron,
+    tz: Tz,
+}
+
+impl Schedule {
+    fn new(expr: &str, tz: Option<&str>) -> Option<Self> {
+        let cron = jobq_rules::parse_cron(expr).ok()?;
+        let tz: Tz = match tz {
+            None => Tz::UTC,
+            Some(name) => name.parse().ok()?,
+        };
+        Some(Schedule { cron, tz })
+    }
+
+    /// The first tick after `t`.
+    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The last tick before `t`.
+    fn previous_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
 }
 
 /// The retention that live workers prune with, as it applies: [`live_retention`].

@@ -1,12 +1,14 @@
 //! What live workers publish (`jobq_worker_queues`, `jobq_worker_kinds`,
 //! migration 7), read back.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use sqlx::{PgPool, Row};
 
 use crate::admin::{CronJob, CronRun, KindInfo, WorkerInfo, WorkerQueue};
-use crate::store::cron_tick_key;
 
 fn ms(n: Option<i64>) -> Option<Duration> {
     n.and_then(|n| u64::try_from(n).ok())
@@ -94,9 +96,8 @@ pub(crate) async fn kinds(pool: &PgPool) -> sqlx::Result<Vec<KindInfo>> {
 }
 
 /// Cron jobs: those live workers publish and those that ever ticked
-/// (`jobq_cron`), with the job of the latest tick, found by its unique key
-/// through `jobq_jobs_unique` (a tick's key holds in every state). The next
-/// tick is left for the caller to compute.
+/// (`jobq_cron`). Their next tick and their runs ([`cron_runs`]) are left
+/// for the caller, who reads their schedules.
 pub(crate) async fn cron_jobs(pool: &PgPool) -> sqlx::Result<Vec<CronJob>> {
     let rows = sqlx::query(concat!(
         "WITH live AS (SELECT w.id, w.queues FROM jobq_workers w WHERE ",
@@ -115,8 +116,7 @@ pub(crate) async fn cron_jobs(pool: &PgPool) -> sqlx::Result<Vec<CronJob>> {
     ))
     .fetch_all(pool)
     .await?;
-    let mut jobs = rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             Ok(CronJob {
                 kind: r.try_get("kind")?,
@@ -127,14 +127,20 @@ pub(crate) async fn cron_jobs(pool: &PgPool) -> sqlx::Result<Vec<CronJob>> {
                 next_tick: None,
                 last_tick: r.try_get("last_tick")?,
                 last_run: None,
+                recent_runs: Vec::new(),
             })
         })
-        .collect::<sqlx::Result<Vec<_>>>()?;
-    let keys: Vec<String> = jobs
-        .iter()
-        .filter_map(|j| j.last_tick.map(|t| cron_tick_key(&j.kind, t)))
-        .collect();
-    let runs = sqlx::query(concat!(
+        .collect()
+}
+
+/// The jobs of cron ticks, by their unique keys (through `jobq_jobs_unique`:
+/// a tick's key holds in every state), while they are kept. Each run's
+/// `tick` is left for the caller, who knows it.
+pub(crate) async fn cron_runs(
+    pool: &PgPool,
+    keys: &[String],
+) -> sqlx::Result<HashMap<String, CronRun>> {
+    let rows = sqlx::query(concat!(
         "SELECT unique_key, id, state, finalized_at, left(",
         last_error!(),
         ", 200) AS error
@@ -142,25 +148,23 @@ pub(crate) async fn cron_jobs(pool: &PgPool) -> sqlx::Result<Vec<CronJob>> {
          WHERE unique_key = ANY($1) AND ",
         key_holds!()
     ))
-    .bind(&keys)
+    .bind(keys)
     .fetch_all(pool)
     .await?;
-    for r in runs {
-        let key: String = r.try_get("unique_key")?;
-        let run = CronRun {
-            id: r.try_get("id")?,
-            state: r.try_get("state")?,
-            finalized_at: r.try_get("finalized_at")?,
-            error: r.try_get("error")?,
-        };
-        if let Some(job) = jobs.iter_mut().find(|j| {
-            j.last_tick
-                .is_some_and(|t| cron_tick_key(&j.kind, t) == key)
-        }) {
-            job.last_run = Some(run);
-        }
-    }
-    Ok(jobs)
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get("unique_key")?,
+                CronRun {
+                    tick: DateTime::<Utc>::MIN_UTC,
+                    id: r.try_get("id")?,
+                    state: r.try_get("state")?,
+                    finalized_at: r.try_get("finalized_at")?,
+                    error: r.try_get("error")?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The retentions live workers publish (`jobq_workers.retention`, migration
