@@ -9,6 +9,8 @@ use jobq_tests::{
     test_worker, wait_until,
 };
 
+const DEADLINE: Duration = Duration::from_secs(60);
+
 /// The stored `result` and `on_finish` of job `id`.
 async fn stored(db: &TestDb, id: jobq::JobId) -> (Option<serde_json::Value>, Option<i16>) {
     sqlx::query_as("SELECT result, on_finish FROM jobq_jobs WHERE id = $1")
@@ -229,6 +231,94 @@ async fn wait_returns_within_milliseconds_of_the_end() {
     // busy 2-core machine). The p99 bound only catches a lost wake-up.
     assert!(p(0.5) < 60.0, "p50 {} ms: is wait polling?", p(0.5));
     assert!(p(0.99) < 1000.0, "p99 {} ms", p(0.99));
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}
+
+/// Many waits at once share one listening connection: 300 of them on a
+/// pool of 4 connections all return, and the database sees one LISTEN for
+/// them (a connection per wait would need 300, and hold a small pool's
+/// every connection while asking it for one more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_waits_share_one_listening_connection() {
+    let db = TestDb::new("results_many_waits").await;
+    let small = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let ids =
+        jobq::enqueue_many::<doubles::Job, _, _>(&db.pool, (0..300).map(|n| doubles::Args { n }))
+            .await
+            .unwrap();
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let small = small.clone();
+            tokio::spawn(async move { doubles::wait(&small, id, Duration::from_secs(120)).await })
+        })
+        .collect();
+    wait_until("the waits to LISTEN", DEADLINE, || async {
+        listeners(&db.pool, jobq::__private::FINISHED_CHANNEL).await == Some(1)
+    })
+    .await;
+    let worker = InProcess::start(test_worker(&db.pool));
+    // Sampled while the jobs run and the waits return.
+    let mut most = 0;
+    let mut results = Vec::new();
+    for wait in waits {
+        if let Some(n) = listeners(&db.pool, jobq::__private::FINISHED_CHANNEL).await {
+            most = most.max(n);
+        }
+        results.push(wait.await.unwrap().expect("the wait returned the result"));
+    }
+    worker.stop().await.unwrap();
+    assert_eq!(most, 1, "LISTEN connections seen at once");
+    for (n, got) in results.iter().enumerate() {
+        assert_eq!(
+            *got,
+            Doubled {
+                n: n as i64,
+                twice: 2 * n as i64
+            }
+        );
+    }
+    // The last wait gone, so is the listener.
+    wait_until("the listener to go", DEADLINE, || async {
+        listeners(&db.pool, jobq::__private::FINISHED_CHANNEL).await == Some(0)
+    })
+    .await;
+    small.close().await;
+    db.cleanup().await;
+}
+
+/// A wait outlives its listener's connection: cut, it listens again and
+/// reads its job again, so an end announced meanwhile is not missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_outlives_the_loss_of_its_listening_connection() {
+    let db = TestDb::new("results_lost_listen").await;
+    let id = doubles::enqueue(&db.pool, doubles::Args { n: 21 })
+        .await
+        .unwrap();
+    let pool = db.pool.clone();
+    let wait =
+        tokio::spawn(async move { doubles::wait(&pool, id, Duration::from_secs(120)).await });
+    wait_until("the wait to LISTEN", DEADLINE, || async {
+        listeners(&db.pool, jobq::__private::FINISHED_CHANNEL).await == Some(1)
+    })
+    .await;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%jobq_finished%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1);
+    // The job ends right away, maybe before the wait listens again.
+    let worker = InProcess::start(test_worker(&db.pool));
+    let got = wait.await.unwrap().expect("the wait returned the result");
+    assert_eq!(got, Doubled { n: 21, twice: 42 });
     worker.stop().await.unwrap();
     db.cleanup().await;
 }

@@ -5,12 +5,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobState};
 use crate::store::{self, JobEnd};
+
+mod hub;
+
+use hub::Hub;
 
 /// Why [`wait`] returned no result.
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +91,14 @@ pub fn result<'c, J: Job, A: Db<'c>>(
 /// that, with its last error; one still unfinished when `timeout` runs out
 /// gives [`WaitError::TimedOut`] (the job goes on).
 ///
-/// The wait is woken by the job's end, not by polling: it LISTENs on a
-/// connection of its own (opened for the wait and closed after it), marks
-/// the job so that its end is announced, then reads it, so an end that came
-/// before the LISTEN is found by that read. The announcement costs that job
-/// one NOTIFY; jobs nobody waits for pay nothing. After a lost connection the
-/// wait reconnects and reads the job again.
+/// The wait is woken by the job's end, not by polling: it marks the job so
+/// that its end is announced, and registers with the one listener its pool
+/// has in this process (a connection that LISTENs for as long as any wait
+/// on the pool runs: a thousand concurrent waits hold one connection), then
+/// reads the job, so an end that came before is found by that read. The
+/// announcement costs that job one NOTIFY; jobs nobody waits for pay
+/// nothing. After the listener's connection is lost it connects again, and
+/// every wait reads its job again.
 ///
 /// `#[job]` generates `my_job::wait(pool, id, timeout)`, which calls this.
 pub fn wait<J: Job>(
@@ -110,37 +115,28 @@ pub fn wait<J: Job>(
 }
 
 async fn wait_for_end<J: Job>(pool: &PgPool, id: JobId) -> Result<J::Output, WaitError> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(store::FINISHED_CHANNEL).await?;
+    // Marked first, on a connection of the pool (which fails at once when
+    // the database cannot be reached), so that its end is announced.
     store::follow(&mut *pool.acquire().await?, id.0).await?;
-    let payload = id.0.to_string();
-    // After the listener lost its connection, the job is read again once
-    // the next `try_recv` has had time to LISTEN again (it reconnects first).
-    let mut reread_after_reconnect = false;
+    let hub = Hub::of(pool);
+    let announced = hub.register(id.0);
+    let mut listening = hub.listening();
+    // Read only once the hub listens: an end that came before is then
+    // found by the read, one after it by the announcement.
+    // (The channel cannot close: `announced` holds the hub, its sender.)
+    let _ = listening.wait_for(|n| *n > 0).await;
     loop {
+        listening.borrow_and_update();
         let end = store::job_end(&mut *pool.acquire().await?, id.0)
             .await?
             .ok_or(WaitError::NotFound { id })?;
         if let Some(ended) = ended::<J>(id, end)? {
             return ended;
         }
-        loop {
-            let next = if reread_after_reconnect {
-                match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
-                    Ok(next) => next?,
-                    Err(_) => {
-                        reread_after_reconnect = false;
-                        break;
-                    }
-                }
-            } else {
-                listener.try_recv().await?
-            };
-            match next {
-                Some(n) if n.payload() == payload => break,
-                Some(_) => {}
-                None => reread_after_reconnect = true,
-            }
+        tokio::select! {
+            _ = announced.announced() => {}
+            // Listening again after a lost connection: read again.
+            _ = listening.changed() => {}
         }
     }
 }
