@@ -34,14 +34,9 @@ fn inner_visibility(vis: &Visibility) -> TokenStream {
     }
 }
 
-fn opt_duration(d: Option<std::time::Duration>) -> TokenStream {
-    match d {
-        Some(d) => {
-            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-            quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
-        }
-        None => quote!(::jobq::__private::NO_DURATION),
-    }
+fn duration(d: std::time::Duration) -> TokenStream {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    quote!(::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)))
 }
 
 fn opt_str(v: &Option<String>) -> TokenStream {
@@ -51,10 +46,10 @@ fn opt_str(v: &Option<String>) -> TokenStream {
     }
 }
 
-/// The job's `JobLimits`; the constant `NONE` when it has none.
-fn limits(l: &Limits) -> TokenStream {
+/// The job's `JobLimits`; `None` when it has none (as `DEFAULT_DEF`).
+fn limits(l: &Limits) -> Option<TokenStream> {
     if l.concurrency.is_none() && l.rate.is_none() {
-        return quote!(::jobq::JobLimits::NONE);
+        return None;
     }
     let concurrency = match l.concurrency {
         Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -68,11 +63,95 @@ fn limits(l: &Limits) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let partition = opt_str(&l.partition);
-    quote!(::jobq::JobLimits {
+    Some(quote!(::jobq::JobLimits {
         concurrency: #concurrency,
         rate: #rate,
         partition: #partition,
-    })
+    }))
+}
+
+/// A job's settings as `job_items!` takes them. What the job leaves at
+/// jobq's default costs it nothing to check: its constant is a re-export of
+/// jobq's (`jobq::__private::default`), and its `JobDef` field comes from
+/// `jobq::__private::DEFAULT_DEF`.
+#[derive(Default)]
+struct SettingTokens {
+    /// `NAME = value`, for each setting's constant the job sets.
+    consts: Vec<TokenStream>,
+    /// The names of the other constants.
+    defaults: Vec<syn::Ident>,
+    /// `field: value,`, for each field of its `JobDef` that is not the default.
+    def: Vec<TokenStream>,
+}
+
+impl SettingTokens {
+    fn constant(&mut self, name: &str, value: Option<&TokenStream>) {
+        let name = format_ident!("{name}");
+        match value {
+            Some(value) => self.consts.push(quote!(#name = #value)),
+            None => self.defaults.push(name),
+        }
+    }
+
+    fn field(&mut self, name: &str, value: Option<TokenStream>) {
+        if let Some(value) = value {
+            let name = format_ident!("{name}");
+            self.def.push(quote!(#name: #value,));
+        }
+    }
+}
+
+/// The settings' constants and `JobDef` fields of the job; `requirements`
+/// are its injected parameters' `Inject::requirement`s.
+fn setting_tokens(c: &Checked, requirements: &[TokenStream]) -> SettingTokens {
+    let s = &c.settings;
+    let queue = &s.queue;
+    let queue = (queue != jobq_rules::DEFAULT_QUEUE).then(|| quote!(#queue));
+    let (retries, max_attempts) = (s.retries, s.retries as i32 + 1);
+    let (retries, max_attempts) = if retries == jobq_rules::DEFAULT_RETRIES {
+        (None, None)
+    } else {
+        (Some(quote!(#retries)), Some(quote!(#max_attempts)))
+    };
+    let priority = s.priority;
+    let priority = (priority != jobq_rules::DEFAULT_PRIORITY).then(|| quote!(#priority));
+    let cron = (c.schedule.cron.as_ref()).map(|e| quote!(::core::option::Option::Some(#e)));
+    let timeout = s.timeout.map(duration);
+
+    let mut t = SettingTokens::default();
+    t.constant("QUEUE", queue.as_ref());
+    t.constant("RETRIES", retries.as_ref());
+    t.constant("MAX_ATTEMPTS", max_attempts.as_ref());
+    t.constant("PRIORITY", priority.as_ref());
+    t.constant("CRON", cron.as_ref());
+    t.constant("TIMEOUT", timeout.as_ref());
+
+    let aliases = &s.aliases;
+    t.field(
+        "aliases",
+        (!aliases.is_empty()).then(|| quote!(&[#(#aliases),*])),
+    );
+    t.field("queue", queue);
+    t.field("max_attempts", max_attempts);
+    t.field("priority", priority);
+    t.field("timeout", timeout);
+    t.field("cron", cron);
+    let tz = c.schedule.tz.as_ref();
+    t.field("tz", tz.map(|tz| quote!(::core::option::Option::Some(#tz))));
+    let catch_up = match c.schedule.catch_up {
+        CatchUp::Latest => None,
+        CatchUp::None => Some(quote!(::jobq::CatchUp::None)),
+        CatchUp::All => Some(quote!(::jobq::CatchUp::All)),
+    };
+    t.field("catch_up", catch_up);
+    t.field("unique_by_args", s.unique_by_args.then(|| quote!(true)));
+    t.field("unique_for", s.unique_for.map(duration));
+    t.field("limits", limits(&c.limits));
+    t.field(
+        "requires",
+        (!requirements.is_empty()).then(|| quote!(&[#(#requirements),*])),
+    );
+    t
 }
 
 /// Emits the function, unchanged, plus the job module and its registration.
@@ -83,24 +162,7 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let ident = &item.sig.ident;
     let fn_name = ident.to_string();
 
-    let s = &c.settings;
-    let name = &s.name;
-    let queue = &s.queue;
-    let retries = s.retries;
-    let max_attempts = s.retries as i32 + 1;
-    let priority = s.priority;
-    let aliases = &s.aliases;
-    let cron = opt_str(&c.schedule.cron);
-    let timeout = opt_duration(s.timeout);
-    let unique_for = opt_duration(s.unique_for);
-    let unique_by_args = s.unique_by_args;
-    let tz = opt_str(&c.schedule.tz);
-    let limits = limits(&c.limits);
-    let catch_up = match c.schedule.catch_up {
-        CatchUp::None => quote!(None),
-        CatchUp::Latest => quote!(Latest),
-        CatchUp::All => quote!(All),
-    };
+    let name = &c.settings.name;
 
     // Args fields, in parameter order. Each type that serde handles itself
     // gets an assertion, spanned on the type, whose error says what to derive;
@@ -116,7 +178,8 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
         };
         let field = ident.as_ref().expect("validated: plain identifier");
         let ty = in_module(&p.ty);
-        let doc = format!("The `{field}` argument of [`{fn_name}`](fn@super::{fn_name}).");
+        // Short, without a link: serde's derives parse every doc string.
+        let doc = format!("The `{field}` argument.");
         if needs_arg_check(&p.ty, serde_attrs) {
             assertions.push(quote_spanned! {p.ty.span()=>
                 ::jobq::__private::assert_arg::<#ty>();
@@ -191,6 +254,11 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
         },
         syn::ReturnType::Default => quote!(()),
     };
+    let SettingTokens {
+        consts,
+        defaults,
+        def,
+    } = setting_tokens(c, &requirements);
     let arg_count = f.args().count();
     let args_binding = if arg_count == 0 {
         quote!(let _ = __jobq_args;)
@@ -228,19 +296,9 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
             ::jobq::__private::job_items! {
                 vis: #ivis,
                 name: #name,
-                aliases: [#(#aliases),*],
-                queue: #queue,
-                retries: #retries,
-                max_attempts: #max_attempts,
-                priority: #priority,
-                timeout: #timeout,
-                cron: #cron,
-                tz: #tz,
-                catch_up: #catch_up,
-                unique_by_args: #unique_by_args,
-                unique_for: #unique_for,
-                limits: #limits,
-                requires: [#(#requirements),*],
+                consts: [#(#consts),*],
+                defaults: [#(#defaults),*],
+                def: { #(#def)* },
                 args: #args_ty,
                 output: #output,
                 args_attrs: [#serde_bound],

@@ -2,7 +2,9 @@
 //! `#[job]` attribute at compile time (`jobq-macros`) and by the runtime
 //! (`jobq`) when a worker starts or a job is enqueued. Both call the functions
 //! here, so a queue name or cron expression the attribute accepts is one the
-//! runtime accepts, and the two report it in the same words.
+//! runtime accepts, and the two report it in the same words. Also the
+//! settings a job gets when `#[job]` does not give them, which the attribute
+//! and the runtime's constants for them must agree on.
 //!
 //! Depend on `jobq`, not on this crate.
 
@@ -16,6 +18,15 @@ use croner::parser::{CronParser, Seconds, Year};
 
 /// The longest queue name, in bytes.
 pub const MAX_QUEUE_NAME_LEN: usize = 63;
+
+/// The queue of a job whose `#[job]` does not say `queue`.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// The retries of a job whose `#[job]` does not say `retries`.
+pub const DEFAULT_RETRIES: u32 = 20;
+
+/// The priority of a job whose `#[job]` does not say `priority`.
+pub const DEFAULT_PRIORITY: i16 = 0;
 
 /// A queue name that breaks the rule of [`check_queue_name`]. Its `Display`
 /// names the queue and says what a valid name is.

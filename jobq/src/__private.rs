@@ -31,14 +31,53 @@ mod items;
 /// `items.rs`.
 pub use crate::__job_items as job_items;
 
-/// An absent `&str` setting of a job (`CRON`, `tz`, a limit's partition):
-/// a constant of jobq's, so that each job's item is a path, cheaper to
-/// check than an `Option::None` typed anew in every job.
+/// An absent limit partition: a constant of jobq's, so that each job's
+/// item is a path, cheaper to check than an `Option::None` typed anew in
+/// every job.
 pub const NO_STR: Option<&str> = None;
 
-/// An absent duration setting of a job (`TIMEOUT`, `unique_for`); see
-/// [`NO_STR`].
-pub const NO_DURATION: Option<std::time::Duration> = None;
+/// The settings' constants of a job whose `#[job]` does not give them:
+/// each job's module re-exports those it does not set
+/// (bench/README.md, "Compile cost").
+pub mod default {
+    crate::__job_items!(@const pub QUEUE = jobq_rules::DEFAULT_QUEUE);
+    crate::__job_items!(@const pub RETRIES = jobq_rules::DEFAULT_RETRIES);
+    crate::__job_items!(@const pub MAX_ATTEMPTS = jobq_rules::DEFAULT_RETRIES as i32 + 1);
+    crate::__job_items!(@const pub PRIORITY = jobq_rules::DEFAULT_PRIORITY);
+    crate::__job_items!(@const pub CRON = None);
+    crate::__job_items!(@const pub TIMEOUT = None);
+}
+
+/// What a job's [`JobDef`] holds where `#[job]` says nothing: each job's
+/// `DEF` names its own name, location, runner and the settings it gives,
+/// and takes the rest from here (`..DEFAULT_DEF`).
+pub const DEFAULT_DEF: JobDef = JobDef {
+    name: "",
+    aliases: &[],
+    queue: default::QUEUE,
+    max_attempts: default::MAX_ATTEMPTS,
+    priority: default::PRIORITY,
+    timeout: None,
+    cron: None,
+    tz: None,
+    catch_up: crate::CatchUp::Latest,
+    unique_by_args: false,
+    unique_for: None,
+    limits: crate::JobLimits::NONE,
+    location: Location {
+        module_path: "",
+        file: "",
+        line: 0,
+    },
+    requires: &[],
+    run: no_runner,
+};
+
+/// The runner of [`DEFAULT_DEF`], which every job's `DEF` replaces with
+/// its own.
+fn no_runner(_: RunCx) -> Result<JobFuture, RunError> {
+    unreachable!("every #[job] gives its JobDef its own runner")
+}
 
 /// jobq's claim statement, for its benchmark to time on its own.
 pub use crate::store::CLAIM_SQL;

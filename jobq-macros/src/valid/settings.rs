@@ -4,12 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use jobq_rules::{DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFAULT_RETRIES};
 use syn::{Ident, LitStr};
 
 use crate::attr::JobAttr;
 
-/// Retries a job gets when `#[job]` does not say `retries`.
-pub const DEFAULT_RETRIES: u32 = 20;
 /// Retries above this are almost certainly a typo (and overflow backoff math).
 const MAX_RETRIES: u32 = 1000;
 
@@ -102,7 +101,7 @@ fn aliases(attr: &JobAttr, name: &str, errors: &mut Vec<syn::Error>) -> Vec<Stri
 /// `queue = ".."` by the rule the runtime checks too, else `"default"`.
 fn queue(attr: &JobAttr, errors: &mut Vec<syn::Error>) -> String {
     let Some(lit) = &attr.queue else {
-        return "default".to_owned();
+        return DEFAULT_QUEUE.to_owned();
     };
     let v = lit.value();
     if let Err(e) = jobq_rules::check_queue_name(&v) {
@@ -138,7 +137,7 @@ fn retries(attr: &JobAttr, errors: &mut Vec<syn::Error>) -> u32 {
 /// `priority = N`, an unsuffixed `i16`.
 fn priority(attr: &JobAttr, errors: &mut Vec<syn::Error>) -> i16 {
     let Some(p) = &attr.priority else {
-        return 0;
+        return DEFAULT_PRIORITY;
     };
     let text = if p.negative {
         format!("-{}", p.lit.base10_digits())

@@ -10,8 +10,17 @@
 /// registration, `result` and `wait`.
 ///
 /// - `vis`: the items' visibility, seen from inside the module;
-/// - the settings, each already checked by the proc macro; `requires` lists
-///   each injected state's `Inject::requirement`;
+/// - `name`: the job's stored name;
+/// - `consts`: the settings' constants (`QUEUE`, `RETRIES`, `MAX_ATTEMPTS`,
+///   `PRIORITY`, `CRON`, `TIMEOUT`) the job sets, each with its value;
+///   `defaults`, the others, which re-export jobq's own
+///   ([`default`](crate::__private::default)): a `use` costs `cargo check`
+///   less than a constant of each job's;
+/// - `def`: the fields of the job's `JobDef` that differ from
+///   [`DEFAULT_DEF`](crate::__private::DEFAULT_DEF), each followed by a
+///   comma (a struct literal with only these type-checks faster than one
+///   with every field); `requires` among them lists each injected
+///   parameter's `Inject::requirement`;
 /// - `args`: the type `Args`, spanned where an `Args` that falls short of
 ///   `jobq::Job`'s bounds is to be reported; `output`, the job's `Ok`
 ///   type, spanned on the return type; `args_attrs`, attributes for
@@ -20,6 +29,9 @@
 ///   what runs between decoding and the call (argument checks, injections);
 ///   `call`, the call of the job function; `outcome`, the path of
 ///   `IntoOutcome::into_outcome` spanned on the function's return type.
+///
+/// `@const $vis NAME = value` writes one setting's constant with its type
+/// and doc, for a job that sets it and for jobq's defaults alike.
 ///
 /// Spans matter: `args` is a `ty` and `outcome` an `expr` fragment, which
 /// keep the spans the proc macro gave them (an `ident` or `path` fragment
@@ -30,22 +42,36 @@
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __job_items {
+    (@const $vis:vis QUEUE = $value:expr) => {
+        /// The queue the job goes to unless an enqueue says otherwise.
+        $vis const QUEUE: &str = $value;
+    };
+    (@const $vis:vis RETRIES = $value:expr) => {
+        /// Retries after the first failed attempt.
+        $vis const RETRIES: u32 = $value;
+    };
+    (@const $vis:vis MAX_ATTEMPTS = $value:expr) => {
+        /// Attempts in all: `RETRIES + 1`.
+        $vis const MAX_ATTEMPTS: i32 = $value;
+    };
+    (@const $vis:vis PRIORITY = $value:expr) => {
+        /// Default priority; lower runs first.
+        $vis const PRIORITY: i16 = $value;
+    };
+    (@const $vis:vis CRON = $value:expr) => {
+        /// The cron expression, for a cron job.
+        $vis const CRON: ::core::option::Option<&str> = $value;
+    };
+    (@const $vis:vis TIMEOUT = $value:expr) => {
+        /// How long one attempt may run before it is cancelled.
+        $vis const TIMEOUT: ::core::option::Option<::core::time::Duration> = $value;
+    };
     (
         vis: $vis:vis,
         name: $name:literal,
-        aliases: [$($alias:literal),*],
-        queue: $queue:literal,
-        retries: $retries:literal,
-        max_attempts: $max_attempts:literal,
-        priority: $priority:literal,
-        timeout: $timeout:expr,
-        cron: $cron:expr,
-        tz: $tz:expr,
-        catch_up: $catch_up:ident,
-        unique_by_args: $unique_by_args:literal,
-        unique_for: $unique_for:expr,
-        limits: $limits:expr,
-        requires: [$($requirement:expr),*],
+        consts: [$($const:ident = $value:expr),*],
+        defaults: [$($default:ident),*],
+        def: { $($def:tt)* },
         args: $args:ty,
         output: $output:ty,
         args_attrs: [$($args_attr:tt)*],
@@ -54,8 +80,7 @@ macro_rules! __job_items {
         call: $call:expr,
         outcome: $outcome:expr,
     ) => {
-        /// The serialized arguments of the job: one field per parameter of its
-        /// function that the worker does not inject.
+        /// The job's arguments, stored as JSON.
         #[derive(
             $crate::__private::serde::Serialize,
             $crate::__private::serde::Deserialize,
@@ -116,41 +141,21 @@ macro_rules! __job_items {
             type Output = $output;
             const DEF: $crate::JobDef = $crate::JobDef {
                 name: $name,
-                aliases: &[$($alias),*],
-                queue: $queue,
-                max_attempts: $max_attempts,
-                priority: $priority,
-                timeout: $timeout,
-                cron: $cron,
-                tz: $tz,
-                catch_up: $crate::CatchUp::$catch_up,
-                unique_by_args: $unique_by_args,
-                unique_for: $unique_for,
-                limits: $limits,
+                $($def)*
                 location: $crate::__private::Location {
                     module_path: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),
                 },
-                requires: &[$($requirement),*],
                 run: __jobq_run,
+                ..$crate::__private::DEFAULT_DEF
             };
         }
 
         /// The job's stored name.
         $vis const NAME: &str = $name;
-        /// The queue the job goes to unless an enqueue says otherwise.
-        $vis const QUEUE: &str = $queue;
-        /// Retries after the first failed attempt.
-        $vis const RETRIES: u32 = $retries;
-        /// Attempts in all: `RETRIES + 1`.
-        $vis const MAX_ATTEMPTS: i32 = $max_attempts;
-        /// Default priority; lower runs first.
-        $vis const PRIORITY: i16 = $priority;
-        /// The cron expression, for a cron job.
-        $vis const CRON: ::core::option::Option<&str> = $cron;
-        /// How long one attempt may run before it is cancelled.
-        $vis const TIMEOUT: ::core::option::Option<::core::time::Duration> = $timeout;
+        $($crate::__job_items!(@const $vis $const = $value);)*
+        $vis use $crate::__private::default::{$($default),*};
 
         /// Inserts one job through `db`: a `&PgPool`, a `&mut PgConnection` or a
         /// `&mut Transaction`. Inside a transaction the job exists only if the
@@ -206,10 +211,10 @@ macro_rules! __job_items {
             $crate::__private::wait::<Job>(pool, id, timeout)
         }
 
-        const _: () = {
-            $crate::__private::inventory::submit! {
-                $crate::__private::Registration($crate::__private::def::<Job>)
-            }
-        };
+        // `submit!` writes its items inside a `const _: () = { .. };` of its
+        // own.
+        $crate::__private::inventory::submit! {
+            $crate::__private::Registration($crate::__private::def::<Job>)
+        }
     };
 }

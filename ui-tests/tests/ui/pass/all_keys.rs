@@ -46,6 +46,13 @@ fn main() {
     assert_eq!(build_report::CRON, Some("0 3 * * *"));
     assert_eq!(build_report::TIMEOUT, Some(Duration::from_secs(90 * 60)));
     let def = &<build_report::Job as jobq::Job>::DEF;
+    assert_eq!(def.name, build_report::NAME);
+    assert_eq!(def.queue, build_report::QUEUE);
+    assert_eq!(def.max_attempts, build_report::MAX_ATTEMPTS);
+    assert_eq!(def.priority, build_report::PRIORITY);
+    assert_eq!(def.cron, build_report::CRON);
+    assert_eq!(def.timeout, build_report::TIMEOUT);
+    assert_eq!(def.requires.len(), 2, "State<Db> and JobContext");
     assert_eq!(def.aliases, ["build_report", "report"]);
     assert_eq!(
         def.names().collect::<Vec<_>>(),

@@ -31,4 +31,21 @@ fn main() {
     assert_eq!(resize_image::PRIORITY, 0);
     assert_eq!(resize_image::CRON, None);
     assert_eq!(resize_image::TIMEOUT, None);
+
+    // The job's `JobDef` agrees: what it does not set is jobq's default.
+    let def = &<resize_image::Job as jobq::Job>::DEF;
+    assert_eq!(def.name, "resize_image");
+    assert!(def.aliases.is_empty());
+    assert_eq!(def.queue, resize_image::QUEUE);
+    assert_eq!(def.max_attempts, resize_image::MAX_ATTEMPTS);
+    assert_eq!(def.priority, resize_image::PRIORITY);
+    assert_eq!(def.timeout, None);
+    assert_eq!(def.cron, None);
+    assert_eq!(def.tz, None);
+    assert_eq!(def.catch_up, jobq::CatchUp::Latest);
+    assert!(!def.unique_by_args);
+    assert_eq!(def.unique_for, None);
+    assert_eq!(def.limits, jobq::JobLimits::NONE);
+    assert!(def.requires.is_empty());
+    assert!(def.defined_at().contains("plain_args_io_result.rs"), "{}", def.defined_at());
 }
