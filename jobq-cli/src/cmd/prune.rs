@@ -53,6 +53,12 @@ impl PruneArgs {
                  pruner deletes finished jobs on its own)",
             ));
         }
+        // The flags first: a bad one is the only thing said.
+        let flag =
+            |name: &str, text: &Option<String>| text.as_deref().map(|t| keep(name, t)).transpose();
+        let completed = flag("completed", &self.completed)?;
+        let discarded = flag("discarded", &self.discarded)?;
+        let cancelled = flag("cancelled", &self.cancelled)?;
         // What the workers will really delete with, unless told otherwise.
         let base = match jobq::admin::live_retention(pool).await? {
             Some(live) => {
@@ -73,14 +79,10 @@ impl PruneArgs {
                 Retention::default()
             }
         };
-        let given = |flag: &str, text: &Option<String>, or: Keep| match text {
-            Some(text) => keep(flag, text),
-            None => Ok(or),
-        };
         let retention = Retention {
-            completed: given("completed", &self.completed, base.completed)?,
-            discarded: given("discarded", &self.discarded, base.discarded)?,
-            cancelled: given("cancelled", &self.cancelled, base.cancelled)?,
+            completed: completed.unwrap_or(base.completed),
+            discarded: discarded.unwrap_or(base.discarded),
+            cancelled: cancelled.unwrap_or(base.cancelled),
             ..base
         };
         let preview = jobq::admin::prune_preview(pool, &retention).await?;
