@@ -56,7 +56,9 @@
 //!    a rescue that moves a row out of `running` frees its slot in the same
 //!    write. Nothing is held in memory, so a database restart changes
 //!    nothing. Starts are counted in `jobq_limit_starts`, one row per claim
-//!    and limit; rows past their window are deleted by later claims.
+//!    and limit; rows past their window are deleted by later claims under
+//!    that limit, and those of partitions no claim takes jobs of any more by
+//!    a worker's periodic service, ten minutes past their window.
 //! 3. **Takes** the best waiting jobs within each limit's room. A limited
 //!    kind's jobs carry a `limit_key` (name and partition) set at enqueue;
 //!    the claim walks the partitions that have waiting jobs with a skip scan

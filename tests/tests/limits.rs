@@ -499,3 +499,60 @@ async fn delayed_limited_jobs_run_when_due_alone_or_beside_unlimited_kinds() {
     worker.stop().await.unwrap();
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_rate_starts_of_partitions_no_claim_takes_are_deleted() {
+    let _server = SERVER.read().await;
+    let db = TestDb::new("limit_starts_prune").await;
+    // A `hundred_a_second` job (no partition: its key is the job's name and
+    // a space), left waiting: the worker below does not run its queue.
+    jobq::enqueue_many::<hundred_a_second::Job, _, _>(
+        &db.pool,
+        [hundred_a_second::Args { millis: 1 }],
+    )
+    .await
+    .unwrap();
+    let key: String = sqlx::query_scalar("SELECT limit_key FROM jobq_jobs")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    // Starts of the job's limit in other partitions: one an hour old, far
+    // past its window of a second; one just now. And an hour-old start of a
+    // limit the worker does not know, and of a queue's own rate.
+    sqlx::query(
+        "INSERT INTO jobq_limit_starts (key, at, n) VALUES
+            ($1 || 'idle', now() - interval '1 hour', 3),
+            ($1 || 'busy', now(), 2),
+            ('someone_else idle', now() - interval '1 hour', 1),
+            (' queue limit_rate', now() - interval '1 hour', 1)",
+    )
+    .bind(&key)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let starts = || async {
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT key FROM jobq_limit_starts ORDER BY key")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        keys
+    };
+    // A worker of another queue that knows the job: its limit-key service
+    // runs when it starts.
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_until("the idle partition's old start to go", DEADLINE, || async {
+        !starts().await.contains(&format!("{key}idle"))
+    })
+    .await;
+    let mut kept = vec![
+        " queue limit_rate".to_owned(),
+        format!("{key}busy"),
+        "someone_else idle".to_owned(),
+    ];
+    kept.sort();
+    assert_eq!(starts().await, kept);
+    assert_eq!(unfinished(&db).await, 1, "the job was not run");
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}

@@ -1,7 +1,9 @@
 //! Limit keys for old jobs: a job enqueued by a build whose job had no
 //! limits yet carries no `limit_key`, so the limited claim, which finds jobs
 //! by their key, never takes it. This service gives the waiting ones the key
-//! they would have been enqueued with. Every worker with limited kinds runs
+//! they would have been enqueued with. It also deletes the rate limits' old
+//! starts of partitions no claim takes jobs of any more (see
+//! [`store::prune_limit_starts`]). Every worker with limited kinds runs
 //! it; an advisory lock makes one process at a time do the work
 //! ([`Lock::LimitKeys`](crate::store::Lock::LimitKeys)), off the claim path.
 
@@ -48,7 +50,7 @@ impl LimitKeys {
 }
 
 impl Periodic for LimitKeys {
-    const NAME: &'static str = "give old jobs their limit keys";
+    const NAME: &'static str = "give old jobs their limit keys and delete old rate starts";
 
     async fn tick(&mut self, _: &CancellationToken) -> sqlx::Result<Tick> {
         let mut conn = self.pool.acquire().await?;
@@ -62,6 +64,8 @@ impl Periodic for LimitKeys {
                 "jobs enqueued before their job had limits now count against them"
             );
         }
+        let pruned = store::prune_limit_starts(&mut conn, &self.kinds).await?;
+        tracing::debug!(rows = pruned, "deleted rate limits' old starts");
         Ok(Tick::Done)
     }
 }

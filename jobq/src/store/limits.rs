@@ -146,6 +146,47 @@ pub(crate) async fn adopt_limit_keys(
     Ok(Some(u64::try_from(adopted).unwrap_or(0)))
 }
 
+/// How long past its window a start is kept by [`prune_limit_starts`]:
+/// well beyond the minute the limited claim keeps it, since the starts are
+/// stamped by the workers' clocks and this compares with the server's.
+const STARTS_KEPT_PAST_WINDOW: &str = "10 minutes";
+
+/// Deletes the rate limits' starts (`jobq_limit_starts`) of the jobs of
+/// `kinds` with a rate that are older than their window by
+/// [`STARTS_KEPT_PAST_WINDOW`]; returns how many. The limited claim deletes
+/// a limit's old starts only when it claims under that limit, so those of
+/// partitions that see no more jobs would stay for ever, one row per claim
+/// that took jobs of them. The starts of limits this worker does not know
+/// (another build's jobs, a queue's own rate) are left to those claims.
+pub(crate) async fn prune_limit_starts(
+    conn: &mut PgConnection,
+    kinds: &[LimitedKind],
+) -> sqlx::Result<u64> {
+    let mut rated: Vec<(&str, i64)> = kinds
+        .iter()
+        .filter_map(|k| Some((k.name?, k.window_ms?)))
+        .collect();
+    rated.sort_unstable();
+    rated.dedup();
+    if rated.is_empty() {
+        return Ok(0);
+    }
+    // A limit's key is its job's name, a space and the partition (see
+    // `limit_key_sql!`).
+    let deleted = sqlx::query(
+        "DELETE FROM jobq_limit_starts AS s
+        USING unnest($1::text[], $2::int8[]) AS k(name, window_ms)
+        WHERE left(s.key, length(k.name) + 1) = k.name || ' '
+          AND s.at < now() - k.window_ms * interval '1 millisecond' - $3::interval",
+    )
+    .bind(rated.iter().map(|(name, _)| *name).collect::<Vec<_>>())
+    .bind(rated.iter().map(|(_, ms)| *ms).collect::<Vec<_>>())
+    .bind(STARTS_KEPT_PAST_WINDOW)
+    .execute(conn)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
 /// Sets (or, with all `None`, clears) a queue's limits, and wakes the
 /// queue's producers so they claim under the new limits at once.
 pub(crate) async fn set_queue_limit(
