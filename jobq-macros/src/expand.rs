@@ -4,7 +4,7 @@
 
 mod types;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Visibility;
 use syn::spanned::Spanned;
@@ -154,6 +154,35 @@ fn setting_tokens(c: &Checked, requirements: &[TokenStream]) -> SettingTokens {
     t
 }
 
+/// `Args`'s `Debug` and `Clone`, bounded on `bounds`, for the fields
+/// (with their types' spans) in order. Only for a job whose arguments get
+/// the `JobArg` check (the others derive them): in a proc macro, even
+/// tokens never emitted cost each job compile time.
+fn debug_and_clone(bounds: &[TokenStream], fields: &[(&syn::Ident, Span)]) -> TokenStream {
+    // Spanned on the type: a `#[serde(with)]` argument's type without
+    // `Debug` or `Clone` is reported there.
+    let debug_fields = fields.iter().map(|(field, span)| {
+        let name = field.to_string();
+        quote_spanned!(*span=> .field(#name, &self.#field))
+    });
+    let clone_fields = fields.iter().map(
+        |(field, span)| quote_spanned!(*span=> #field: ::core::clone::Clone::clone(&self.#field)),
+    );
+    quote! {
+        impl ::core::fmt::Debug for Args where #(#bounds),* {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct("Args") #(#debug_fields)* .finish()
+            }
+        }
+
+        impl ::core::clone::Clone for Args where #(#bounds),* {
+            fn clone(&self) -> Self {
+                Args { #(#clone_fields),* }
+            }
+        }
+    }
+}
+
 /// Emits the function, unchanged, plus the job module and its registration.
 pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let item = &f.item;
@@ -165,13 +194,15 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
     let name = &c.settings.name;
 
     // Args fields, in parameter order. Each type that serde handles itself
-    // gets an assertion, spanned on the type, whose error says what to derive;
-    // the derived impls are bounded on the same trait (`for<'__jobq>` keeps
-    // the bound from being checked where it is written), so that they add no
-    // errors of their own.
+    // gets an assertion, spanned on the type, whose error says what it
+    // needs (`JobArg`: serde's traits, `Debug` and `Clone`); `Args`'s impls
+    // of these are bounded on the same trait (`for<'__jobq>` keeps the bound
+    // from being checked where it is written), so that they add no errors
+    // of their own.
     let mut fields = Vec::new();
     let mut assertions = Vec::new();
     let mut bounds = Vec::new();
+    let mut field_spans = Vec::new();
     for p in f.args() {
         let ParamKind::Arg { ident, serde_attrs } = &p.kind else {
             unreachable!("args() yields only Arg parameters")
@@ -184,8 +215,9 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
             assertions.push(quote_spanned! {p.ty.span()=>
                 ::jobq::__private::assert_arg::<#ty>();
             });
-            bounds.push(quote!(for<'__jobq> #ty: ::jobq::__private::JobArg).to_string());
+            bounds.push(quote!(for<'__jobq> #ty: ::jobq::__private::JobArg));
         }
+        field_spans.push((field, p.ty.span()));
         fields.push(quote! {
             #[doc = #doc]
             #(#serde_attrs)*
@@ -201,11 +233,22 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
         _ => ident.span(),
     };
     let args_ty = quote_spanned!(args_span=> Args);
-    let serde_bound = if bounds.is_empty() {
-        quote!()
+    // `Debug` and `Clone` are derived, unless an argument gets the check:
+    // then written out with the bounds serde's impls get, as a derive
+    // cannot be bounded.
+    let (serde_bound, args_derives, args_impls) = if bounds.is_empty() {
+        (quote!(), quote!(Debug, Clone), quote!())
     } else {
-        let bounds = bounds.join(", ");
-        quote!(#[serde(bound(serialize = #bounds, deserialize = #bounds))])
+        let text = bounds
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        (
+            quote!(#[serde(bound(serialize = #text, deserialize = #text))]),
+            quote!(),
+            debug_and_clone(&bounds, &field_spans),
+        )
     };
 
     // Locals for injected values, and the call's argument list in order.
@@ -302,6 +345,8 @@ pub fn expand(f: &JobFn, c: &Checked) -> TokenStream {
                 args: #args_ty,
                 output: #output,
                 args_attrs: [#serde_bound],
+                args_derives: [#args_derives],
+                args_impls: { #args_impls },
                 fields: { #(#fields)* },
                 run: (__jobq_cx, __jobq_args) {
                     #(#assertions)*

@@ -217,20 +217,22 @@ impl Inject for JobContext {
 }
 
 /// A type a job's argument can have: arguments are stored as JSON, so it is
-/// serde-serializable both ways. `#[job]` asserts it of every argument's
-/// type with [`assert_arg`], spanned on the type.
+/// serde-serializable both ways, and each job's `Args` is `Debug` and
+/// `Clone`, so it is those too. `#[job]` asserts it of every argument's
+/// type with [`assert_arg`], spanned on the type, and bounds `Args`'s impls
+/// on it: a type that falls short gets this one error, not one per trait.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a job argument: derive `serde::Serialize` and `serde::Deserialize` for it",
-    label = "not `Serialize` and `Deserialize`",
-    note = "job arguments are stored as JSON: add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`; for another crate's type, enable that crate's `serde` feature or give the parameter `#[serde(with = \"..\")]`"
+    message = "`{Self}` cannot be a job argument: it must be `Serialize`, `Deserialize`, `Debug` and `Clone`",
+    label = "lacks one or more of these",
+    note = "job arguments are stored as JSON, and a job's `Args` is `Debug` and `Clone`: derive what `{Self}` lacks of `#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]`; for another crate's type, enable that crate's `serde` feature or give the parameter `#[serde(with = \"..\")]`"
 )]
 #[doc(hidden)]
-pub trait JobArg: Serialize + DeserializeOwned {}
+pub trait JobArg: Serialize + DeserializeOwned + fmt::Debug + Clone {}
 
 // `do_not_recommend`: an error names `JobArg` (and its message), not the
 // serde trait behind it.
 #[diagnostic::do_not_recommend]
-impl<T: Serialize + DeserializeOwned> JobArg for T {}
+impl<T: Serialize + DeserializeOwned + fmt::Debug + Clone> JobArg for T {}
 
 /// Compiles only when `T` is a [`JobArg`].
 #[doc(hidden)]

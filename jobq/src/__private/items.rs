@@ -24,7 +24,10 @@
 /// - `args`: the type `Args`, spanned where an `Args` that falls short of
 ///   `jobq::Job`'s bounds is to be reported; `output`, the job's `Ok`
 ///   type, spanned on the return type; `args_attrs`, attributes for
-///   it (a serde bound); `fields`, its fields;
+///   it (a serde bound); `args_derives`, `Debug, Clone` when it derives
+///   them (by name: an `ident` costs less to match than a `path`), else
+///   nothing and `args_impls` writes them out;
+///   `fields`, its fields;
 /// - `run`: the names of the runner's context and decoded arguments, and
 ///   what runs between decoding and the call (argument checks, injections);
 ///   `call`, the call of the job function; `outcome`, the path of
@@ -75,6 +78,8 @@ macro_rules! __job_items {
         args: $args:ty,
         output: $output:ty,
         args_attrs: [$($args_attr:tt)*],
+        args_derives: [$($debug:ident, $clone:ident)?],
+        args_impls: { $($args_impl:tt)* },
         fields: { $($field:tt)* },
         run: ($cx:ident, $args_local:ident) { $($prelude:tt)* },
         call: $call:expr,
@@ -84,14 +89,15 @@ macro_rules! __job_items {
         #[derive(
             $crate::__private::serde::Serialize,
             $crate::__private::serde::Deserialize,
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
+            $(::core::fmt::$debug, ::core::clone::$clone)?
         )]
         #[serde(crate = "::jobq::__private::serde")]
         $($args_attr)*
         $vis struct Args {
             $($field)*
         }
+
+        $($args_impl)*
 
         // `decode` is matched rather than `?`-ed: one fewer trait to
         // resolve for each job.

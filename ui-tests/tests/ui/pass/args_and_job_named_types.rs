@@ -72,6 +72,14 @@ fn main() {
     let back: own_types::Args = serde_json::from_str(&json).unwrap();
     assert_eq!(back.args, Args { n: 1 });
 
+    // `Args` of the user's types is `Debug` and `Clone` like any other.
+    let copy = back.clone();
+    assert_eq!(copy.many, [Args { n: 2 }]);
+    assert_eq!(
+        format!("{copy:?}"),
+        r#"Args { args: Args { n: 1 }, job: Job { title: "t" }, many: [Args { n: 2 }], pair: (Job { title: "u" }, None) }"#
+    );
+
     let r = inner::relative::Args {
         here: inner::Here(7),
         args: Args { n: 3 },
