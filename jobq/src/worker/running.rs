@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 /// How long a cancellation request for a job that is not running here is
 /// kept, in case the job is in this worker's prefetch buffer. The buffer
-/// holds at most a quarter second of work or so, and no job stays in it
-/// longer than 2 s (it is
+/// holds about 50 ms of work, and no job stays in it longer than 2 s (it is
 /// handed back then); every worker hears every request, so the requests for
 /// other workers' jobs must not pile up.
 const EARLY_CANCEL_TTL: Duration = Duration::from_secs(60);

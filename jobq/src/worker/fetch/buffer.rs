@@ -16,17 +16,6 @@ use crate::store::{self, Backend, ClaimedJob};
 pub(super) const PREFETCH_HORIZON: Duration = Duration::from_millis(50);
 /// The most jobs one claim takes (and the buffer holds beyond the slots).
 const MAX_PREFETCH: usize = 1000;
-/// The fewest jobs the buffer holds beyond the slots, as long as those are
-/// at most [`FLOOR_HORIZON`] of work. Every claim costs a round trip and a
-/// commit, and concurrent claims skip each other's rows: a worker process
-/// at a small concurrency among many, whose [`PREFETCH_HORIZON`] holds only
-/// a few jobs, would claim a few at a time, and the database would spend
-/// its time on claims (16 processes at concurrency 4 made a dozen times the
-/// statements per job of one at concurrency 64).
-const MIN_PREFETCH: usize = 200;
-/// The most work, in time at the current start rate, that
-/// [`MIN_PREFETCH`] may hold: slow jobs stay barely prefetched.
-const FLOOR_HORIZON: Duration = Duration::from_millis(250);
 /// How often the start rate is re-measured.
 const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// The longest a claimed job waits in the buffer before it is handed back
@@ -76,13 +65,9 @@ impl StartRate {
         *self = Self::new(now);
     }
 
-    /// How many jobs beyond the free slots to hold: [`PREFETCH_HORIZON`] of
-    /// work, or up to [`MIN_PREFETCH`] jobs within [`FLOOR_HORIZON`] of
-    /// work, whichever is more.
+    /// How many jobs beyond the free slots to hold.
     pub(super) fn prefetch(&self) -> usize {
-        let horizon = self.per_s * PREFETCH_HORIZON.as_secs_f64();
-        let floor = (self.per_s * FLOOR_HORIZON.as_secs_f64()).min(MIN_PREFETCH as f64);
-        (horizon.max(floor) as usize).min(MAX_PREFETCH)
+        ((self.per_s * PREFETCH_HORIZON.as_secs_f64()) as usize).min(MAX_PREFETCH)
     }
 }
 

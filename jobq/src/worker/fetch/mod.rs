@@ -4,11 +4,8 @@
 //! The buffer (prefetch) is what lets short jobs run at the database's batch
 //! speed rather than one round trip per job; it is sized to about
 //! [`PREFETCH_HORIZON`](buffer::PREFETCH_HORIZON) of work at the rate jobs
-//! are being started, but at least a couple of hundred jobs when those are
-//! at most a quarter second of work (so that many worker processes at a
-//! small concurrency each still claim in useful batches). Slow jobs are
-//! barely prefetched at all (they stay claimable by other workers) and fast
-//! jobs are claimed hundreds at a time.
+//! are being started, so slow jobs are barely prefetched at all (they stay
+//! claimable by other workers) and fast jobs are claimed hundreds at a time.
 //! Claimed jobs are `running` for this worker while buffered; on shutdown
 //! the ones not started go back to `available` untouched.
 //!

@@ -35,34 +35,16 @@ fn the_start_rate_sizes_the_prefetch() {
     // Within the window nothing is measured yet.
     rate.record(50, t0 + ms(50));
     assert_eq!(rate.prefetch(), 0);
-    // 100 jobs in 100 ms: 1000/s, so 50 ms of work is 50 jobs, but the
-    // floor of 200 jobs is 200 ms of work: within its horizon.
+    // 100 jobs in 100 ms: 1000/s, so 50 ms of work is 50 jobs.
     rate.record(50, t0 + ms(100));
-    assert_eq!(rate.prefetch(), 200);
-    // Smoothed: 7000/s measured next gives 4000/s, 50 ms of it 200 jobs.
-    // 11,000/s next gives 7500/s: 375 jobs, above the floor.
-    rate.record(700, t0 + ms(200));
-    assert_eq!(rate.prefetch(), 200);
-    rate.record(1100, t0 + ms(300));
-    assert_eq!(rate.prefetch(), 375);
+    assert_eq!(rate.prefetch(), 50);
+    // Smoothed: 3000/s measured next gives 2000/s.
+    rate.record(300, t0 + ms(200));
+    assert_eq!(rate.prefetch(), 100);
     // Capped.
-    rate.record(1_000_000, t0 + ms(400));
+    rate.record(1_000_000, t0 + ms(300));
     assert_eq!(rate.prefetch(), 1000);
-    rate.reset(t0 + ms(400));
-    assert_eq!(rate.prefetch(), 0);
-}
-
-#[test]
-fn slow_jobs_are_prefetched_no_more_than_a_quarter_second_of_work() {
-    let t0 = Instant::now();
-    // 40 jobs a second (say 100 ms jobs at concurrency 4): 50 ms of work
-    // is 2 jobs, and the floor gives way to 250 ms of work, 10 jobs.
-    let mut rate = StartRate::new(t0);
-    rate.record(4, t0 + ms(100));
-    assert_eq!(rate.prefetch(), 10);
-    // 2 a second (one-second jobs at concurrency 2): nothing beyond the slots.
-    let mut rate = StartRate::new(t0);
-    rate.record(1, t0 + ms(500));
+    rate.reset(t0 + ms(300));
     assert_eq!(rate.prefetch(), 0);
 }
 
