@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::service::Outage;
+use crate::service::{self, Outage};
 use crate::store::FINISHED_CHANNEL;
 
 /// The hubs of the process's pools, each known by its pool's connect
@@ -125,23 +125,10 @@ impl Drop for Registration {
 async fn listen(pool: PgPool, hub: Weak<Hub>, stop: CancellationToken) {
     let mut outage = Outage::new("listen for the ends of awaited jobs");
     loop {
-        let connected = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(FINISHED_CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let mut listener = tokio::select! {
-            _ = stop.cancelled() => return,
-            l = connected => match l {
-                Ok(l) => l,
-                Err(e) => {
-                    let wait = outage.failed(&e);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => continue,
-                    }
-                }
-            },
+        let Some(mut listener) =
+            service::listen(&pool, &[FINISHED_CHANNEL], &mut outage, &stop).await
+        else {
+            return;
         };
         outage.recovered();
         match hub.upgrade() {

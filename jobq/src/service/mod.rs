@@ -3,6 +3,7 @@
 //! - [`Outage`]: how a service lives through a database outage: one log line
 //!   when it starts, one when it ends, a capped back-off between.
 //! - [`supervised`]: a service that panics is logged and started again.
+//! - [`listen`]: a LISTEN connection, connected again through an outage.
 //! - [`run`]: the driver of a periodic service (heartbeat, rescuer, pruner,
 //!   cron): wait, tick, back off through an outage, stop on the token, start
 //!   again after a panic. A service is its tick body ([`Periodic`]) and a
@@ -19,6 +20,7 @@
 //! periodic: they run on events, and use [`Outage`] and [`supervised`]
 //! directly.
 
+mod listener;
 pub(crate) mod outage;
 mod supervise;
 
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use listener::listen;
 pub(crate) use outage::Outage;
 pub(crate) use supervise::supervised;
 

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::running::RunningJobs;
-use crate::service::Outage;
+use crate::service::{self, Outage};
 use crate::store::{self, CONTROL_CHANNEL, INSERT_CHANNEL};
 
 /// Listens until `stop`: wakes the producer of a queue named by an insert
@@ -36,25 +36,9 @@ pub(crate) async fn run(
         .idle_timeout(None)
         .connect_lazy_with(super::conn::service_options(&pool));
     loop {
-        let connected = async {
-            let mut listener = PgListener::connect_with(&own).await?;
-            listener
-                .listen_all([INSERT_CHANNEL, CONTROL_CHANNEL])
-                .await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let mut listener = tokio::select! {
-            _ = stop.cancelled() => return,
-            l = connected => match l {
-                Ok(l) => l,
-                Err(e) => {
-                    let wait = outage.failed(&e);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => continue,
-                    }
-                }
-            },
+        let channels = [INSERT_CHANNEL, CONTROL_CHANNEL];
+        let Some(mut listener) = service::listen(&own, &channels, &mut outage, &stop).await else {
+            return;
         };
         outage.recovered();
         wake_all();
