@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
 use sqlx::PgPool;
 
 use super::seconds;
 use crate::error::Result;
 use crate::job::JobState;
+use crate::schedule::cron::Schedule;
 use crate::store;
 
 /// A live worker process: [`workers`].
@@ -145,7 +145,7 @@ pub async fn cron_jobs(pool: &PgPool) -> Result<Vec<CronJob>> {
         let schedule = job
             .schedule
             .as_deref()
-            .and_then(|expr| Schedule::new(expr, job.tz.as_deref()));
+            .and_then(|expr| Schedule::new(expr, job.tz.as_deref()).ok());
         if job.served
             && let Some(s) = &schedule
         {
@@ -182,39 +182,6 @@ pub async fn cron_jobs(pool: &PgPool) -> Result<Vec<CronJob>> {
         }
     }
     Ok(jobs)
-}
-
-/// A cron expression read in its zone, for the ticks around now.
-struct Schedule {
-    cron: croner::Cron,
-    tz: Tz,
-}
-
-impl Schedule {
-    fn new(expr: &str, tz: Option<&str>) -> Option<Self> {
-        let cron = jobq_rules::parse_cron(expr).ok()?;
-        let tz: Tz = match tz {
-            None => Tz::UTC,
-            Some(name) => name.parse().ok()?,
-        };
-        Some(Schedule { cron, tz })
-    }
-
-    /// The first tick after `t`.
-    fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
-    /// The last tick before `t`.
-    fn previous_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_previous_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
 }
 
 /// The retention that live workers prune with, as it applies: [`live_retention`].

@@ -20,39 +20,25 @@ use crate::store::{self, NewJob};
 /// Ticks of one catch-up, at most.
 const MAX_CATCH_UP: usize = 1000;
 
-/// Parses a cron expression as `#[job]` checked it: 5 fields, 6 with seconds
-/// first, or a nickname.
-fn parse(expr: &str) -> std::result::Result<Cron, jobq_rules::InvalidCron> {
-    jobq_rules::parse_cron(expr)
-}
-
-/// A cron job's schedule.
-pub(crate) struct CronJob {
-    pub def: &'static JobDef,
-    queue: QueueName,
+/// A cron expression (as `#[job]` checked it: 5 fields, 6 with seconds
+/// first, or a nickname) read in its time zone: its ticks around a time.
+pub(crate) struct Schedule {
     cron: Cron,
-    tz: Tz,
+    /// The zone the expression is read in.
+    pub tz: Tz,
 }
 
-impl CronJob {
-    /// The schedule of `def`, which must have `cron`.
-    pub(crate) fn new(def: &'static JobDef) -> Result<Self> {
-        let expr = def.cron.unwrap_or_default();
-        let cron = parse(expr).map_err(|e| Error::Config(format!("job `{}`: {e}", def.name)))?;
-        let tz = match def.tz {
+impl Schedule {
+    /// `expr` read in `tz` (UTC when `None`); the error says which is wrong.
+    pub(crate) fn new(expr: &str, tz: Option<&str>) -> std::result::Result<Self, String> {
+        let cron = jobq_rules::parse_cron(expr).map_err(|e| e.to_string())?;
+        let tz = match tz {
             None => Tz::UTC,
-            Some(name) => name.parse().map_err(|_| {
-                Error::Config(format!("job `{}`: unknown time zone `{name}`", def.name))
-            })?,
+            Some(name) => name
+                .parse()
+                .map_err(|_| format!("unknown time zone `{name}`"))?,
         };
-        let queue = QueueName::new(def.queue)
-            .map_err(|e| Error::Config(format!("job `{}`: {e}", def.name)))?;
-        Ok(CronJob {
-            def,
-            queue,
-            cron,
-            tz,
-        })
+        Ok(Schedule { cron, tz })
     }
 
     /// The first tick strictly after `t`.
@@ -71,6 +57,14 @@ impl CronJob {
             .map(|d| d.with_timezone(&Utc))
     }
 
+    /// The last tick strictly before `t`.
+    pub(crate) fn previous_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
     /// The ticks in `(after, until]`, the most recent `limit` of them, in order.
     pub(crate) fn ticks_between(
         &self,
@@ -85,14 +79,47 @@ impl CronJob {
                 break;
             }
             ticks.push(t);
-            cursor = self
-                .cron
-                .find_previous_occurrence(&t.with_timezone(&self.tz), false)
-                .ok()
-                .map(|d| d.with_timezone(&Utc));
+            cursor = self.previous_before(t);
         }
         ticks.reverse();
         ticks
+    }
+}
+
+/// A cron job's schedule.
+pub(crate) struct CronJob {
+    pub def: &'static JobDef,
+    queue: QueueName,
+    schedule: Schedule,
+}
+
+impl CronJob {
+    /// The schedule of `def`, which must have `cron`.
+    pub(crate) fn new(def: &'static JobDef) -> Result<Self> {
+        let schedule = Schedule::new(def.cron.unwrap_or_default(), def.tz)
+            .map_err(|e| Error::Config(format!("job `{}`: {e}", def.name)))?;
+        let queue = QueueName::new(def.queue)
+            .map_err(|e| Error::Config(format!("job `{}`: {e}", def.name)))?;
+        Ok(CronJob {
+            def,
+            queue,
+            schedule,
+        })
+    }
+
+    /// The first tick strictly after `t`.
+    pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.next_after(t)
+    }
+
+    /// The ticks in `(after, until]`, the most recent `limit` of them, in order.
+    pub(crate) fn ticks_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        self.schedule.ticks_between(after, until, limit)
     }
 
     fn new_job(&self, tick: DateTime<Utc>) -> NewJob {
@@ -190,7 +217,7 @@ impl Periodic for CronService {
             tracing::info!(
                 job = job.def.name,
                 cron = job.def.cron.unwrap_or_default(),
-                tz = %job.tz,
+                tz = %job.schedule.tz,
                 next = ?first,
                 "cron job scheduled"
             );
