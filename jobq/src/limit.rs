@@ -61,11 +61,16 @@
 //!    a worker's periodic service, ten minutes past their window.
 //! 3. **Takes** the best waiting jobs within each limit's room. A limited
 //!    kind's jobs carry a `limit_key` (name and partition) set at enqueue;
-//!    the claim walks the partitions that have waiting jobs with a skip scan
-//!    over `jobq_jobs_limited_ready`, one index descent per partition, and
-//!    takes from each at most its room. A saturated partition costs one
-//!    descent however many jobs it has waiting, and never stops the others:
-//!    there is no head-of-line blocking.
+//!    the claim first reads the partitions of the first `4 x room + 16`
+//!    waiting jobs in claim order and takes from each at most its room.
+//!    Only when that takes less than the room (the head of the queue belongs
+//!    to partitions at their limit, or few jobs wait) does it walk every
+//!    partition that has waiting jobs, with a skip scan over
+//!    `jobq_jobs_limited_ready`, one index descent per partition. A
+//!    saturated partition costs one descent however many jobs it has
+//!    waiting, and never stops the others: there is no head-of-line
+//!    blocking. With many partitions, the first read keeps a claim's cost
+//!    independent of how many there are (migration 16).
 //!
 //! A claim held back by a limit tells the worker how long until a rate
 //! permit frees (it sleeps that long), or that a concurrency slot is needed

@@ -174,6 +174,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0015_published_retention.sql",
         sql: include_str!("../../migrations/0015_published_retention.sql"),
     },
+    Migration {
+        version: 16,
+        name: "0016_limited_claim_head_first.sql",
+        sql: include_str!("../../migrations/0016_limited_claim_head_first.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.
