@@ -49,6 +49,7 @@ DECLARE
     v_scan integer;
     v_pkind text[];
     v_pkey text[];
+    v_partitioned boolean;
 BEGIN
     -- Due future jobs become available, as the plain claim does, unless
     -- the plain claim just did it for this round.
@@ -114,15 +115,40 @@ BEGIN
         IF v_room <= 0 THEN
             v_held := coalesce(v_held, 0);
         ELSE
-          -- Pass 1 reads the partitions of the first v_scan waiting jobs of
-          -- each limited kind; pass 2, made only when pass 1 took less than
-          -- the room, reads every partition with waiting jobs.
+          -- Pass 1 reads, of each partitioned kind, the partitions of its
+          -- first v_scan waiting jobs; pass 2, made only when pass 1 took
+          -- less than the room, reads every partition with waiting jobs. A
+          -- kind without a partition field has one partition: both passes
+          -- find it with the skip scan, in two descents.
           v_scan := least(4 * v_room + 16, 1000);
+          v_partitioned := EXISTS (
+              SELECT 1 FROM unnest(p_name, p_field) AS k(name, field)
+              WHERE k.name IS NOT NULL AND k.field IS NOT NULL);
           FOR v_pass IN 1..2 LOOP
-            IF v_pass = 1 THEN
+            -- Every partition with waiting jobs, by a skip scan over
+            -- jobq_jobs_limited_ready: one descent per partition however
+            -- many jobs it holds.
+            SELECT array_agg(k.kind), array_agg(p.key) INTO v_pkind, v_pkey
+            FROM unnest(p_kinds, p_name, p_field) AS k(kind, name, field)
+            CROSS JOIN LATERAL (
+                WITH RECURSIVE parts(key) AS (
+                    (SELECT j.limit_key FROM jobq_jobs j
+                     WHERE j.state = 'available' AND j.queue = p_queue AND j.kind = k.kind
+                       AND j.limit_key IS NOT NULL
+                     ORDER BY j.limit_key LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT j.limit_key FROM jobq_jobs j
+                            WHERE j.state = 'available' AND j.queue = p_queue
+                              AND j.kind = k.kind AND j.limit_key > parts.key
+                            ORDER BY j.limit_key LIMIT 1)
+                    FROM parts WHERE parts.key IS NOT NULL)
+                SELECT parts.key FROM parts WHERE parts.key IS NOT NULL) AS p
+            WHERE k.name IS NOT NULL AND (v_pass = 2 OR k.field IS NULL);
+            IF v_pass = 1 AND v_partitioned THEN
                 -- The partitions met first in claim order.
-                SELECT array_agg(k.kind), array_agg(p.key) INTO v_pkind, v_pkey
-                FROM unnest(p_kinds, p_name) AS k(kind, name)
+                SELECT v_pkind || array_agg(k.kind), v_pkey || array_agg(p.key)
+                    INTO v_pkind, v_pkey
+                FROM unnest(p_kinds, p_name, p_field) AS k(kind, name, field)
                 CROSS JOIN LATERAL (
                     SELECT DISTINCT h.limit_key AS key FROM (
                         SELECT j.limit_key FROM jobq_jobs j
@@ -130,27 +156,7 @@ BEGIN
                         ORDER BY j.priority, j.scheduled_at, j.id
                         LIMIT v_scan) AS h
                     WHERE h.limit_key IS NOT NULL) AS p
-                WHERE k.name IS NOT NULL;
-            ELSE
-                -- Every partition with waiting jobs: a skip scan over
-                -- jobq_jobs_limited_ready, so a partition costs one descent
-                -- however many jobs it holds.
-                SELECT array_agg(k.kind), array_agg(p.key) INTO v_pkind, v_pkey
-                FROM unnest(p_kinds, p_name) AS k(kind, name)
-                CROSS JOIN LATERAL (
-                    WITH RECURSIVE parts(key) AS (
-                        (SELECT j.limit_key FROM jobq_jobs j
-                         WHERE j.state = 'available' AND j.queue = p_queue AND j.kind = k.kind
-                           AND j.limit_key IS NOT NULL
-                         ORDER BY j.limit_key LIMIT 1)
-                        UNION ALL
-                        SELECT (SELECT j.limit_key FROM jobq_jobs j
-                                WHERE j.state = 'available' AND j.queue = p_queue
-                                  AND j.kind = k.kind AND j.limit_key > parts.key
-                                ORDER BY j.limit_key LIMIT 1)
-                        FROM parts WHERE parts.key IS NOT NULL)
-                    SELECT parts.key FROM parts WHERE parts.key IS NOT NULL) AS p
-                WHERE k.name IS NOT NULL;
+                WHERE k.name IS NOT NULL AND k.field IS NOT NULL;
             END IF;
 
             -- The room each of those partitions has.
@@ -206,7 +212,7 @@ BEGIN
                     WHERE k.name IS NULL) AS x
                 ORDER BY x.priority, x.scheduled_at, x.id
                 LIMIT v_room) AS c;
-            EXIT WHEN coalesce(cardinality(v_ids), 0) >= v_room;
+            EXIT WHEN NOT v_partitioned OR coalesce(cardinality(v_ids), 0) >= v_room;
           END LOOP;
 
             IF v_ids IS NOT NULL THEN
