@@ -55,6 +55,7 @@ async fn claim_buffers(db: &TestDb, limit: i64) -> i64 {
         .bind(limit)
         .bind(-1i64)
         .bind(chrono::Utc::now())
+        .bind(false)
         .fetch_one(&mut *tx)
         .await
         .unwrap();
@@ -741,5 +742,49 @@ async fn handlers_that_block_their_threads_do_not_cost_the_worker_its_lease() {
         2,
         "a job ran twice: its worker was taken for dead"
     );
+    db.cleanup().await;
+}
+
+/// Under a backlog, the claim passes over rows another transaction touched
+/// since its snapshot, judged by their `xmax` against the oldest running
+/// transaction. A job a finished transaction merely locked (another claim's
+/// leftover of a kind it did not take, an admin's `FOR UPDATE`) looks so
+/// too for as long as an older transaction runs: a claim without a backlog
+/// (the last one took less than it asked) reads the queue without that
+/// test, so the job still runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_a_finished_transaction_locked_runs_while_an_older_one_is_open() {
+    let db = TestDb::new("locked_then_old_txn").await;
+    let id = record::enqueue(&db.pool, record::Args { n: 1 })
+        .await
+        .unwrap();
+    // An older transaction with an id, open throughout: the snapshots'
+    // oldest running transaction stays older than the lock below.
+    let mut old = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT txid_current()")
+        .execute(&mut *old)
+        .await
+        .unwrap();
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM jobq_jobs WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock.commit().await.unwrap();
+    let xmax_set: bool = sqlx::query_scalar("SELECT xmax <> '0'::xid FROM jobq_jobs WHERE id = $1")
+        .bind(id.0)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(xmax_set, "the lock left no xmax on the row");
+
+    let worker = InProcess::start(test_worker(&db.pool));
+    wait_until("the locked job to complete", DEADLINE, || async {
+        state_of(&db.pool, id.0).await == "completed"
+    })
+    .await;
+    worker.stop().await.unwrap();
+    old.rollback().await.unwrap();
     db.cleanup().await;
 }

@@ -387,6 +387,7 @@ pub async fn claim_cost(db: &FigureDb, limit: i64) -> anyhow::Result<f64> {
             .bind(limit)
             .bind(-1i64)
             .bind(chrono::Utc::now())
+            .bind(false)
             .fetch_all(&mut *tx)
             .await?;
         times.push(start.elapsed().as_secs_f64() * 1000.0);
@@ -408,6 +409,7 @@ pub async fn print_claim_plan(db: &FigureDb, name: &str, limit: i64) -> anyhow::
             .replace("$3", &limit.to_string())
             .replace("$4", "-1")
             .replace("$5", "now()")
+            .replace("$6", "false")
     );
     let mut tx = db.pool.begin().await?;
     let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))

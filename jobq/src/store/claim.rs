@@ -32,7 +32,7 @@ impl ClaimedJob {
 }
 
 /// The claim: `$1` queue, `$2` kinds, `$3` limit, `$4` worker id, `$5` the
-/// claim's stamp (`attempted_at`).
+/// claim's stamp (`attempted_at`), `$6` whether the queue has a backlog.
 ///
 /// - Only `available` rows are read, per kind this worker runs, through
 ///   `jobq_jobs_ready` (queue, kind, priority, scheduled_at, id): rows of
@@ -58,6 +58,21 @@ impl ClaimedJob {
 ///   [`claim_limited`](super::claim_limited), which counts against the
 ///   limit. Both are read from the queue's one row, which the claim read
 ///   already, so kinds and queues without limits pay nothing for them.
+/// - With `$6` (the worker's last claim took all it asked for: the queue
+///   has a backlog, and other workers are likely claiming beside it), rows
+///   another claim touched since the statement's snapshot are passed over
+///   before any lock is tried: a row whose `xmax` is a transaction not
+///   older than the snapshot's oldest running one is being claimed, or was
+///   claimed after the snapshot. Locking such a row, as `FOR UPDATE` does
+///   in READ COMMITTED, follows its update to the `running` version and
+///   locks that, so its completion waits for this claim to commit; with 16
+///   worker processes claiming at once, completions spent much of their
+///   time so. The same test passes over a row a finished transaction
+///   merely locked (another claim's leftover of a kind it did not take)
+///   until every transaction older than that lock has ended; a claim that
+///   takes less than it asked makes the worker's next claim without the
+///   test, so such a row waits at most while the queue's backlog lasts,
+///   and only while an older transaction runs.
 /// - The claimed rows are updated by id through an array (`= ANY (ARRAY
 ///   (...))`), an index lookup whatever the plan: joined to the candidates
 ///   instead, a generic plan (which cannot see `$3`) hashed the whole table
@@ -95,6 +110,8 @@ pub const CLAIM_SQL: &str = concat!(
             CROSS JOIN LATERAL (
                 SELECT id, priority, scheduled_at FROM jobq_jobs
                 WHERE state = 'available' AND queue = $1 AND kind = k.kind
+                  AND (NOT $6 OR age(xmax) > (
+                      SELECT age(xid(pg_snapshot_xmin(pg_current_snapshot())))))
                 ORDER BY priority, scheduled_at, id
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED
@@ -165,7 +182,8 @@ impl Claim {
 
 /// Claims up to `limit` due jobs of `queue` whose kind this worker knows, in
 /// (priority, scheduled_at, id) order, skipping rows other workers hold, and
-/// makes due future jobs available (see [`CLAIM_SQL`]).
+/// makes due future jobs available (see [`CLAIM_SQL`]); with `backlog`,
+/// passing over rows other claims hold without trying their locks.
 pub(crate) async fn claim_batch(
     conn: &mut PgConnection,
     queue: &str,
@@ -173,6 +191,7 @@ pub(crate) async fn claim_batch(
     limit: i64,
     worker_id: i64,
     claim_at: DateTime<Utc>,
+    backlog: bool,
 ) -> sqlx::Result<Claim> {
     let rows = sqlx::query(CLAIM_SQL)
         .bind(queue)
@@ -180,6 +199,7 @@ pub(crate) async fn claim_batch(
         .bind(limit)
         .bind(worker_id)
         .bind(claim_at)
+        .bind(backlog)
         .fetch_all(conn)
         .await?;
     read_claim(&rows)

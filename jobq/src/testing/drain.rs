@@ -270,6 +270,7 @@ impl Drain {
                     room,
                     idle: room,
                     queue_limited: false,
+                    backlog: false,
                     worker_id,
                     claim_at: Utc::now(),
                 };

@@ -156,6 +156,10 @@ struct Driver<'a> {
     /// Whether limited jobs may be waiting for this worker's own slots: a
     /// slot that frees then calls for a claim.
     limited_wait: bool,
+    /// Whether the last claim took all it asked for: the queue has a
+    /// backlog, so the next claim passes over rows other claims hold (see
+    /// [`store::CLAIM_SQL`]).
+    backlog: bool,
 }
 
 /// The producer's loop, until `stop`.
@@ -178,6 +182,7 @@ async fn produce(
         producer: Producer::new(shared.config.poll_interval, now),
         queue_limited: false,
         limited_wait: false,
+        backlog: false,
     };
     loop {
         if stop.is_cancelled() {
@@ -309,6 +314,7 @@ impl Driver<'_> {
                         room,
                         idle,
                         queue_limited: self.queue_limited,
+                        backlog: self.backlog,
                         worker_id: self.shared.worker_id,
                         claim_at,
                     },
@@ -337,6 +343,7 @@ impl Driver<'_> {
                 self.outage.recovered();
                 self.queue_limited = claim.queue_limited;
                 self.limited_wait = limited_wait;
+                self.backlog = room > 0 && claim.jobs.len() >= room;
                 // A limit in play may hold the next claim back even when it
                 // held none of this one (a claim that took a limit's last
                 // slots reports nothing held): this worker's ended attempts
@@ -461,6 +468,9 @@ pub(crate) struct ClaimAsk<'a> {
     pub idle: usize,
     /// Whether the queue had a limit of its own at the last claim.
     pub queue_limited: bool,
+    /// Whether the last claim took all it asked for (see
+    /// [`store::CLAIM_SQL`]'s `$6`).
+    pub backlog: bool,
     pub worker_id: i64,
     pub claim_at: DateTime<Utc>,
 }
@@ -489,6 +499,7 @@ pub(crate) async fn claim_all(
         ask.room as i64,
         ask.worker_id,
         ask.claim_at,
+        ask.backlog,
     )
     .await?;
     if plain.queue_limited {
