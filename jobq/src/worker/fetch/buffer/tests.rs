@@ -35,12 +35,12 @@ fn the_start_rate_sizes_the_prefetch() {
     // Within the window nothing is measured yet.
     rate.record(50, t0 + ms(50));
     assert_eq!(rate.prefetch(), 0);
-    // 100 jobs in 100 ms: 1000/s, so 50 ms of work is 50 jobs.
+    // 100 jobs in 100 ms: 1000/s, so 200 ms of work is 200 jobs.
     rate.record(50, t0 + ms(100));
-    assert_eq!(rate.prefetch(), 50);
+    assert_eq!(rate.prefetch(), 200);
     // Smoothed: 3000/s measured next gives 2000/s.
     rate.record(300, t0 + ms(200));
-    assert_eq!(rate.prefetch(), 100);
+    assert_eq!(rate.prefetch(), 400);
     // Capped.
     rate.record(1_000_000, t0 + ms(300));
     assert_eq!(rate.prefetch(), 1000);
