@@ -156,10 +156,6 @@ struct Driver<'a> {
     /// Whether limited jobs may be waiting for this worker's own slots: a
     /// slot that frees then calls for a claim.
     limited_wait: bool,
-    /// Whether the last claim took all it asked for: the queue has a
-    /// backlog, so the next claim passes over rows other claims hold (see
-    /// [`store::CLAIM_SQL`]).
-    backlog: bool,
 }
 
 /// The producer's loop, until `stop`.
@@ -182,7 +178,6 @@ async fn produce(
         producer: Producer::new(shared.config.poll_interval, now),
         queue_limited: false,
         limited_wait: false,
-        backlog: false,
     };
     loop {
         if stop.is_cancelled() {
@@ -314,7 +309,7 @@ impl Driver<'_> {
                         room,
                         idle,
                         queue_limited: self.queue_limited,
-                        backlog: self.backlog,
+                        backlog: self.producer.backlog(),
                         worker_id: self.shared.worker_id,
                         claim_at,
                     },
@@ -343,7 +338,6 @@ impl Driver<'_> {
                 self.outage.recovered();
                 self.queue_limited = claim.queue_limited;
                 self.limited_wait = limited_wait;
-                self.backlog = room > 0 && claim.jobs.len() >= room;
                 // A limit in play may hold the next claim back even when it
                 // held none of this one (a claim that took a limit's last
                 // slots reports nothing held): this worker's ended attempts

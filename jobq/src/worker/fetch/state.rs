@@ -122,6 +122,10 @@ pub(super) struct Producer {
     due_at: Option<Instant>,
     /// The last claim's stamp.
     last_stamp: DateTime<Utc>,
+    /// Whether the last claim took all it asked for: the queue has a
+    /// backlog, so the next claim passes over rows other claims hold (see
+    /// [`crate::store::CLAIM_SQL`]).
+    backlog: bool,
 }
 
 impl Producer {
@@ -139,6 +143,7 @@ impl Producer {
             empty_claims: 0,
             due_at: None,
             last_stamp: DateTime::<Utc>::MIN_UTC,
+            backlog: false,
         }
     }
 
@@ -184,6 +189,11 @@ impl Producer {
         }
     }
 
+    /// Whether the last claim took all it asked for (see `backlog`).
+    pub(super) fn backlog(&self) -> bool {
+        self.backlog
+    }
+
     /// The stamp of the next claim: microseconds, unique per producer, so
     /// that one that failed in flight can be found and put back.
     pub(super) fn stamp(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -201,6 +211,7 @@ impl Producer {
         // nothing more is due until a notification, the next due time or
         // the poll interval says otherwise.
         let exhausted = claim.got < claim.asked && claim.promoted == 0;
+        self.backlog = claim.asked > 0 && claim.got >= claim.asked;
         self.empty_claims = if claim.got == 0 {
             self.empty_claims + 1
         } else {

@@ -107,6 +107,26 @@ fn a_full_claim_claims_again() {
 }
 
 #[test]
+fn only_a_full_claim_says_the_queue_has_a_backlog() {
+    let t0 = Instant::now();
+    let mut p = Producer::new(POLL, t0);
+    assert!(!p.backlog(), "no claim yet");
+    p.on_claim(got(10, 10), t0);
+    assert!(p.backlog());
+    // Short, even with due jobs promoted: the next claim reads every row.
+    p.on_claim(
+        ClaimReport {
+            asked: 10,
+            got: 9,
+            promoted: 5,
+            next_due: None,
+        },
+        t0,
+    );
+    assert!(!p.backlog());
+}
+
+#[test]
 fn a_short_claim_that_promoted_due_jobs_claims_again() {
     let t0 = Instant::now();
     let mut p = Producer::new(POLL, t0);
