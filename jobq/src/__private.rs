@@ -82,6 +82,9 @@ fn no_runner(_: RunCx) -> Result<JobFuture, RunError> {
 /// jobq's claim statement, for its benchmark to time on its own.
 pub use crate::store::CLAIM_SQL;
 
+/// The rescue's statements, for the test that reads their plans.
+pub use crate::store::{LOST_SQL, RESCUE_SQL};
+
 /// The channel enqueues notify and the first key of the queues' wake
 /// locks, for the tests that watch them.
 pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};

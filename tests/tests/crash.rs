@@ -246,6 +246,119 @@ async fn the_running_job_of_a_worker_gone_stale_is_rescued_and_run_again() {
     db.cleanup().await;
 }
 
+/// Buffers a statement read (shared hits and reads of its top plan node),
+/// run under `EXPLAIN ANALYZE` with `ids` as its `$3` and rolled back.
+async fn buffers_read(db: &TestDb, sql: &str, ids: Option<&[i64]>) -> i64 {
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
+    let mut tx = db.pool.begin().await.unwrap();
+    let mut q = sqlx::query_scalar::<_, serde_json::Value>(sqlx::AssertSqlSafe(explain));
+    if let Some(ids) = ids {
+        q = q
+            .bind(jobq::MAX_LOST_ATTEMPTS)
+            .bind(2i32)
+            .bind(ids.to_vec());
+    }
+    let plan = q.fetch_one(&mut *tx).await.unwrap();
+    tx.rollback().await.unwrap();
+    let top = &plan[0]["Plan"];
+    top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
+}
+
+/// The rescue reads each job once, whatever the table's statistics say. With
+/// statistics taken while no job ran, the planner once guessed one running
+/// job and read the whole `jobq_jobs_running` index once per lost job:
+/// seconds of work with thousands running, on every rescuer tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
+    let db = TestDb::new("rescue_linear").await;
+    // Statistics stay as taken below, as on a busy table between analyzes.
+    sqlx::query("ALTER TABLE jobq_jobs SET (autovacuum_enabled = false)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (live, dead): (i64, i64) = sqlx::query_as(
+        "WITH w AS (
+            INSERT INTO jobq_workers (host, pid, queues, heartbeat_at, lease_ms)
+            VALUES ('alive', 1, '{elsewhere}', now(), 3600000),
+                   ('gone', 2, '{elsewhere}', now() - interval '1 hour', 1000)
+            RETURNING id, host)
+         SELECT (SELECT id FROM w WHERE host = 'alive'), (SELECT id FROM w WHERE host = 'gone')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // 3,000 jobs waiting when the table is analyzed, then claimed: 2,000 by
+    // the live worker, 1,000 by the dead one. Their queue is not the test
+    // worker's, so rescued jobs stay `available`.
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts)
+         SELECT 'record', 'elsewhere', jsonb_build_object('n', i), 3
+         FROM generate_series(1, 3000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE jobq_jobs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE jobq_jobs SET state = 'running', attempt = 1, attempted_at = now(),
+             attempted_by = CASE WHEN id % 3 = 0 THEN $2 ELSE $1 END",
+    )
+    .bind(live)
+    .bind(dead)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM jobq_workers WHERE id = $1")
+        .bind(dead)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let lost: Vec<i64> = sqlx::query_scalar(jobq::__private::LOST_SQL)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 1000);
+    // About a dozen buffers per job read (index, heap, the worker's key and
+    // the new versions). Reading the running index once per lost job costs
+    // hundreds per job.
+    let finding = buffers_read(&db, jobq::__private::LOST_SQL, None).await;
+    let taking = buffers_read(&db, jobq::__private::RESCUE_SQL, Some(&lost)).await;
+    assert!(
+        finding < 10 * 3000 && taking < 30 * 1000,
+        "finding the lost jobs read {finding} buffers and taking them back {taking}"
+    );
+
+    let worker = InProcess::start(
+        test_worker(&db.pool)
+            .lease_timeout(Duration::from_millis(800))
+            .heartbeat_interval(Duration::from_millis(200)),
+    );
+    wait_until(
+        "the dead worker's jobs to be taken back",
+        DEADLINE,
+        || async {
+            db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'available'")
+                .await
+                == 1000
+        },
+    )
+    .await;
+    worker.stop().await.unwrap();
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM jobq_jobs WHERE state = 'available' AND lost_attempts = 1
+               AND id % 3 = 0 AND errors -> 0 ->> 'kind' = 'lost'"
+        )
+        .await,
+        1000,
+        "exactly the dead worker's jobs, each with its lost attempt"
+    );
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescued_jobs_old_worker_cannot_overwrite_the_newer_attempt() {
     let db = TestDb::new("fencing").await;

@@ -318,7 +318,7 @@ pub(crate) use workers::*;
 pub use claim::CLAIM_SQL;
 pub use limits::LIMIT_LOCK_CLASS;
 pub use results::FINISHED_CHANNEL;
-pub use workers::MAX_LOST_ATTEMPTS;
+pub use workers::{LOST_SQL, MAX_LOST_ATTEMPTS, RESCUE_SQL};
 
 /// The channel an insert notifies, with the queue's name as payload. Postgres
 /// delivers it on commit, and folds identical notifications of one
