@@ -483,3 +483,52 @@ async fn many_workers_read_the_jobs_table_as_often_as_one() {
     }
     db.cleanup().await;
 }
+
+/// While another session reads the table (holds the sample lock), a worker
+/// waits for that reading between tries, holding no snapshot: a session
+/// blocked on the lock would hold back the cleanup of every row updated
+/// meanwhile, and claims would read ever more dead index entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waiting_for_anothers_reading_holds_no_snapshot() {
+    let db = TestDb::new("metrics_turn").await;
+    // The sample lock ("jobqsamp"), held as a reader holds it.
+    let mut holder = db.connection().await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(0x6a6f_6271_7361_6d70_i64)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let rollbacks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let before = rollbacks().await;
+    let worker = InProcess::start(test_worker(&db.pool).metrics_interval(Duration::from_secs(60)));
+    // Each try that found the lock held ends its transaction at once.
+    wait_until("the worker to try for the lock twice", DEADLINE, || async {
+        rollbacks().await >= before + 2
+    })
+    .await;
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        waiting, 0,
+        "a session waits on the lock, holding its snapshot"
+    );
+    // Released, the worker takes its turn and stores a reading.
+    drop(holder);
+    wait_until("the worker's reading", DEADLINE, || async {
+        reading(&db).await.is_some()
+    })
+    .await;
+    worker.stop().await.unwrap();
+    db.cleanup().await;
+}

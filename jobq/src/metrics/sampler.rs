@@ -62,9 +62,13 @@ impl Sampler {
 impl Periodic for Sampler {
     const NAME: &'static str = "sample metrics";
 
-    async fn tick(&mut self, _: &CancellationToken) -> sqlx::Result<Tick> {
+    async fn tick(&mut self, stop: &CancellationToken) -> sqlx::Result<Tick> {
         let mut c = self.pool.acquire().await?;
-        let sample = store::sample(&mut c, self.fresh).await?;
+        // A sample may wait for another worker's reading: not past a stop.
+        let sample = tokio::select! {
+            sample = store::sample(&mut c, self.fresh) => sample?,
+            () = stop.cancelled() => return Ok(Tick::Skipped),
+        };
         super::sampled(&sample, &mut self.seen);
         Ok(Tick::Done)
     }

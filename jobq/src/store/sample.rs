@@ -86,62 +86,53 @@ const STORE_SQL: &str = "
         taken_at = excluded.taken_at, counts = excluded.counts,
         workers = excluded.workers, readings = jobq_metrics_sample.readings + 1";
 
+/// The first pause between two tries for [`Lock::Sample`]; it doubles up
+/// to [`TURN_PAUSE_MAX`].
+const TURN_PAUSE: Duration = Duration::from_millis(20);
+/// The longest pause between two tries for [`Lock::Sample`].
+const TURN_PAUSE_MAX: Duration = Duration::from_millis(200);
+/// How long a sampler waits for another's reading before it reads the
+/// table itself: far longer than a scan (220 ms at 10 million rows, below).
+const TURN_WAIT: Duration = Duration::from_secs(30);
+
 /// Reads a [`Sample`]: the shared one (`jobq_metrics_sample`) while it is
 /// younger than `fresh`, else a new reading of the jobs table, stored there
-/// for the other workers. Every sampler holds [`Lock::Sample`] for its turn,
-/// so one that comes while another reads the table waits for that reading
-/// and takes it, rather than scanning again: N workers cost one scan per
-/// `fresh`, not N.
+/// for the other workers. The reader holds [`Lock::Sample`] while it reads,
+/// so one that comes meanwhile waits for that reading and takes it, rather
+/// than scanning again: N workers cost one scan per `fresh`, not N.
+///
+/// It waits between tries of the lock, outside any statement: a statement
+/// blocked on the lock would hold its snapshot, and with it the cleanup of
+/// every row other sessions update meanwhile. When every worker started at
+/// once, 16 of them queued that way for up to a second, and the claims
+/// behind them read ever more dead index entries. A holder stuck past
+/// [`TURN_WAIT`] is not waited for: this sampler reads the table itself.
 pub(crate) async fn sample(conn: &mut PgConnection, fresh: Duration) -> sqlx::Result<Sample> {
-    let mut tx = conn.begin().await?;
-    // A turn lasts one scan (220 ms at 10 million rows, below); a holder
-    // stuck far longer than that makes this tick fail, not hang.
-    sqlx::query("SET LOCAL lock_timeout = '30s'")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(Lock::Sample.key())
-        .execute(&mut *tx)
-        .await?;
-    let stored = sqlx::query(STORED_SQL)
-        .bind(fresh.as_secs_f64() * 1000.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let (parts, workers) = match stored {
-        Some(row) => {
-            let Json(parts): Json<Vec<Part>> = row.try_get("counts")?;
-            (parts, row.try_get("workers")?)
+    let fresh_ms = fresh.as_secs_f64() * 1000.0;
+    let waited = std::time::Instant::now();
+    let mut pause = TURN_PAUSE;
+    let (parts, workers) = loop {
+        if let Some(stored) = stored(&mut *conn, fresh_ms).await? {
+            break stored;
         }
-        None => {
-            // Compiling the statement (planned above JIT's threshold on big
-            // tables) took longer than running it: 430 ms against 220 ms,
-            // with 450,000 unfinished jobs among 10 million.
-            sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-            let parts = sqlx::query(SAMPLE_SQL)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(Part {
-                        queue: r.try_get("queue")?,
-                        state: r.try_get("state")?,
-                        n: r.try_get("n")?,
-                        lag_s: r.try_get("lag_s")?,
-                    })
-                })
-                .collect::<sqlx::Result<Vec<Part>>>()?;
-            let workers: i64 = sqlx::query_scalar(LIVE_WORKERS_SQL)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query(STORE_SQL)
-                .bind(Json(&parts))
-                .bind(workers)
-                .execute(&mut *tx)
-                .await?;
-            (parts, workers)
+        let mut tx = conn.begin().await?;
+        let turn: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(Lock::Sample.key())
+            .fetch_one(&mut *tx)
+            .await?;
+        if turn || waited.elapsed() >= TURN_WAIT {
+            // Another reading may have been stored since the look above.
+            let reading = match stored(&mut tx, fresh_ms).await? {
+                Some(stored) => stored,
+                None => read_and_store(&mut tx).await?,
+            };
+            tx.commit().await?;
+            break reading;
         }
+        tx.rollback().await?;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(TURN_PAUSE_MAX);
     };
-    tx.commit().await?;
     let mut queues: BTreeMap<String, QueueSample> = BTreeMap::new();
     for Part {
         queue,
@@ -166,4 +157,52 @@ pub(crate) async fn sample(conn: &mut PgConnection, fresh: Duration) -> sqlx::Re
         queues: queues.into_values().collect(),
         workers,
     })
+}
+
+/// The shared reading, when it is younger than `fresh_ms`.
+async fn stored(conn: &mut PgConnection, fresh_ms: f64) -> sqlx::Result<Option<(Vec<Part>, i64)>> {
+    let Some(row) = sqlx::query(STORED_SQL)
+        .bind(fresh_ms)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Json(parts): Json<Vec<Part>> = row.try_get("counts")?;
+    Ok(Some((parts, row.try_get("workers")?)))
+}
+
+/// Reads the jobs table and the live workers, and stores the reading for
+/// the other workers.
+async fn read_and_store(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> sqlx::Result<(Vec<Part>, i64)> {
+    // Compiling the statement (planned above JIT's threshold on big
+    // tables) took longer than running it: 430 ms against 220 ms, with
+    // 450,000 unfinished jobs among 10 million.
+    sqlx::query("SET LOCAL jit = off")
+        .execute(&mut **tx)
+        .await?;
+    let parts = sqlx::query(SAMPLE_SQL)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Part {
+                queue: r.try_get("queue")?,
+                state: r.try_get("state")?,
+                n: r.try_get("n")?,
+                lag_s: r.try_get("lag_s")?,
+            })
+        })
+        .collect::<sqlx::Result<Vec<Part>>>()?;
+    let workers: i64 = sqlx::query_scalar(LIVE_WORKERS_SQL)
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::query(STORE_SQL)
+        .bind(Json(&parts))
+        .bind(workers)
+        .execute(&mut **tx)
+        .await?;
+    Ok((parts, workers))
 }
