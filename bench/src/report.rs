@@ -274,6 +274,22 @@ impl Report {
             );
         }
 
+        // Scale-out: 16 worker processes at concurrency 4 against one at 64
+        // (the target is 0.8).
+        if let (Some(many), Some(one)) = (
+            self.get("process_16proc_c4_per_s"),
+            self.get("process_c64_per_s"),
+        ) {
+            let ratio = self
+                .ratio("process_16proc_c4_per_s", "process_c64_per_s")
+                .unwrap_or(many / one);
+            println!(
+                "16 worker processes at c4: {} jobs/s, 1 at c64: {} jobs/s, ratio {ratio:.2}",
+                fmt_value(many, "jobs/s"),
+                fmt_value(one, "jobs/s"),
+            );
+        }
+
         // History: the same figure with and without the finished rows.
         let history = self.get("scale_history_rows");
         if let Some(rows) = history {
