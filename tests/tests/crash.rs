@@ -317,6 +317,7 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
         .await
         .unwrap();
     let lost: Vec<i64> = sqlx::query_scalar(jobq::__private::LOST_SQL)
+        .bind(100_000i64)
         .fetch_all(&db.pool)
         .await
         .unwrap();
@@ -324,7 +325,12 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     // About a dozen buffers per job read (index, heap, the worker's key and
     // the new versions). Reading the running index once per lost job costs
     // hundreds per job.
-    let finding = buffers_read(&db, jobq::__private::LOST_SQL, None).await;
+    let finding = buffers_read(
+        &db,
+        &jobq::__private::LOST_SQL.replace("$1", "100000"),
+        None,
+    )
+    .await;
     let taking = buffers_read(&db, jobq::__private::RESCUE_SQL, Some(&lost)).await;
     assert!(
         finding < 10 * 3000 && taking < 30 * 1000,
@@ -355,6 +361,54 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
         .await,
         1000,
         "exactly the dead worker's jobs, each with its lost attempt"
+    );
+    db.cleanup().await;
+}
+
+/// A pass takes back at most 10,000 jobs (a pass over millions would outlive
+/// its statement timeout and never finish); more are taken by the passes
+/// after it, each job once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_lost_jobs_than_one_pass_takes_are_all_taken_back_once() {
+    let db = TestDb::new("rescue_many").await;
+    // 25,000 jobs running for a worker that has no row; their queue is not
+    // the test worker's, so rescued jobs stay `available`.
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, state, attempt, attempted_by,
+                               attempted_at)
+         SELECT 'record', 'elsewhere', jsonb_build_object('n', i), 3, 'running', 1, -7, now()
+         FROM generate_series(1, 25000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let worker = InProcess::start(
+        test_worker(&db.pool)
+            .lease_timeout(Duration::from_millis(800))
+            .heartbeat_interval(Duration::from_millis(200)),
+    );
+    wait_until("every lost job to be taken back", DEADLINE, || async {
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'running'")
+            .await
+            == 0
+    })
+    .await;
+    worker.stop().await.unwrap();
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM jobq_jobs WHERE state = 'available' AND lost_attempts = 1
+               AND jsonb_array_length(errors) = 1"
+        )
+        .await,
+        25000,
+        "each job taken back once, with one lost attempt"
+    );
+    // Each pass is a transaction of its own, with its own `now()`.
+    assert!(
+        db.count("SELECT count(DISTINCT errors -> 0 ->> 'at') FROM jobq_jobs")
+            .await
+            >= 3,
+        "25,000 jobs taken back by fewer than three passes"
     );
     db.cleanup().await;
 }

@@ -74,7 +74,12 @@ impl Periodic for Rescuer {
                 "rescued the jobs of workers that stopped heartbeating"
             );
         }
-        Ok(Tick::Done)
+        // A full pass may have left lost jobs behind: take them at once.
+        Ok(if done.more {
+            Tick::After(Duration::ZERO)
+        } else {
+            Tick::Done
+        })
     }
 
     fn failed(&mut self) {
