@@ -66,11 +66,14 @@
 //!    Only when that takes less than the room (the head of the queue belongs
 //!    to partitions at their limit, or few jobs wait) does it walk every
 //!    partition that has waiting jobs, with a skip scan over
-//!    `jobq_jobs_limited_ready`, one index descent per partition. A
+//!    `jobq_jobs_limited_waiting`, one index descent per partition. A
 //!    saturated partition costs one descent however many jobs it has
 //!    waiting, and never stops the others: there is no head-of-line
 //!    blocking. With many partitions, the first read keeps a claim's cost
-//!    independent of how many there are (migration 16).
+//!    independent of how many there are (migration 16). That index is
+//!    partial on `state` as a range, so that no plan can read the kind's
+//!    whole queue (`jobq_jobs_ready`) instead, whatever the statistics
+//!    (migration 17).
 //!
 //! A claim held back by a limit tells the worker how long until a rate
 //! permit frees (it sleeps that long), or that a concurrency slot is needed

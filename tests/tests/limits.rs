@@ -192,16 +192,12 @@ async fn ready_index_reads(db: &TestDb) -> i64 {
     .expect("index statistics")
 }
 
-/// The limited claim reads each partition through `jobq_jobs_limited_ready`,
-/// whatever the statistics say. KNOWN DEFECT, not yet fixed: with the table
-/// analyzed before a backlog of 10,000 jobs of one user was enqueued, the
-/// claim function's cached plans read `jobq_jobs_ready` instead, every
-/// waiting job of the kind per partition: 137 million index entries for
-/// 330 claims here, and the other users' jobs ran 2-7 times slower. Turning
-/// sorts off for the partition list was not enough: the statement that
-/// takes each partition's jobs has two sort-free plans, and stale
-/// statistics make them look equally cheap.
-#[ignore = "known defect: stale statistics make the limited claim read every waiting job per partition"]
+/// The limited claim reads each partition through its own index, whatever
+/// the statistics say. With the table analyzed before a backlog of 10,000
+/// jobs of one user was enqueued, the claim function's cached plans once
+/// read `jobq_jobs_ready` instead, every waiting job of the kind per
+/// partition: 137 million index entries for 330 claims, and the other
+/// users' jobs ran 2-7 times slower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_partition_list_reads_one_entry_per_partition_under_stale_statistics() {
     let _server = SERVER.read().await;
@@ -244,10 +240,10 @@ async fn the_partition_list_reads_one_entry_per_partition_under_stale_statistics
     // plan that reads every waiting job per partition.
     let read = ready_index_reads(&db).await - before;
     // Each claim reads at most 4 x room + 16 (at most 48 here) entries of
-    // jobq_jobs_ready at the head, plus its own jobs. Reading every waiting
-    // job per partition costs about 10,000 per partition per claim.
+    // jobq_jobs_ready at the head, plus its own jobs: 130 a claim when this
+    // was written. Reading every waiting job per partition cost 416,000.
     assert!(
-        read < claims * 200,
+        read < claims * 1_000,
         "{read} entries of jobq_jobs_ready read by {claims} claims"
     );
     db.cleanup().await;
@@ -315,13 +311,10 @@ async fn a_partition_at_its_limit_does_not_hold_up_the_others() {
         hog_done < 2_000,
         "the other users waited for user 1000's backlog ({hog_done} of its jobs ran first)"
     );
-    // Not blocked: a queue blocked behind user 1000 would take its 10,000
-    // jobs of 10 ms one at a time, 100 s at least. Not "full speed" yet:
-    // when the statistics predate the backlog, the claim can read every
-    // waiting job per partition and run 2-7 times slower (see the ignored
-    // test above), so the bound leaves room for that known defect.
+    // Full speed: within a loose factor of the same work without the hog
+    // (the machine is shared; a blocked queue would take minutes).
     assert!(
-        beside_hog < alone * 3 + Duration::from_secs(30),
+        beside_hog < alone * 3 + Duration::from_secs(2),
         "{beside_hog:?} beside the hog against {alone:?} alone"
     );
     drop(workers);

@@ -179,6 +179,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0016_limited_claim_head_first.sql",
         sql: include_str!("../../migrations/0016_limited_claim_head_first.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_limited_waiting_index.sql",
+        sql: include_str!("../../migrations/0017_limited_waiting_index.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.
