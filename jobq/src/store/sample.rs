@@ -180,9 +180,7 @@ async fn read_and_store(
     // Compiling the statement (planned above JIT's threshold on big
     // tables) took longer than running it: 430 ms against 220 ms, with
     // 450,000 unfinished jobs among 10 million.
-    sqlx::query("SET LOCAL jit = off")
-        .execute(&mut **tx)
-        .await?;
+    super::no_jit(tx).await?;
     let parts = sqlx::query(SAMPLE_SQL)
         .fetch_all(&mut **tx)
         .await?
