@@ -104,6 +104,50 @@ impl TestDb {
     }
 }
 
+/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of `sql`, for
+/// [`buffers_touched`]: bind the statement's parameters to it.
+pub fn explain_buffers(
+    sql: &str,
+) -> sqlx::query::QueryScalar<'static, sqlx::Postgres, serde_json::Value, sqlx::postgres::PgArguments>
+{
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"
+    )))
+}
+
+/// Shared buffers (hit + read) a statement touched, nested statements
+/// included: `explain` ([`explain_buffers`], parameters bound) run in a
+/// transaction that is rolled back.
+pub async fn buffers_touched(
+    pool: &PgPool,
+    explain: sqlx::query::QueryScalar<
+        '_,
+        sqlx::Postgres,
+        serde_json::Value,
+        sqlx::postgres::PgArguments,
+    >,
+) -> i64 {
+    let mut tx = pool.begin().await.expect("begin");
+    let plan = explain.fetch_one(&mut *tx).await.expect("explain");
+    tx.rollback().await.expect("rollback");
+    let top = &plan[0]["Plan"];
+    top["Shared Hit Blocks"].as_i64().expect("shared hits")
+        + top["Shared Read Blocks"].as_i64().expect("shared reads")
+}
+
+/// Analyzes `jobq_jobs` and keeps those statistics (autovacuum off for the
+/// table), as on a busy table between two analyzes: what is inserted or
+/// changed next is not seen by the planner.
+pub async fn keep_statistics(pool: &PgPool) {
+    sqlx::raw_sql(
+        "ANALYZE jobq_jobs;
+         ALTER TABLE jobq_jobs SET (autovacuum_enabled = false);",
+    )
+    .execute(pool)
+    .await
+    .expect("analyze jobq_jobs");
+}
+
 /// Polls `check` every 20 ms until it holds; panics naming `what` after
 /// `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)

@@ -7,8 +7,8 @@ use std::time::Duration;
 use jobq::{Cancellation, JobId};
 use jobq_tests::faulty::overtaken;
 use jobq_tests::{
-    InProcess, TestDb, controlled, finishes_late, overruns, record, test_worker, until_cancelled,
-    wait_for_state, wait_until,
+    InProcess, TestDb, buffers_touched, controlled, explain_buffers, finishes_late,
+    keep_statistics, overruns, record, test_worker, until_cancelled, wait_for_state, wait_until,
 };
 use serde_json::json;
 
@@ -226,11 +226,7 @@ async fn the_running_job_of_a_worker_gone_stale_is_rescued_and_run_again() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    let worker = InProcess::start(
-        test_worker(&db.pool)
-            .lease_timeout(Duration::from_millis(800))
-            .heartbeat_interval(Duration::from_millis(200)),
-    );
+    let worker = rescuing_worker(&db);
     wait_for_state(&db.pool, JobId(id), "completed").await;
     worker.stop().await.unwrap();
     let (_, attempt, errors) = job_row(&db, JobId(id)).await;
@@ -246,22 +242,14 @@ async fn the_running_job_of_a_worker_gone_stale_is_rescued_and_run_again() {
     db.cleanup().await;
 }
 
-/// Buffers a statement read (shared hits and reads of its top plan node),
-/// run under `EXPLAIN ANALYZE` with `ids` as its `$3` and rolled back.
-async fn buffers_read(db: &TestDb, sql: &str, ids: Option<&[i64]>) -> i64 {
-    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
-    let mut tx = db.pool.begin().await.unwrap();
-    let mut q = sqlx::query_scalar::<_, serde_json::Value>(sqlx::AssertSqlSafe(explain));
-    if let Some(ids) = ids {
-        q = q
-            .bind(jobq::MAX_LOST_ATTEMPTS)
-            .bind(2i32)
-            .bind(ids.to_vec());
-    }
-    let plan = q.fetch_one(&mut *tx).await.unwrap();
-    tx.rollback().await.unwrap();
-    let top = &plan[0]["Plan"];
-    top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
+/// A test worker that rescues within a second: lease 800 ms, heartbeat
+/// every 200 ms.
+fn rescuing_worker(db: &TestDb) -> InProcess {
+    InProcess::start(
+        test_worker(&db.pool)
+            .lease_timeout(Duration::from_millis(800))
+            .heartbeat_interval(Duration::from_millis(200)),
+    )
 }
 
 /// The rescue reads each job once, whatever the table's statistics say. With
@@ -271,11 +259,6 @@ async fn buffers_read(db: &TestDb, sql: &str, ids: Option<&[i64]>) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     let db = TestDb::new("rescue_linear").await;
-    // Statistics stay as taken below, as on a busy table between analyzes.
-    sqlx::query("ALTER TABLE jobq_jobs SET (autovacuum_enabled = false)")
-        .execute(&db.pool)
-        .await
-        .unwrap();
     let (live, dead): (i64, i64) = sqlx::query_as(
         "WITH w AS (
             INSERT INTO jobq_workers (host, pid, queues, heartbeat_at, lease_ms)
@@ -298,10 +281,7 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     .execute(&db.pool)
     .await
     .unwrap();
-    sqlx::query("ANALYZE jobq_jobs")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    keep_statistics(&db.pool).await;
     sqlx::query(
         "UPDATE jobq_jobs SET state = 'running', attempt = 1, attempted_at = now(),
              attempted_by = CASE WHEN id % 3 = 0 THEN $2 ELSE $1 END",
@@ -325,23 +305,25 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     // About a dozen buffers per job read (index, heap, the worker's key and
     // the new versions). Reading the running index once per lost job costs
     // hundreds per job.
-    let finding = buffers_read(
-        &db,
-        &jobq::__private::LOST_SQL.replace("$1", "100000"),
-        None,
+    let finding = buffers_touched(
+        &db.pool,
+        explain_buffers(jobq::__private::LOST_SQL).bind(100_000i64),
     )
     .await;
-    let taking = buffers_read(&db, jobq::__private::RESCUE_SQL, Some(&lost)).await;
+    let taking = buffers_touched(
+        &db.pool,
+        explain_buffers(jobq::__private::RESCUE_SQL)
+            .bind(jobq::MAX_LOST_ATTEMPTS)
+            .bind(2i32)
+            .bind(lost.clone()),
+    )
+    .await;
     assert!(
         finding < 10 * 3000 && taking < 30 * 1000,
         "finding the lost jobs read {finding} buffers and taking them back {taking}"
     );
 
-    let worker = InProcess::start(
-        test_worker(&db.pool)
-            .lease_timeout(Duration::from_millis(800))
-            .heartbeat_interval(Duration::from_millis(200)),
-    );
+    let worker = rescuing_worker(&db);
     wait_until(
         "the dead worker's jobs to be taken back",
         DEADLINE,
@@ -382,11 +364,7 @@ async fn more_lost_jobs_than_one_pass_takes_are_all_taken_back_once() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let worker = InProcess::start(
-        test_worker(&db.pool)
-            .lease_timeout(Duration::from_millis(800))
-            .heartbeat_interval(Duration::from_millis(200)),
-    );
+    let worker = rescuing_worker(&db);
     wait_until("every lost job to be taken back", DEADLINE, || async {
         db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'running'")
             .await

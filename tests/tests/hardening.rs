@@ -12,8 +12,9 @@ use jobq::{JobId, JobState};
 use jobq_tests::faulty::{aborts, blocks, bystander, decodes_badly, hogs_a_connection, once};
 use jobq_tests::proxy::Proxy;
 use jobq_tests::{
-    InProcess, TestDb, dedup, record, sigterm, spawn_worker_process_with_lease, state_of,
-    test_worker, wait_exit, wait_for_listeners, wait_until,
+    InProcess, TestDb, buffers_touched, dedup, explain_buffers, record, sigterm,
+    spawn_worker_process_with_lease, state_of, test_worker, wait_exit, wait_for_listeners,
+    wait_until,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
@@ -44,24 +45,14 @@ async fn rescue_passes(db: &TestDb, n: usize) {
 /// Shared buffers (hit + read) that one claim of `limit` `record` jobs of the
 /// `default` queue touches, by `EXPLAIN (ANALYZE, BUFFERS)`, rolled back.
 async fn claim_buffers(db: &TestDb, limit: i64) -> i64 {
-    let mut tx = db.pool.begin().await.unwrap();
-    let explain = format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
-        jobq::__private::CLAIM_SQL
-    );
-    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+    let explain = explain_buffers(jobq::__private::CLAIM_SQL)
         .bind("default")
         .bind(vec!["record".to_owned(), "typed".to_owned()])
         .bind(limit)
         .bind(-1i64)
         .bind(chrono::Utc::now())
-        .bind(false)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    let top = &plan[0]["Plan"];
-    top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
+        .bind(false);
+    buffers_touched(&db.pool, explain).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

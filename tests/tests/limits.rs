@@ -10,8 +10,8 @@ use jobq_tests::limited::{
     create_limit_runs, five_at_once, hundred_a_second, in_limited_queue, one_per_user, two_at_once,
 };
 use jobq_tests::{
-    InProcess, TestDb, spawn_worker_process_with_lease, state_of, test_worker, wait_for_listeners,
-    wait_until,
+    InProcess, TestDb, keep_statistics, spawn_worker_process_with_lease, state_of, test_worker,
+    wait_for_listeners, wait_until,
 };
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
@@ -213,14 +213,7 @@ async fn the_partition_list_reads_one_entry_per_partition_under_stale_statistics
     .execute(&db.pool)
     .await
     .unwrap();
-    sqlx::query("ANALYZE jobq_jobs")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query("ALTER TABLE jobq_jobs SET (autovacuum_enabled = false)")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    keep_statistics(&db.pool).await;
     enqueue_users(&db, 1_000..1_001, 10_000, 10).await;
     enqueue_users(&db, 0..49, 40, 10).await;
     let before = ready_index_reads(&db).await;
