@@ -214,6 +214,32 @@ pub async fn wait_drained(pool: &PgPool, every: Duration, limit: Duration) -> an
     }
 }
 
+/// Waits until `procs` workers are registered and none of the worker
+/// processes' sessions (`jobq-bench-worker`) is running a statement, seen on
+/// three polls 20 ms apart; fails after `limit`. Their producers then sleep
+/// on the paused queue, and the start-up reads (metrics sample, rescue pass)
+/// are done.
+pub async fn wait_started(pool: &PgPool, procs: usize, limit: Duration) -> anyhow::Result<()> {
+    const QUIET: &str = "SELECT (SELECT count(*) FROM jobq_workers) >= $1
+                           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                                           WHERE application_name = 'jobq-bench-worker'
+                                             AND state <> 'idle')";
+    let start = Instant::now();
+    let mut quiet = 0;
+    while quiet < 3 {
+        let now: bool = sqlx::query_scalar(QUIET)
+            .bind(procs as i64)
+            .fetch_one(pool)
+            .await?;
+        quiet = if now { quiet + 1 } else { 0 };
+        if start.elapsed() > limit {
+            bail!("{procs} worker processes did not start within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// The largest job id so far (0 for an empty table).
 pub async fn max_id(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(

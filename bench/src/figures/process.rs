@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use super::enqueue::enqueue_kind_in_batches;
 use crate::db::{self, FigureDb};
-use crate::jobs::Kind;
+use crate::jobs::{Kind, QUEUE};
 use crate::report::Rounds;
 use crate::{Ctx, progress, sql};
 
@@ -267,12 +267,26 @@ pub async fn drain(
             kind,
             prometheus,
         } => {
+            // The queue is paused while the workers start (register, open
+            // their services, find nothing and sleep), so the clock times
+            // finishing jobs, not starting 16 processes on 2 cores.
+            jobq::pause_queue(&db.pool, QUEUE).await?;
             let mut workers = spawn_workers(ctx, db, procs, concurrency, kind, prometheus).await?;
-            let start = Instant::now();
+            let starting = Instant::now();
             for w in &mut workers {
                 w.stdin.write_all(b"go\n").await?;
                 w.stdin.flush().await?;
             }
+            db::wait_started(&db.pool, procs, Duration::from_secs(60)).await?;
+            progress(
+                ctx,
+                format!(
+                    "  {procs} worker process(es) started in {:.2}s",
+                    starting.elapsed().as_secs_f64()
+                ),
+            );
+            let start = Instant::now();
+            jobq::resume_queue(&db.pool, QUEUE).await?;
             db::wait_drained(
                 &db.pool,
                 Duration::from_millis(20),
