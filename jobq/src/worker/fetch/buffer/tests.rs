@@ -49,7 +49,7 @@ fn the_start_rate_sizes_the_prefetch() {
 }
 
 #[test]
-fn a_claim_is_worth_it_for_an_idle_slot_or_half_the_capacity() {
+fn a_claim_is_worth_it_for_an_idle_slot_or_a_buffer_down_to_a_quarter() {
     let mut held = Holdings::new(4);
     let t0 = Instant::now();
     assert_eq!(
@@ -71,7 +71,7 @@ fn a_claim_is_worth_it_for_an_idle_slot_or_half_the_capacity() {
             buffered: true
         }
     );
-    // Half of it free (the slots busy, the buffer empty): claim.
+    // The slots busy, the buffer empty: claim.
     held.buffer.clear();
     assert_eq!(held.room(4).free, 4);
     assert!(held.room(4).worth_claiming);
@@ -79,6 +79,15 @@ fn a_claim_is_worth_it_for_an_idle_slot_or_half_the_capacity() {
     held.buffer_claimed(vec![job(4, 0), job(5, 0), job(6, 0), job(7, 0)], 0, t0);
     assert_eq!(held.room(4).free, 0);
     assert!(!held.room(4).worth_claiming);
+    // A prefetch of 400: 101 buffered jobs are enough to wait on, 100 are a
+    // quarter of it, so the claim takes the other three quarters.
+    held.buffer.clear();
+    held.buffer_claimed((10..111).map(|id| job(id, 0)).collect(), 0, t0);
+    assert_eq!(held.room(400).free, 299);
+    assert!(!held.room(400).worth_claiming);
+    held.buffer.pop_back();
+    assert_eq!(held.room(400).free, 300);
+    assert!(held.room(400).worth_claiming);
 }
 
 #[test]
