@@ -17,7 +17,7 @@ pub(crate) struct Config {
     pub shutdown_grace: Duration,
     pub backoff: Backoff,
     pub default_timeout: Option<Duration>,
-    pub timeout_grace: Duration,
+    pub cancel_grace: Duration,
     pub retention: Retention,
     /// How often the gauges are sampled.
     pub metrics_interval: Duration,
@@ -32,7 +32,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             backoff: Backoff::default(),
             default_timeout: None,
-            timeout_grace: Duration::from_secs(1),
+            cancel_grace: Duration::from_secs(1),
             retention: Retention::default(),
             metrics_interval: crate::metrics::sampler::DEFAULT_INTERVAL,
         }

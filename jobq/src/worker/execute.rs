@@ -163,7 +163,7 @@ pub(crate) async fn attempt_once(
         Ok(Err(e @ RunError::MissingState(_))) => Outcome::failed(e.to_string(), "error"),
         Ok(Ok(fut)) => {
             let timeout = def.timeout.or(shared.config.default_timeout);
-            supervise(fut, timeout, &handle, shared.config.timeout_grace).await
+            supervise(fut, timeout, &handle, shared.config.cancel_grace).await
         }
     };
     shared.running.remove(job.id);

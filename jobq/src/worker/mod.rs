@@ -148,6 +148,17 @@ impl Worker {
         self
     }
 
+    /// How long a handler has to return once its cancellation token fires
+    /// (its timeout, `jobq::cancel`, or a shutdown past its grace) before its
+    /// future is dropped (default 1 s). A handler that returns `Ok` within it
+    /// has completed and does not run again; a shutdown can take this much
+    /// longer than [`shutdown_grace`](Worker::shutdown_grace). Zero drops the
+    /// future as soon as the token fires.
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.config.cancel_grace = grace;
+        self
+    }
+
     /// How long failed jobs wait before they run again.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.config.backoff = backoff;
