@@ -85,6 +85,13 @@ pub use crate::store::CLAIM_SQL;
 /// The rescue's statements, for the test that reads their plans.
 pub use crate::store::{LOST_SQL, RESCUE_SQL};
 
+/// The completion of attempts and the mark of a suspect's start, for the
+/// tests that read their plans.
+pub use crate::store::{COMPLETE_SQL, MARK_STARTED_SQL};
+
+/// The pruner's batch delete, for the test that reads its plan.
+pub use crate::store::DELETE_PRUNABLE;
+
 /// The channel enqueues notify and the first key of the queues' wake
 /// locks, for the tests that watch them.
 pub use crate::store::{INSERT_CHANNEL, WAKE_LOCK_CLASS};

@@ -369,6 +369,102 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     db.cleanup().await;
 }
 
+/// A result is written by its job's id, whatever the table's statistics say.
+/// With statistics taken while no job ran, the planner guessed one running
+/// job for the worker and read all the worker's running jobs through
+/// `jobq_jobs_running` to write each result: a completion cost as much as
+/// the worker ran jobs (424 buffers to complete one job of a worker running
+/// 1,000), on every completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_is_written_by_id_whatever_the_statistics_say() {
+    let db = TestDb::new("finish_by_id").await;
+    let (me, other): (i64, i64) = sqlx::query_as(
+        "WITH w AS (
+            INSERT INTO jobq_workers (host, pid, queues, lease_ms)
+            VALUES ('me', 1, '{elsewhere}', 3600000), ('other', 2, '{elsewhere}', 3600000)
+            RETURNING id, host)
+         SELECT (SELECT id FROM w WHERE host = 'me'), (SELECT id FROM w WHERE host = 'other')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // 20,000 jobs waiting when the table is analyzed, then claimed by two
+    // workers, turn about: 10,000 running for each. Their queue is nobody's.
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts)
+         SELECT 'record', 'elsewhere', jsonb_build_object('n', i), 3
+         FROM generate_series(1, 20000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    keep_statistics(&db.pool).await;
+    sqlx::query(
+        "UPDATE jobq_jobs SET state = 'running', attempt = 1, attempted_at = now(),
+             attempted_by = CASE WHEN id % 2 = 0 THEN $1 ELSE $2 END",
+    )
+    .bind(me)
+    .bind(other)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM jobq_jobs WHERE attempted_by = $1 ORDER BY id LIMIT 50")
+            .bind(me)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    // A dozen buffers or so per job written (its key, its row, the new
+    // version and its index entries). Reading the worker's running jobs
+    // costs hundreds, whatever the batch.
+    let one = buffers_touched(
+        &db.pool,
+        explain_buffers(jobq::__private::COMPLETE_SQL)
+            .bind(me)
+            .bind(&ids[..1])
+            .bind(vec![1i32]),
+    )
+    .await;
+    let started = buffers_touched(
+        &db.pool,
+        explain_buffers(jobq::__private::MARK_STARTED_SQL)
+            .bind(ids[0])
+            .bind(me)
+            .bind(1i32),
+    )
+    .await;
+    assert!(
+        one < 50 && started < 50,
+        "completing one job read {one} buffers, marking its start {started}"
+    );
+
+    // The statement still writes what it should, and only that.
+    let written = sqlx::query(jobq::__private::COMPLETE_SQL)
+        .bind(me)
+        .bind(&ids)
+        .bind(vec![1i32; ids.len()])
+        .execute(&db.pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(written, 50);
+    let refused = sqlx::query(jobq::__private::COMPLETE_SQL)
+        .bind(other)
+        .bind(vec![ids[0] + 1])
+        .bind(vec![2i32])
+        .execute(&db.pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(refused, 0, "another attempt's result is refused");
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed'")
+            .await,
+        50
+    );
+    db.cleanup().await;
+}
+
 /// A pass takes back at most 10,000 jobs (a pass over millions would outlive
 /// its statement timeout and never finish); more are taken by the passes
 /// after it, each job once.

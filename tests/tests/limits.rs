@@ -10,8 +10,8 @@ use jobq_tests::limited::{
     create_limit_runs, five_at_once, hundred_a_second, in_limited_queue, one_per_user, two_at_once,
 };
 use jobq_tests::{
-    InProcess, TestDb, keep_statistics, spawn_worker_process_with_lease, state_of, test_worker,
-    wait_for_listeners, wait_until,
+    InProcess, TestDb, buffers_touched, explain_buffers, keep_statistics,
+    spawn_worker_process_with_lease, state_of, test_worker, wait_for_listeners, wait_until,
 };
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_test-worker");
@@ -238,6 +238,101 @@ async fn the_partition_list_reads_one_entry_per_partition_under_stale_statistics
     assert!(
         read < claims * 1_000,
         "{read} entries of jobq_jobs_ready read by {claims} claims"
+    );
+    db.cleanup().await;
+}
+
+/// A claim reads one entry for its queue's next due time, whatever the
+/// statistics say. With the table analyzed before jobs were scheduled for
+/// later, the limited claim read `min(scheduled_at)` by aggregating every
+/// future job of the queue: 200,000 of them cost every claim 4,400 buffers
+/// and 55 ms, for the one it needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_due_time_reads_one_entry_under_stale_statistics() {
+    let _server = SERVER.read().await;
+    let db = TestDb::new("limit_next_due").await;
+    let worker: i64 = sqlx::query_scalar(
+        "INSERT INTO jobq_workers (host, pid, queues, lease_ms)
+         VALUES ('me', 1, '{later}', 3600000) RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // Statistics from a queue where 2,000 jobs of a limited kind wait, none
+    // for a future time; then 50,000 more are scheduled for later.
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, limit_key)
+         SELECT 'capped', 'later', '{}', 3, 'capped ' FROM generate_series(1, 2000)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    keep_statistics(&db.pool).await;
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, limit_key, state, scheduled_at)
+         SELECT 'capped', 'later', '{}', 3, 'capped ', 'scheduled',
+                now() + interval '1 hour' + i * interval '1 second'
+         FROM generate_series(1, 50000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // A claim of 8 jobs of the kind (5 at once at most), as a worker whose
+    // queue has only limited kinds makes it: it reads the next due time
+    // itself. Measured on one session, the second time, so that planning
+    // the function's statements (catalog reads) is not counted.
+    let session = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let claim = || {
+        explain_buffers(
+            "SELECT * FROM jobq_claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), false)",
+        )
+        .bind("later")
+        .bind(vec!["capped"])
+        .bind(vec![Some("capped")])
+        .bind(vec![None::<&str>])
+        .bind(vec![Some(5i32)])
+        .bind(vec![None::<i32>])
+        .bind(vec![None::<i64>])
+        .bind(8i32)
+        .bind(worker)
+    };
+    buffers_touched(&session, claim()).await;
+    let limited = buffers_touched(&session, claim()).await;
+    let plain = buffers_touched(
+        &session,
+        explain_buffers(jobq::__private::CLAIM_SQL)
+            .bind("later")
+            .bind(vec!["other"])
+            .bind(8i64)
+            .bind(worker)
+            .bind(chrono::Utc::now())
+            .bind(false),
+    )
+    .await;
+    session.close().await;
+    // About 100 buffers for the limited claim's own work (its locks'
+    // counts, a partition, 5 jobs) and 10 for the plain claim's; reading
+    // the future jobs costs over 1,000.
+    assert!(
+        limited < 400 && plain < 100,
+        "the limited claim read {limited} buffers, the plain claim {plain}"
+    );
+    // The same answer: the first future job is due in about an hour.
+    let next: f64 = sqlx::query_scalar(
+        "SELECT next_due_ms FROM jobq_claim_limited('later', '{capped}', '{capped}', '{NULL}',
+                '{5}', '{NULL}', '{NULL}', 8, $1, now(), false) LIMIT 1",
+    )
+    .bind(worker)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        (3_600_000.0..3_700_000.0).contains(&next),
+        "next due in {next} ms"
     );
     db.cleanup().await;
 }

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use jobq::{Error, JobState, Keep, Retention};
-use jobq_tests::{InProcess, TestDb, record, test_worker, wait_until};
+use jobq_tests::{
+    InProcess, TestDb, buffers_touched, keep_statistics, record, test_worker, wait_until,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -210,6 +212,77 @@ async fn one_pass_at_start_prunes_batch_after_batch() {
     .await;
     worker.stop().await.unwrap();
     assert_eq!(ids_left(&db, &[recent]).await, vec![recent]);
+    db.cleanup().await;
+}
+
+/// A batch reads the rows it deletes, however many wait to be pruned. Its
+/// generic plan (which the pool's connections take after five runs when it
+/// looks cheaper, as it did with fresh statistics too) once hashed the
+/// batch and read every row past its retention to find it: 500,000 rows,
+/// 270 ms, per batch of 10,000, and as much per batch of 10 after a
+/// time-out. Run here as a generic plan, with statistics taken while few
+/// jobs had finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_batch_reads_its_own_rows_whatever_the_backlog() {
+    let db = TestDb::new("prune_generic").await;
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts)
+         SELECT 'record', 'parked', '{\"n\": 0}', 5 FROM generate_series(1, 2000)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    keep_statistics(&db.pool).await;
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts, state, attempt, finalized_at)
+         SELECT 'record', 'parked', '{\"n\": 0}', 5, 'completed', 1,
+                now() - interval '2 days' + i * interval '1 ms'
+         FROM generate_series(1, 100000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // One session, whose prepared statements run their generic plan.
+    let session = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET plan_cache_mode = force_generic_plan;
+         PREPARE prune (text, int8, int8, int8) AS {};",
+        jobq::__private::DELETE_PRUNABLE
+    )))
+    .execute(&session)
+    .await
+    .unwrap();
+    // The pruner's smallest batch, 10 rows: about 50 buffers (the index's
+    // first entries, each row by its key). Reading the backlog costs
+    // thousands.
+    let small = buffers_touched(
+        &session,
+        sqlx::query_scalar(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+             EXECUTE prune('completed', 86400000, 3600000, 10)",
+        ),
+    )
+    .await;
+    assert!(small < 500, "a batch of 10 read {small} buffers");
+    // And it deletes what it should: the 10 oldest.
+    let deleted = sqlx::query("EXECUTE prune('completed', 86400000, 3600000, 10)")
+        .execute(&session)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 10);
+    session.close().await;
+    // (Ids 1 to 2,000 wait; 2,001 on finished first.)
+    assert_eq!(
+        db.count("SELECT count(*) FROM jobq_jobs WHERE state = 'completed' AND id <= 2010")
+            .await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 101_990);
     db.cleanup().await;
 }
 

@@ -278,6 +278,13 @@ pub(crate) async fn release_lost_claims(
     Ok(done.rows_affected())
 }
 
+/// What [`mark_started`] runs: `$1` job, `$2` worker, `$3` attempt. By id:
+/// `state` is compared as text so that no plan reads the worker's running
+/// jobs through `jobq_jobs_running` instead (see `fenced!` in `finish.rs`).
+/// Reachable from `__private` for the tests.
+pub const MARK_STARTED_SQL: &str = "UPDATE jobq_jobs SET started_attempt = $3
+         WHERE id = $1 AND attempt = $3 AND attempted_by = $2 AND state::text = 'running'";
+
 /// Records that this worker starts attempt `attempt` of suspect job `id`
 /// (see [`SUSPECT_LOST_ATTEMPTS`](super::SUSPECT_LOST_ATTEMPTS)), so that losing it counts.
 pub(crate) async fn mark_started(
@@ -286,14 +293,11 @@ pub(crate) async fn mark_started(
     id: i64,
     attempt: i32,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE jobq_jobs SET started_attempt = $3
-         WHERE id = $1 AND attempt = $3 AND attempted_by = $2 AND state = 'running'",
-    )
-    .bind(id)
-    .bind(worker_id)
-    .bind(attempt)
-    .execute(conn)
-    .await?;
+    sqlx::query(MARK_STARTED_SQL)
+        .bind(id)
+        .bind(worker_id)
+        .bind(attempt)
+        .execute(conn)
+        .await?;
     Ok(())
 }

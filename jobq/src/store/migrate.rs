@@ -184,6 +184,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0017_limited_waiting_index.sql",
         sql: include_str!("../../migrations/0017_limited_waiting_index.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_next_due_first_entry.sql",
+        sql: include_str!("../../migrations/0018_next_due_first_entry.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.

@@ -59,11 +59,19 @@ macro_rules! notify_if_asleep {
 
 /// The SQL expression for how long, in milliseconds (float8), until the next
 /// future job of the queue `$1` is due; null when there is none.
+///
+/// The first entry of `jobq_jobs_due` past now, in its order, rather than
+/// `min(scheduled_at)`: with statistics taken while the queue had no future
+/// job, PostgreSQL costed the aggregate over every future job as cheap as
+/// reading the first, and may take it; no plan of `ORDER BY .. LIMIT 1`
+/// costs less than the index's order (see migration 18).
 macro_rules! next_due_sql {
     () => {
-        "SELECT (extract(epoch FROM min(scheduled_at) - now()) * 1000)::float8
+        "SELECT (extract(epoch FROM scheduled_at - now()) * 1000)::float8
          FROM jobq_jobs
-         WHERE queue = $1 AND state IN ('scheduled', 'retryable') AND scheduled_at > now()"
+         WHERE queue = $1 AND state IN ('scheduled', 'retryable') AND scheduled_at > now()
+         ORDER BY scheduled_at
+         LIMIT 1"
     };
 }
 
@@ -315,8 +323,10 @@ pub(crate) use types::*;
 pub(crate) use wake::*;
 pub(crate) use workers::*;
 
-pub use claim::CLAIM_SQL;
+pub use claim::{CLAIM_SQL, MARK_STARTED_SQL};
+pub use finish::COMPLETE_SQL;
 pub use limits::LIMIT_LOCK_CLASS;
+pub use prune::DELETE_PRUNABLE;
 pub use results::FINISHED_CHANNEL;
 pub use workers::{LOST_SQL, MAX_LOST_ATTEMPTS, RESCUE_SQL};
 
