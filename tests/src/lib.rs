@@ -81,6 +81,17 @@ impl TestDb {
         PgConnection::connect(&self.url).await.expect("connect")
     }
 
+    /// A pool of one connection to the test database: every statement runs
+    /// on the same session, so prepared statements and their cached plans
+    /// carry over from one to the next.
+    pub async fn session(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
     /// Drops the database.
     pub async fn cleanup(self) {
         self.pool.close().await;

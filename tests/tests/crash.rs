@@ -281,29 +281,10 @@ fn rescuing_worker(db: &TestDb) -> InProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     let db = TestDb::new("rescue_linear").await;
-    let (live, dead): (i64, i64) = sqlx::query_as(
-        "WITH w AS (
-            INSERT INTO jobq_workers (host, pid, queues, heartbeat_at, lease_ms)
-            VALUES ('alive', 1, '{elsewhere}', now(), 3600000),
-                   ('gone', 2, '{elsewhere}', now() - interval '1 hour', 1000)
-            RETURNING id, host)
-         SELECT (SELECT id FROM w WHERE host = 'alive'), (SELECT id FROM w WHERE host = 'gone')",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
     // 3,000 jobs waiting when the table is analyzed, then claimed: 2,000 by
     // the live worker, 1,000 by the dead one. Their queue is not the test
     // worker's, so rescued jobs stay `available`.
-    sqlx::query(
-        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts)
-         SELECT 'record', 'elsewhere', jsonb_build_object('n', i), 3
-         FROM generate_series(1, 3000) AS i",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    keep_statistics(&db.pool).await;
+    let (live, dead) = analyzed_while_waiting(&db, 3000, ("1 hour", 1000)).await;
     sqlx::query(
         "UPDATE jobq_jobs SET state = 'running', attempt = 1, attempted_at = now(),
              attempted_by = CASE WHEN id % 3 = 0 THEN $2 ELSE $1 END",
@@ -369,6 +350,38 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
     db.cleanup().await;
 }
 
+/// Two workers' rows and `jobs` jobs waiting on a queue neither runs
+/// (`elsewhere`), the table analyzed then and its statistics kept (see
+/// [`keep_statistics`]); the tests then make the jobs run. The first worker
+/// is live; the second's heartbeat is `second.0` (an interval) old and its
+/// lease `second.1` ms. Returns the workers' ids.
+async fn analyzed_while_waiting(db: &TestDb, jobs: i64, second: (&str, i64)) -> (i64, i64) {
+    let ids = sqlx::query_as(
+        "WITH w AS (
+            INSERT INTO jobq_workers (host, pid, queues, heartbeat_at, lease_ms)
+            VALUES ('first', 1, '{elsewhere}', now(), 3600000),
+                   ('second', 2, '{elsewhere}', now() - $1::interval, $2)
+            RETURNING id, host)
+         SELECT (SELECT id FROM w WHERE host = 'first'), (SELECT id FROM w WHERE host = 'second')",
+    )
+    .bind(second.0)
+    .bind(second.1)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts)
+         SELECT 'record', 'elsewhere', jsonb_build_object('n', i), 3
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(jobs)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    keep_statistics(&db.pool).await;
+    ids
+}
+
 /// A result is written by its job's id, whatever the table's statistics say.
 /// With statistics taken while no job ran, the planner guessed one running
 /// job for the worker and read all the worker's running jobs through
@@ -378,27 +391,9 @@ async fn a_rescue_reads_each_lost_job_once_whatever_the_statistics_say() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_is_written_by_id_whatever_the_statistics_say() {
     let db = TestDb::new("finish_by_id").await;
-    let (me, other): (i64, i64) = sqlx::query_as(
-        "WITH w AS (
-            INSERT INTO jobq_workers (host, pid, queues, lease_ms)
-            VALUES ('me', 1, '{elsewhere}', 3600000), ('other', 2, '{elsewhere}', 3600000)
-            RETURNING id, host)
-         SELECT (SELECT id FROM w WHERE host = 'me'), (SELECT id FROM w WHERE host = 'other')",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
     // 20,000 jobs waiting when the table is analyzed, then claimed by two
-    // workers, turn about: 10,000 running for each. Their queue is nobody's.
-    sqlx::query(
-        "INSERT INTO jobq_jobs (kind, queue, args, max_attempts)
-         SELECT 'record', 'elsewhere', jsonb_build_object('n', i), 3
-         FROM generate_series(1, 20000) AS i",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    keep_statistics(&db.pool).await;
+    // live workers, turn about: 10,000 running for each.
+    let (me, other) = analyzed_while_waiting(&db, 20000, ("0", 3_600_000)).await;
     sqlx::query(
         "UPDATE jobq_jobs SET state = 'running', attempt = 1, attempted_at = now(),
              attempted_by = CASE WHEN id % 2 = 0 THEN $1 ELSE $2 END",

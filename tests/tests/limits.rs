@@ -281,11 +281,7 @@ async fn the_next_due_time_reads_one_entry_under_stale_statistics() {
     // queue has only limited kinds makes it: it reads the next due time
     // itself. Measured on one session, the second time, so that planning
     // the function's statements (catalog reads) is not counted.
-    let session = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let session = db.session().await;
     let claim = || {
         explain_buffers(
             "SELECT * FROM jobq_claim_limited($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), false)",

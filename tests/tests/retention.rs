@@ -243,11 +243,7 @@ async fn a_prune_batch_reads_its_own_rows_whatever_the_backlog() {
     .await
     .unwrap();
     // One session, whose prepared statements run their generic plan.
-    let session = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let session = db.session().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SET plan_cache_mode = force_generic_plan;
          PREPARE prune (text, int8, int8, int8) AS {};",
