@@ -214,26 +214,30 @@ pub async fn wait_drained(pool: &PgPool, every: Duration, limit: Duration) -> an
     }
 }
 
-/// Waits until `procs` workers are registered and none of the worker
-/// processes' sessions (`jobq-bench-worker`) is running a statement, seen on
-/// three polls 20 ms apart; fails after `limit`. Their producers then sleep
-/// on the paused queue, and the start-up reads (metrics sample, rescue pass)
-/// are done.
-pub async fn wait_started(pool: &PgPool, procs: usize, limit: Duration) -> anyhow::Result<()> {
-    const QUIET: &str = "SELECT (SELECT count(*) FROM jobq_workers) >= $1
+/// Waits until the worker processes `pids` are all registered and none of
+/// the worker processes' sessions on this database (`jobq-bench-worker`) is
+/// running a statement or still starting, seen on three polls 20 ms apart;
+/// fails after `limit`. Their producers then sleep on the paused queue, and
+/// the start-up reads (metrics sample, rescue pass) are done. Registered
+/// rows are matched by pid: a figure may leave a row of its own (the claim
+/// probe's worker) in the table.
+pub async fn wait_started(pool: &PgPool, pids: &[i32], limit: Duration) -> anyhow::Result<()> {
+    const QUIET: &str = "SELECT (SELECT count(DISTINCT pid) FROM jobq_workers
+                                 WHERE pid = ANY($1)) = cardinality($1)
                            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity
                                            WHERE application_name = 'jobq-bench-worker'
-                                             AND state <> 'idle')";
+                                             AND datname = current_database()
+                                             AND state IS DISTINCT FROM 'idle')";
     let start = Instant::now();
     let mut quiet = 0;
     while quiet < 3 {
-        let now: bool = sqlx::query_scalar(QUIET)
-            .bind(procs as i64)
-            .fetch_one(pool)
-            .await?;
+        let now: bool = sqlx::query_scalar(QUIET).bind(pids).fetch_one(pool).await?;
         quiet = if now { quiet + 1 } else { 0 };
         if start.elapsed() > limit {
-            bail!("{procs} worker processes did not start within {limit:?}");
+            bail!(
+                "{} worker processes did not start within {limit:?}",
+                pids.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -277,7 +277,12 @@ pub async fn drain(
                 w.stdin.write_all(b"go\n").await?;
                 w.stdin.flush().await?;
             }
-            db::wait_started(&db.pool, procs, Duration::from_secs(60)).await?;
+            let pids: Vec<i32> = workers
+                .iter()
+                .map(|w| w.child.id().context("a worker process's pid"))
+                .map(|pid| pid.map(|p| p as i32))
+                .collect::<anyhow::Result<_>>()?;
+            db::wait_started(&db.pool, &pids, Duration::from_secs(60)).await?;
             progress(
                 ctx,
                 format!(
