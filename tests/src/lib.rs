@@ -286,6 +286,13 @@ impl InProcess {
         let _ = self.stop.send(());
         self.task.await.expect("worker task panicked")
     }
+
+    /// Drops the worker without a shutdown, for a worker whose handler would
+    /// hold a graceful one: the tasks it started end with the test's
+    /// runtime, and [`TestDb::cleanup`] closes their connections.
+    pub fn abandon(self) {
+        self.task.abort();
+    }
 }
 
 /// A worker process (the `test-worker` binary) on `url`.
@@ -410,6 +417,15 @@ pub async fn work(db: State<PgPool>, ctx: JobContext, millis: u64) -> Result<(),
 /// Overruns its 300 ms timeout, ignoring its token.
 #[job(timeout = "300ms", retries = 0)]
 pub async fn overruns(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
+    record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+/// Records its start, then runs for ten minutes, ignoring its token: only
+/// dropping its future stops it.
+#[job(retries = 3)]
+pub async fn ignores_its_token(db: State<PgPool>, ctx: JobContext) -> Result<(), sqlx::Error> {
     record_run(&db, &ctx, "started", serde_json::Value::Null).await?;
     tokio::time::sleep(Duration::from_secs(600)).await;
     Ok(())

@@ -12,7 +12,7 @@ use jobq::{JobId, JobState};
 use jobq_tests::faulty::{aborts, blocks, bystander, decodes_badly, hogs_a_connection, once};
 use jobq_tests::proxy::Proxy;
 use jobq_tests::{
-    InProcess, TestDb, buffers_touched, dedup, explain_buffers, record, sigterm,
+    InProcess, TestDb, buffers_touched, dedup, explain_buffers, ignores_its_token, record, sigterm,
     spawn_worker_process_with_lease, state_of, test_worker, wait_exit, wait_for_listeners,
     wait_until,
 };
@@ -277,6 +277,53 @@ async fn unique_keys_of_any_length_hold() {
     assert_eq!(many[0], a);
     assert_ne!(many[1], a);
     assert_eq!(db.count("SELECT count(*) FROM jobq_jobs").await, 3);
+    db.cleanup().await;
+}
+
+/// A worker taken for dead has had its jobs given to others: a handler it
+/// still runs is dropped within a second of its token, however long the
+/// grace a cancelled handler gets otherwise, so that two attempts of a job
+/// do not run side by side for that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_stops_its_handlers_within_a_second_whatever_the_grace() {
+    let db = TestDb::new("lease_lost_grace").await;
+    let worker = InProcess::start(
+        test_worker(&db.pool)
+            .cancel_grace(Duration::from_secs(600))
+            .lease_timeout(Duration::from_secs(2))
+            .heartbeat_interval(Duration::from_millis(500)),
+    );
+    let id = ignores_its_token::enqueue(&db.pool, ignores_its_token::Args {})
+        .await
+        .unwrap();
+    let started = || db.count("SELECT count(*) FROM test_runs WHERE event = 'started'");
+    wait_until("the job to start", DEADLINE, || async {
+        started().await == 1
+    })
+    .await;
+    // Taken for dead (no rescue here: the row still names this worker). Its
+    // next heartbeat finds its row gone, interrupts the attempt and
+    // registers again; the attempt, dropped, goes back to `available`
+    // without counting, and the worker claims it once more.
+    sqlx::query("DELETE FROM jobq_workers")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Half a second to the next beat and a second of grace, against the
+    // ten minutes the grace would give: 30 s is plenty for a busy machine.
+    wait_until(
+        "the interrupted attempt to be dropped and the job to start again",
+        Duration::from_secs(30),
+        || async { started().await == 2 },
+    )
+    .await;
+    assert_eq!(
+        state_of(&db.pool, id).await,
+        "running",
+        "the job runs again"
+    );
+    // A graceful stop would give the handler its ten minutes.
+    worker.abandon();
     db.cleanup().await;
 }
 

@@ -170,6 +170,11 @@ pub(crate) async fn attempt_once(
     outcome
 }
 
+/// The longest an attempt interrupted by a lost lease is let run after its
+/// token fires, whatever [`Worker::cancel_grace`](crate::Worker::cancel_grace)
+/// says.
+const LEASE_LOST_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs the handler to its end, its timeout, or its cancellation. A timed-out
 /// or cancelled handler sees its token fire and gets `grace` to return before
 /// its future is dropped. A handler that completes within that grace after a
@@ -204,6 +209,14 @@ async fn supervise(
             }
         }
         _ = cancel.cancelled() => {
+            // The worker lost its lease: its jobs were given to other
+            // workers, so the attempt runs beside another one for as long
+            // as it is let run. However long the grace, at most a second.
+            let grace = if handle.lease_was_lost() {
+                grace.min(LEASE_LOST_GRACE)
+            } else {
+                grace
+            };
             let finished = tokio::time::timeout(grace, &mut fut).await;
             match finished.map(from_result) {
                 Ok(done) if done.is_completed() => done,

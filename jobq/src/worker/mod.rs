@@ -151,9 +151,12 @@ impl Worker {
     /// How long a handler has to return once its cancellation token fires
     /// (its timeout, `jobq::cancel`, or a shutdown past its grace) before its
     /// future is dropped (default 1 s). A handler that returns `Ok` within it
-    /// has completed and does not run again; a shutdown can take this much
-    /// longer than [`shutdown_grace`](Worker::shutdown_grace). Zero drops the
-    /// future as soon as the token fires.
+    /// has completed and does not run again. A shutdown can take this much
+    /// longer than [`shutdown_grace`](Worker::shutdown_grace), and the worker
+    /// keeps its lease meanwhile: a handler that ignores its token holds the
+    /// shutdown for all of it. Zero drops the future as soon as the token
+    /// fires. When the worker has lost its lease (its jobs were given to
+    /// other workers), a handler gets at most one second, whatever this says.
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.config.cancel_grace = grace;
         self

@@ -24,11 +24,20 @@ pub(crate) struct Handle {
     pub token: CancellationToken,
     /// Set when the stop is a cancellation request rather than shutdown.
     pub cancel_requested: Arc<AtomicBool>,
+    /// Set when the stop is the worker's lost lease (see
+    /// [`RunningJobs::interrupt_all`]).
+    lease_lost: Arc<AtomicBool>,
 }
 
 impl Handle {
     pub(crate) fn was_cancel_requested(&self) -> bool {
         self.cancel_requested.load(Ordering::SeqCst)
+    }
+
+    /// Whether the attempt was stopped because the worker lost its lease:
+    /// its job may already run elsewhere.
+    pub(crate) fn lease_was_lost(&self) -> bool {
+        self.lease_lost.load(Ordering::SeqCst)
     }
 }
 
@@ -50,6 +59,7 @@ impl RunningJobs {
         let handle = Handle {
             token,
             cancel_requested: Arc::new(AtomicBool::new(false)),
+            lease_lost: Arc::new(AtomicBool::new(false)),
         };
         let mut inner = self.0.lock().expect("running jobs");
         if inner.early.remove(&id).is_some() {
@@ -72,6 +82,7 @@ impl RunningJobs {
     /// its lease, and the rescuer gave their jobs to other workers.
     pub(crate) fn interrupt_all(&self) {
         for h in self.0.lock().expect("running jobs").running.values() {
+            h.lease_lost.store(true, Ordering::SeqCst);
             h.token.cancel();
         }
     }
