@@ -214,13 +214,21 @@ macro_rules! key_holds {
 
 /// A finished row the pruner may delete once old enough: the predicate of
 /// `jobq_jobs_prunable` (migration 3), word for word so that the planner
-/// matches it. Every finished row but those [`finished_held!`] picks.
+/// matches it. Every finished row but those [`finished_held!`] picks. With
+/// `"state::text"`, the same rows in words no partial index's predicate
+/// follows from (see `delete_batch!` in `prune.rs`).
 macro_rules! prunable_rows {
     () => {
-        "state IN ('completed', 'discarded', 'cancelled')
+        prunable_rows!("state")
+    };
+    ($state:literal) => {
+        concat!(
+            $state,
+            " IN ('completed', 'discarded', 'cancelled')
           AND (unique_key IS NULL
                OR (unique_states & jobq_state_bit(state)) = 0
                OR (unique_states & 128) <> 0)"
+        )
     };
 }
 

@@ -10,15 +10,24 @@ use super::{CRON_TICK_MIN_KEEP_MS, Lock};
 /// Which rows a batch may delete: `$1` state, `$2` its retention in ms, `$3`
 /// the least a cron tick is kept. The inner select needs it to walk
 /// `jobq_jobs_prunable` (migration 3), whose predicate it repeats word for
-/// word; the delete repeats it so that a row changed meanwhile is checked
-/// again.
+/// word; the delete checks it again (`prunable!(as_text)`, see
+/// [`delete_batch!`]) so that a row changed meanwhile is checked again.
 macro_rules! prunable {
     () => {
+        prunable!("state", "$1::jobq_state")
+    };
+    (as_text) => {
+        prunable!("state::text", "$1")
+    };
+    ($state:literal, $wanted:literal) => {
         concat!(
-            "state = $1::jobq_state
+            $state,
+            " = ",
+            $wanted,
+            "
               AND finalized_at < now() - $2 * interval '1 millisecond'
               AND ",
-            prunable_rows!(),
+            prunable_rows!($state),
             " AND (unique_key IS NULL OR (unique_states & 128) = 0
                    OR finalized_at < now() - $3 * interval '1 millisecond')"
         )
@@ -30,50 +39,36 @@ macro_rules! prunable {
 /// key is kept. The inner select walks `jobq_jobs_window_ended` (migration
 /// 4), whose predicate it repeats, by `finalized_at` like the other batch,
 /// so a pass steps over no row within its retention; these are the rows
-/// `prunable!` leaves out because their key holds.
+/// `prunable!` leaves out because their key holds. `as_text` as for
+/// [`prunable!`].
 macro_rules! window_ended {
     () => {
-        "state = $1::jobq_state
+        window_ended!("state", "$1::jobq_state")
+    };
+    (as_text) => {
+        window_ended!("state::text", "$1")
+    };
+    ($state:literal, $wanted:literal) => {
+        concat!(
+            $state,
+            " = ",
+            $wanted,
+            "
           AND finalized_at < now() - $2 * interval '1 millisecond'
           AND unique_until IS NOT NULL
-          AND state IN ('completed', 'discarded', 'cancelled')
+          AND ",
+            $state,
+            " IN ('completed', 'discarded', 'cancelled')
           AND (unique_states & jobq_state_bit(state)) <> 0
           AND unique_until < now() - $3 * interval '1 millisecond'"
-    };
-}
-
-/// [`prunable!`] with `state` read as text, for the delete's check of the
-/// rows the batch picked: the same rows, but no partial index's predicate
-/// follows from it (see [`delete_batch!`]).
-macro_rules! prunable_checked {
-    () => {
-        "state::text = $1
-              AND finalized_at < now() - $2 * interval '1 millisecond'
-              AND state::text IN ('completed', 'discarded', 'cancelled')
-              AND (unique_key IS NULL
-                   OR (unique_states & jobq_state_bit(state)) = 0
-                   OR (unique_states & 128) <> 0)
-              AND (unique_key IS NULL OR (unique_states & 128) = 0
-                   OR finalized_at < now() - $3 * interval '1 millisecond')"
-    };
-}
-
-/// [`window_ended!`] with `state` read as text, as [`prunable_checked!`].
-macro_rules! window_ended_checked {
-    () => {
-        "state::text = $1
-          AND finalized_at < now() - $2 * interval '1 millisecond'
-          AND unique_until IS NOT NULL
-          AND state::text IN ('completed', 'discarded', 'cancelled')
-          AND (unique_states & jobq_state_bit(state)) <> 0
-          AND unique_until < now() - $3 * interval '1 millisecond'"
+        )
     };
 }
 
 /// A batch delete of the rows `$pred!()` picks (a predicate on `$1` to `$3`),
 /// the `$4` that finished first: the inner select walks the predicate's
-/// index; the delete checks each picked row again with `$checked!()`, the
-/// same predicate with `state` as text, so a row changed meanwhile is
+/// index; the delete checks each picked row again with `$pred!(as_text)`,
+/// the same predicate with `state` as text, so a row changed meanwhile is
 /// checked again.
 ///
 /// The picked rows are deleted by id through an array (`= ANY (ARRAY
@@ -91,12 +86,12 @@ macro_rules! window_ended_checked {
 /// custom plan under stale statistics read that index whole and tested
 /// each entry against the array (17 s).
 macro_rules! delete_batch {
-    ($pred:ident, $checked:ident) => {
+    ($pred:ident) => {
         concat!(
             "DELETE FROM jobq_jobs WHERE id = ANY (ARRAY (SELECT id FROM jobq_jobs WHERE ",
             $pred!(),
             " ORDER BY finalized_at LIMIT $4)) AND ",
-            $checked!()
+            $pred!(as_text)
         )
     };
 }
@@ -104,10 +99,10 @@ macro_rules! delete_batch {
 /// The batch of [`prunable!`] rows.
 ///
 /// Reachable from `__private` so that the tests read this very statement.
-pub const DELETE_PRUNABLE: &str = delete_batch!(prunable, prunable_checked);
+pub const DELETE_PRUNABLE: &str = delete_batch!(prunable);
 
 /// The batch of [`window_ended!`] rows.
-const DELETE_WINDOW_ENDED: &str = delete_batch!(window_ended, window_ended_checked);
+const DELETE_WINDOW_ENDED: &str = delete_batch!(window_ended);
 
 /// Runs one of the batch deletes above: `$1` state, `$2` its retention,
 /// `$3` the predicate's least keep, `$4` the batch's size.
