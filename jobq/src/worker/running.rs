@@ -4,7 +4,7 @@
 //! prefetch buffer) is kept until the job starts, which it then never does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,22 +22,32 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Handle {
     /// Fires when the attempt should stop (timeout, cancel, shutdown).
     pub token: CancellationToken,
-    /// Set when the stop is a cancellation request rather than shutdown.
-    pub cancel_requested: Arc<AtomicBool>,
-    /// Set when the stop is the worker's lost lease (see
-    /// [`RunningJobs::interrupt_all`]).
-    lease_lost: Arc<AtomicBool>,
+    /// Why the token fired, when others than the attempt itself fired it:
+    /// [`CANCEL_REQUESTED`], [`LEASE_LOST`] or both. Neither: its timeout
+    /// or a shutdown.
+    why: Arc<AtomicU8>,
 }
 
+/// A cancellation request for the job (`jobq::cancel`).
+const CANCEL_REQUESTED: u8 = 1;
+/// The worker lost its lease (see [`RunningJobs::interrupt_all`]).
+const LEASE_LOST: u8 = 2;
+
 impl Handle {
+    /// Fires the token, saying why.
+    fn stop(&self, why: u8) {
+        self.why.fetch_or(why, Ordering::SeqCst);
+        self.token.cancel();
+    }
+
     pub(crate) fn was_cancel_requested(&self) -> bool {
-        self.cancel_requested.load(Ordering::SeqCst)
+        self.why.load(Ordering::SeqCst) & CANCEL_REQUESTED != 0
     }
 
     /// Whether the attempt was stopped because the worker lost its lease:
     /// its job may already run elsewhere.
     pub(crate) fn lease_was_lost(&self) -> bool {
-        self.lease_lost.load(Ordering::SeqCst)
+        self.why.load(Ordering::SeqCst) & LEASE_LOST != 0
     }
 }
 
@@ -58,13 +68,11 @@ impl RunningJobs {
     pub(crate) fn insert(&self, id: i64, token: CancellationToken) -> Handle {
         let handle = Handle {
             token,
-            cancel_requested: Arc::new(AtomicBool::new(false)),
-            lease_lost: Arc::new(AtomicBool::new(false)),
+            why: Arc::default(),
         };
         let mut inner = self.0.lock().expect("running jobs");
         if inner.early.remove(&id).is_some() {
-            handle.cancel_requested.store(true, Ordering::SeqCst);
-            handle.token.cancel();
+            handle.stop(CANCEL_REQUESTED);
         }
         inner.running.insert(id, handle.clone());
         handle
@@ -82,8 +90,7 @@ impl RunningJobs {
     /// its lease, and the rescuer gave their jobs to other workers.
     pub(crate) fn interrupt_all(&self) {
         for h in self.0.lock().expect("running jobs").running.values() {
-            h.lease_lost.store(true, Ordering::SeqCst);
-            h.token.cancel();
+            h.stop(LEASE_LOST);
         }
     }
 
@@ -94,8 +101,7 @@ impl RunningJobs {
         let mut inner = self.0.lock().expect("running jobs");
         match inner.running.get(&id) {
             Some(h) => {
-                h.cancel_requested.store(true, Ordering::SeqCst);
-                h.token.cancel();
+                h.stop(CANCEL_REQUESTED);
                 true
             }
             None => {
